@@ -1,0 +1,209 @@
+"""Default configuration with Dassl's keys plus the project's ``CALIB`` namespace.
+
+Merge order used by ``train.py``: these defaults, trainer extensions
+(``trainers.config.extend_cfg``), dataset yaml, method yaml, calibration yaml,
+command-line flags, trailing ``KEY VALUE`` opts.
+"""
+import os
+
+from yacs.config import CfgNode as CN
+
+
+def default_cache_dir():
+    """Cache root: ``$CPT_CACHE_DIR`` or ``~/.cache/calibrated-prompt-tuning``.
+
+    Never inside the dataset root, which may be read-only.
+    """
+    env = os.environ.get("CPT_CACHE_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "calibrated-prompt-tuning")
+
+
+_C = CN()
+_C.VERSION = 1
+_C.OUTPUT_DIR = "./output"
+_C.RESUME = ""
+# -1 means "do not seed"; 0 is a valid seed.
+_C.SEED = -1
+_C.USE_CUDA = True
+_C.VERBOSE = True
+# Where few-shot splits, built split files, materialised worlds and feature
+# caches live. Empty: default_cache_dir().
+_C.CACHE_DIR = ""
+
+_C.INPUT = CN()
+_C.INPUT.SIZE = (224, 224)
+_C.INPUT.INTERPOLATION = "bicubic"
+_C.INPUT.TRANSFORMS = ()
+_C.INPUT.NO_TRANSFORM = False
+# CLIP's normalisation
+_C.INPUT.PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
+_C.INPUT.PIXEL_STD = [0.26862954, 0.26130258, 0.27577711]
+_C.INPUT.CROP_PADDING = 4
+_C.INPUT.RRCROP_SCALE = (0.08, 1.0)
+_C.INPUT.CUTOUT_N = 1
+_C.INPUT.CUTOUT_LEN = 16
+_C.INPUT.GN_MEAN = 0.0
+_C.INPUT.GN_STD = 0.15
+_C.INPUT.COLORJITTER_B = 0.4
+_C.INPUT.COLORJITTER_C = 0.4
+_C.INPUT.COLORJITTER_S = 0.4
+_C.INPUT.COLORJITTER_H = 0.1
+
+_C.DATASET = CN()
+_C.DATASET.ROOT = ""
+_C.DATASET.NAME = ""
+_C.DATASET.SOURCE_DOMAINS = ()
+_C.DATASET.TARGET_DOMAINS = ()
+_C.DATASET.NUM_LABELED = -1
+# -1 (or 0): all training data
+_C.DATASET.NUM_SHOTS = -1
+_C.DATASET.VAL_PERCENT = 0.1
+# "all", "base" or "new"
+_C.DATASET.SUBSAMPLE_CLASSES = "all"
+# Multi-label VOC: how "difficult" (0 in ImageSets) counts: "ignore" -> -1 (no
+# loss, not scored), "positive" -> 1, "negative" -> 0.
+_C.DATASET.VOC_DIFFICULT = "ignore"
+# Offline world variant: "cast" (downstream colour cast) or "clean".
+_C.DATASET.VARIANT = "cast"
+# Multi-label training source for caption-trained methods: "images" or "captions".
+_C.DATASET.TRAIN_SOURCE = "images"
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 4
+_C.DATALOADER.K_TRANSFORMS = 1
+_C.DATALOADER.RETURN_IMG0 = False
+_C.DATALOADER.PIN_MEMORY = True
+_C.DATALOADER.PERSISTENT_WORKERS = True
+_C.DATALOADER.TRAIN_X = CN()
+_C.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
+_C.DATALOADER.TRAIN_X.BATCH_SIZE = 32
+_C.DATALOADER.TRAIN_X.N_DOMAIN = 0
+_C.DATALOADER.TRAIN_X.N_INS = 16
+_C.DATALOADER.TRAIN_U = CN()
+_C.DATALOADER.TRAIN_U.SAME_AS_X = True
+_C.DATALOADER.TRAIN_U.SAMPLER = "RandomSampler"
+_C.DATALOADER.TRAIN_U.BATCH_SIZE = 32
+_C.DATALOADER.TRAIN_U.N_DOMAIN = 0
+_C.DATALOADER.TRAIN_U.N_INS = 16
+_C.DATALOADER.TEST = CN()
+_C.DATALOADER.TEST.SAMPLER = "SequentialSampler"
+_C.DATALOADER.TEST.BATCH_SIZE = 32
+
+_C.MODEL = CN()
+_C.MODEL.INIT_WEIGHTS = ""
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = ""
+_C.MODEL.BACKBONE.PRETRAINED = True
+# open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights
+# for Dassl names.
+_C.MODEL.BACKBONE.PRETRAINED_TAG = ""
+_C.MODEL.HEAD = CN()
+_C.MODEL.HEAD.NAME = ""
+_C.MODEL.HEAD.HIDDEN_LAYERS = ()
+_C.MODEL.HEAD.ACTIVATION = "relu"
+_C.MODEL.HEAD.BN = True
+_C.MODEL.HEAD.DROPOUT = 0.0
+
+_C.OPTIM = CN()
+_C.OPTIM.NAME = "adam"
+_C.OPTIM.LR = 0.0003
+_C.OPTIM.WEIGHT_DECAY = 5e-4
+_C.OPTIM.MOMENTUM = 0.9
+_C.OPTIM.SGD_DAMPNING = 0
+_C.OPTIM.SGD_NESTEROV = False
+_C.OPTIM.RMSPROP_ALPHA = 0.99
+_C.OPTIM.ADAM_BETA1 = 0.9
+_C.OPTIM.ADAM_BETA2 = 0.999
+_C.OPTIM.STAGED_LR = False
+_C.OPTIM.NEW_LAYERS = ()
+_C.OPTIM.BASE_LR_MULT = 0.1
+# "single_step", "multi_step" or "cosine"
+_C.OPTIM.LR_SCHEDULER = "single_step"
+_C.OPTIM.STEPSIZE = (-1,)
+_C.OPTIM.GAMMA = 0.1
+_C.OPTIM.MAX_EPOCH = 10
+# <= 0: no warmup
+_C.OPTIM.WARMUP_EPOCH = -1
+# "constant" or "linear"
+_C.OPTIM.WARMUP_TYPE = "linear"
+_C.OPTIM.WARMUP_CONS_LR = 1e-5
+_C.OPTIM.WARMUP_MIN_LR = 1e-5
+_C.OPTIM.WARMUP_RECOUNT = True
+
+_C.TRAIN = CN()
+# 0: save only the last epoch
+_C.TRAIN.CHECKPOINT_FREQ = 0
+_C.TRAIN.PRINT_FREQ = 10
+_C.TRAIN.COUNT_ITER = "train_x"
+
+_C.TEST = CN()
+_C.TEST.EVALUATOR = "Classification"
+_C.TEST.PER_CLASS_RESULT = False
+_C.TEST.COMPUTE_CMAT = False
+_C.TEST.NO_TEST = False
+_C.TEST.SPLIT = "test"
+_C.TEST.FINAL_MODEL = "last_step"
+# Cache frozen-encoder image features per (backbone, dataset, split, transform).
+_C.TEST.CACHE_FEATURES = False
+# PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self
+# excluded) or "train".
+_C.TEST.PROXIMITY_K = 10
+_C.TEST.PROXIMITY_POOL = "test"
+# Save a reliability diagram PNG beside results.json.
+_C.TEST.RELIABILITY_DIAGRAM = True
+
+_C.TRAINER = CN()
+_C.TRAINER.NAME = ""
+
+# Calibration (the project's namespace).
+_C.CALIB = CN()
+# Preset name used in output paths; empty -> derived from METHOD / POSTHOC.
+_C.CALIB.NAME = ""
+# Training regularizers to apply, e.g. ["tcpt"] or ["tcpt", "mbls"].
+_C.CALIB.METHOD = []
+_C.CALIB.TCPT = CN()
+_C.CALIB.TCPT.ALPHA = 0.1
+_C.CALIB.TCPT.BETA = 0.01
+_C.CALIB.TCPT.LAMBDA = 5.0
+_C.CALIB.CCR = CN()
+_C.CALIB.CCR.LAMBDA = 1.0
+# "sum" (as ccr_loss returns it) or "mean" over defined pairs
+_C.CALIB.CCR.REDUCTION = "mean"
+_C.CALIB.MBLS = CN()
+_C.CALIB.MBLS.MARGIN = 10.0
+_C.CALIB.MBLS.ALPHA = 0.1
+_C.CALIB.ZS_NORM = CN()
+_C.CALIB.ZS_NORM.ENABLED = True
+_C.CALIB.PENALTY = CN()
+_C.CALIB.PENALTY.WEIGHT = 10.0
+_C.CALIB.DOR = CN()
+_C.CALIB.DOR.LAMBDA = 2.0
+# Empty: the vocabulary shipped in calibration/data/.
+_C.CALIB.DOR.VOCAB = ""
+_C.CALIB.DOR.NUM_OUTLIERS = 64
+# Post-hoc calibrator applied at test time: "none", "temperature", "dac", "sals".
+_C.CALIB.POSTHOC = "none"
+_C.CALIB.DAC = CN()
+_C.CALIB.DAC.K = 5
+_C.CALIB.DAC.BASE_THRESHOLD = 0.05
+
+
+def get_cfg_default():
+    return _C.clone()
+
+
+def resolve_cache_dir(cfg):
+    return cfg.CACHE_DIR or default_cache_dir()
+
+
+def calib_name(cfg):
+    """Name of the calibration setting for output paths: 'none' when nothing is on."""
+    if cfg.CALIB.NAME:
+        return cfg.CALIB.NAME
+    parts = [m.lower() for m in cfg.CALIB.METHOD]
+    if cfg.CALIB.POSTHOC and cfg.CALIB.POSTHOC != "none":
+        parts.append(cfg.CALIB.POSTHOC.lower())
+    return "+".join(parts) if parts else "none"

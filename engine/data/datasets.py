@@ -1,0 +1,298 @@
+"""Dataset records and the dataset registry (Dassl's ``Datum``/``DatasetBase``).
+
+Label encoding: single-label datasets use an int in ``0..num_classes-1``;
+multi-label datasets use a multi-hot vector (list/tuple/np.ndarray of length
+``num_classes``) with 1 = positive, 0 = negative, -1 = unknown/ignored.
+``classnames`` always comes from the dataset's full class list (index = label),
+never from the labels that happen to occur in ``train_x``.
+"""
+import math
+import os
+import random
+from collections import defaultdict
+
+import numpy as np
+
+from engine.registry import Registry
+
+DATASET_REGISTRY = Registry("DATASET")
+
+
+def build_dataset(cfg):
+    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+
+
+def _is_multilabel(label):
+    return not isinstance(label, (int, np.integer))
+
+
+class Datum:
+    """One sample: image path, label (int or multi-hot), domain, class name."""
+
+    __slots__ = ("_impath", "_label", "_domain", "_classname")
+
+    def __init__(self, impath="", label=0, domain=0, classname=""):
+        assert isinstance(impath, str)
+        self._impath = impath
+        self._label = label
+        self._domain = domain
+        self._classname = classname
+
+    impath = property(lambda self: self._impath)
+    label = property(lambda self: self._label)
+    domain = property(lambda self: self._domain)
+    classname = property(lambda self: self._classname)
+
+    @property
+    def is_multilabel(self):
+        return _is_multilabel(self._label)
+
+    def __repr__(self):
+        return f"Datum({self._impath!r}, label={self._label!r}, classname={self._classname!r})"
+
+
+class DatasetBase:
+    """A dataset: ``train_x``, ``train_u``, ``val``, ``test`` lists of ``Datum``.
+
+    ``classnames`` (index = label) should be passed by every loader; when it is
+    omitted it is derived from all splits together (not only ``train_x``).
+    Optional ``groups`` maps a group name (e.g. "base"/"new", "head"/"medium"/
+    "tail") to class indices, for multi-label breakdowns.
+    """
+
+    dataset_dir = ""
+    domains = []
+
+    def __init__(self, train_x=None, train_u=None, val=None, test=None, classnames=None, groups=None):
+        self._train_x = train_x or []
+        self._train_u = train_u
+        self._val = val or []
+        self._test = test or []
+        if classnames is None:
+            classnames = self.get_classnames_from(self._train_x + self._val + self._test)
+        self._classnames = list(classnames)
+        self._num_classes = len(self._classnames)
+        self._lab2cname = {i: c for i, c in enumerate(self._classnames)}
+        self.groups = groups or {}
+
+    train_x = property(lambda self: self._train_x)
+    train_u = property(lambda self: self._train_u)
+    val = property(lambda self: self._val)
+    test = property(lambda self: self._test)
+    classnames = property(lambda self: self._classnames)
+    num_classes = property(lambda self: self._num_classes)
+    lab2cname = property(lambda self: self._lab2cname)
+
+    @property
+    def is_multilabel(self):
+        for split in (self._train_x, self._test, self._val):
+            if split:
+                return split[0].is_multilabel
+        return False
+
+    @staticmethod
+    def get_classnames_from(data_source):
+        """Class names from int-labelled items, ordered by label (gaps -> "")."""
+        names = {}
+        for item in data_source:
+            if not _is_multilabel(item.label):
+                names[int(item.label)] = item.classname
+        if not names:
+            return []
+        return [names.get(i, "") for i in range(max(names) + 1)]
+
+    # Dassl compatibility
+    @staticmethod
+    def get_num_classes(data_source):
+        labels = {int(item.label) for item in data_source if not _is_multilabel(item.label)}
+        return max(labels) + 1 if labels else 0
+
+    @staticmethod
+    def get_lab2cname(data_source):
+        names = DatasetBase.get_classnames_from(data_source)
+        return {i: c for i, c in enumerate(names)}, names
+
+    def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False, seed=None):
+        """Sample ``num_shots`` items per class from each source (CoOp semantics).
+
+        ``num_shots < 1`` returns the sources unchanged. Classes with fewer items
+        than ``num_shots`` keep all their items (or are sampled with replacement
+        when ``repeat``). Uses ``seed`` when given, else Python's global RNG
+        (which ``set_random_seed`` seeds), as upstream does.
+        """
+        return generate_fewshot(*data_sources, num_shots=num_shots, repeat=repeat, seed=seed)
+
+    def split_dataset_by_label(self, data_source):
+        return split_by_label(data_source)
+
+
+def split_by_label(data_source):
+    out = defaultdict(list)
+    for item in data_source:
+        out[item.label].append(item)
+    return out
+
+
+def generate_fewshot(*data_sources, num_shots=-1, repeat=False, seed=None):
+    if num_shots is None or num_shots < 1:
+        return data_sources[0] if len(data_sources) == 1 else list(data_sources)
+    rng = random.Random(seed) if seed is not None else random
+    output = []
+    for data_source in data_sources:
+        if data_source and data_source[0].is_multilabel:
+            output.append(generate_fewshot_multilabel(data_source, num_shots, rng))
+            continue
+        tracker = split_by_label(data_source)
+        dataset = []
+        for label in sorted(tracker):
+            items = tracker[label]
+            if len(items) >= num_shots:
+                sampled = rng.sample(items, num_shots)
+            elif repeat:
+                sampled = rng.choices(items, k=num_shots)
+            else:
+                sampled = list(items)
+            dataset.extend(sampled)
+        output.append(dataset)
+    return output[0] if len(output) == 1 else output
+
+
+def generate_fewshot_multilabel(data_source, num_shots, rng):
+    """K images per class for multi-hot data.
+
+    Rule: visit classes in index order; for each class, count the images
+    already selected that are positive for it and add randomly chosen
+    unselected positives until it has ``num_shots`` (or runs out). An image
+    with several positive classes counts toward each of them, so rare classes
+    are not starved and the set is at most ``C * K`` images.
+    """
+    labels = np.array([np.asarray(item.label) for item in data_source])
+    n_cls = labels.shape[1]
+    selected = np.zeros(len(data_source), dtype=bool)
+    for c in range(n_cls):
+        pos = np.flatnonzero(labels[:, c] == 1)
+        have = int(selected[pos].sum())
+        need = num_shots - have
+        if need <= 0:
+            continue
+        candidates = [int(i) for i in pos if not selected[i]]
+        pick = rng.sample(candidates, min(need, len(candidates)))
+        selected[pick] = True
+    return [data_source[i] for i in np.flatnonzero(selected)]
+
+
+def subsample_classes(*args, subsample="all", classnames=None):
+    """Base/new split of CoOp: sort labels, base = first ceil(n/2), new = the rest.
+
+    Single-label items are relabelled to 0..k-1 (new classes start at 0).
+    Multi-hot labels are cut to the chosen columns. Returns the datasets and,
+    when ``classnames`` (the full list) is given, the subset's class names as
+    the last element.
+    """
+    assert subsample in ("all", "base", "new"), f"SUBSAMPLE_CLASSES must be all/base/new, got {subsample!r}"
+    if subsample == "all":
+        return (*args, classnames) if classnames is not None else (args if len(args) > 1 else args[0])
+    if classnames is not None:
+        n = len(classnames)
+    else:
+        labels = set()
+        for dataset in args:
+            for item in dataset:
+                labels.add(item.label)
+        n = max(labels) + 1
+    m = math.ceil(n / 2)
+    selected = list(range(m)) if subsample == "base" else list(range(m, n))
+    relabeler = {y: i for i, y in enumerate(selected)}
+    output = []
+    for dataset in args:
+        new = []
+        for item in dataset:
+            if item.is_multilabel:
+                lab = np.asarray(item.label)[selected]
+                if not (lab == 1).any() and dataset is args[0] and subsample != "all":
+                    # training images without any positive in the subset keep
+                    # negatives; they stay (they are informative for BCE)
+                    pass
+                new.append(Datum(item.impath, lab, item.domain, item.classname))
+            elif item.label in relabeler:
+                new.append(Datum(item.impath, relabeler[item.label], item.domain, item.classname))
+        output.append(new)
+    if classnames is not None:
+        output.append([classnames[i] for i in selected])
+        return tuple(output)
+    return tuple(output) if len(output) > 1 else output[0]
+
+
+def class_split_indices(n, subsample):
+    """Indices of the classes kept by ``subsample`` for ``n`` classes (ceil rule)."""
+    m = math.ceil(n / 2)
+    return {"all": list(range(n)), "base": list(range(m)), "new": list(range(m, n))}[subsample]
+
+
+def read_split(filepath, path_prefix):
+    """Read a CoOp split file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``."""
+    from engine.utils import read_json
+
+    split = read_json(filepath)
+
+    def convert(items):
+        return [Datum(os.path.join(path_prefix, p), int(y), 0, c) for p, y, c in items]
+
+    return convert(split["train"]), convert(split["val"]), convert(split["test"])
+
+
+def save_split(train, val, test, filepath, path_prefix):
+    """Write a CoOp split file with paths relative to ``path_prefix`` (atomic)."""
+    from engine.utils import write_json
+
+    def convert(items):
+        out = []
+        for item in items:
+            rel = os.path.relpath(item.impath, path_prefix)
+            out.append([rel, int(item.label), item.classname])
+        return out
+
+    write_json({"train": convert(train), "val": convert(val), "test": convert(test)}, filepath)
+
+
+def fewshot_cache_dir(cfg, dataset_name):
+    from engine.config import resolve_cache_dir
+
+    return os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name)
+
+
+def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames):
+    """CoOp's protocol, shared by every dataset module.
+
+    1. Few-shot: ``NUM_SHOTS`` per class from train and ``min(NUM_SHOTS, 4)``
+       from val, drawn with the run seed, before the base/new split; the chosen
+       indices are cached in ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>.json``.
+    2. Base/new: ``SUBSAMPLE_CLASSES`` (ceil split, relabel to 0..k-1).
+
+    Returns ``(train, val, test, classnames)``.
+    """
+    from engine.utils import read_json, write_json
+
+    num_shots = cfg.DATASET.NUM_SHOTS
+    if num_shots and num_shots >= 1:
+        seed = cfg.SEED
+        path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}.json")
+        cached = read_json(path) if os.path.isfile(path) else None
+        if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
+            train = [train[i] for i in cached["train"]]
+            val = [val[i] for i in cached["val"]]
+        else:
+            rng_seed = seed if seed is not None and seed >= 0 else None
+            index_of = {id(x): i for i, x in enumerate(train)}
+            index_of_val = {id(x): i for i, x in enumerate(val)}
+            rng = random.Random(rng_seed) if rng_seed is not None else random.Random()
+            new_train = generate_fewshot(train, num_shots=num_shots, seed=rng.randrange(2**31))
+            new_val = generate_fewshot(val, num_shots=min(num_shots, 4), seed=rng.randrange(2**31)) if val else []
+            if rng_seed is not None:
+                write_json({"n_train": len(train), "n_val": len(val),
+                            "train": [index_of[id(x)] for x in new_train],
+                            "val": [index_of_val[id(x)] for x in new_val]}, path)
+            train, val = new_train, new_val
+    train, val, test, classnames = subsample_classes(
+        train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
+    return train, val, test, classnames

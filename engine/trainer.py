@@ -1,0 +1,484 @@
+"""Trainer lifecycle with Dassl's API: ``TrainerBase`` -> ``SimpleTrainer`` -> ``TrainerX``.
+
+A method subclasses ``TrainerX``, registers itself with ``@TRAINER_REGISTRY.register()``
+and overrides ``build_model``, ``forward_backward``, ``model_inference`` (and
+optionally ``parse_batch_train``, ``before_evaluation``, ``apply_posthoc``).
+Checkpoints hold only parameters with ``requires_grad=True`` plus optimizer,
+scheduler and RNG state; one is written after every epoch (atomically), so an
+interrupted run resumes from its last complete epoch and ends with the same
+weights as an uninterrupted one.
+"""
+import datetime
+import os
+import random
+import time
+from collections import OrderedDict, defaultdict
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from engine.checkpoint import (latest_checkpoint, learnable_state_dict, load_checkpoint,
+                               load_learnable_state, save_checkpoint)
+from engine.data import DataManager
+from engine.evaluation import build_evaluator
+from engine.registry import Registry
+from engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing
+
+TRAINER_REGISTRY = Registry("TRAINER")
+
+
+def build_trainer(cfg):
+    return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or does not belong to this trainer."""
+
+
+def is_distributed():
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def get_rank():
+    return torch.distributed.get_rank() if is_distributed() else 0
+
+
+def _rng_state():
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    if not state:
+        return
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainerBase:
+    """Model registry, checkpointing and the generic train loop."""
+
+    def __init__(self):
+        self._models = OrderedDict()
+        self._optims = OrderedDict()
+        self._scheds = OrderedDict()
+        self._scalars = []
+        self.logger = get_logger()
+
+    # --- models -------------------------------------------------------
+    def register_model(self, name="model", model=None, optim=None, sched=None):
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Call super().__init__() before register_model")
+        if name in self._models:
+            raise KeyError(f"Model name {name!r} is already registered")
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names=None):
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        if isinstance(names, str):
+            names = [names]
+        for n in names:
+            if n not in names_real:
+                raise KeyError(f"Unknown model name {n!r}; registered: {names_real}")
+        return names
+
+    def _trainer_name(self):
+        return type(self).__name__
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        if get_rank() != 0:
+            return
+        for name in self.get_model_names():
+            state = {
+                "state_dict": learnable_state_dict(self._models[name]),
+                "epoch": epoch + 1,
+                "optimizer": self._optims[name].state_dict() if self._optims[name] else None,
+                "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
+                "val_result": val_result,
+                "trainer": self._trainer_name(),
+                "rng": _rng_state(),
+            }
+            save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def resume_model_if_exist(self, directory):
+        """Restore the last complete epoch from ``directory``; returns the epoch to start at."""
+        names = self.get_model_names()
+        paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
+        if not names or any(p is None for p in paths):
+            return 0
+        self.logger.info("Found checkpoint at {} (will resume training)".format(directory))
+        start_epoch = 0
+        for name, path in zip(names, paths):
+            ckpt = self._load_ckpt(path)
+            load_learnable_state(self._models[name], ckpt["state_dict"], path)
+            if self._optims[name] is not None and ckpt.get("optimizer"):
+                self._optims[name].load_state_dict(ckpt["optimizer"])
+            if self._scheds[name] is not None and ckpt.get("scheduler"):
+                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            start_epoch = ckpt["epoch"]
+            rng = ckpt.get("rng")
+        _set_rng_state(rng)
+        self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
+        return start_epoch
+
+    def _load_ckpt(self, path):
+        ckpt = load_checkpoint(path)
+        owner = ckpt.get("trainer")
+        if owner is not None and owner != self._trainer_name():
+            raise CheckpointError(
+                f"Checkpoint {path} was written by trainer {owner!r}, not {self._trainer_name()!r}")
+        return ckpt
+
+    def load_model(self, directory, epoch=None):
+        """Load learnable weights for evaluation (``--eval-only --model-dir --load-epoch``)."""
+        names = self.get_model_names()
+        if not names:
+            self.logger.info("Note: this trainer has no learnable model; nothing to load")
+            return
+        for name in names:
+            folder = os.path.join(directory, name)
+            if epoch is not None:
+                path = os.path.join(folder, f"model.pth.tar-{epoch}")
+            else:
+                path = os.path.join(folder, "model-best.pth.tar")
+                if not os.path.isfile(path):
+                    path = latest_checkpoint(folder) or path
+            if not os.path.isfile(path):
+                have = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+                raise CheckpointError(
+                    f"No checkpoint for model {name!r} at {path}"
+                    + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
+            ckpt = self._load_ckpt(path)
+            load_learnable_state(self._models[name], ckpt["state_dict"], path)
+            val_result = ckpt.get("val_result")
+            msg = f"Load {path} to {name} (epoch={ckpt.get('epoch')}"
+            msg += f", val_result={val_result:.1f})" if isinstance(val_result, (int, float)) else ")"
+            self.logger.info(msg)
+
+    def set_model_mode(self, mode="train", names=None):
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ("test", "eval"):
+                self._models[name].eval()
+            else:
+                raise ValueError(f"mode must be train/eval, got {mode!r}")
+
+    def update_lr(self, names=None):
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss):
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"Loss is infinite or NaN at epoch {getattr(self, 'epoch', '?')}")
+
+    def write_scalar(self, tag, scalar_value, global_step=None):
+        self._scalars.append((tag, float(scalar_value), global_step))
+
+    # --- loop ---------------------------------------------------------
+    def train(self, start_epoch, max_epoch):
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self):
+        pass
+
+    def after_train(self):
+        pass
+
+    def before_epoch(self):
+        pass
+
+    def after_epoch(self):
+        pass
+
+    def run_epoch(self):
+        raise NotImplementedError
+
+    def test(self):
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch):
+        raise NotImplementedError
+
+    def forward_backward(self, batch):
+        raise NotImplementedError
+
+    def model_inference(self, input):
+        raise NotImplementedError
+
+    # --- optimisation -------------------------------------------------
+    def model_zero_grad(self, names=None):
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad(set_to_none=True)
+
+    def model_backward(self, loss):
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def _sync_grads(self, names):
+        """Average gradients over DDP ranks (the registered learnable parameters only)."""
+        if not is_distributed():
+            return
+        world = torch.distributed.get_world_size()
+        for name in self.get_model_names(names):
+            for p in self._models[name].parameters():
+                if p.requires_grad:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= world
+
+    def model_update(self, names=None):
+        self._sync_grads(names)
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss, names=None):
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+class SimpleTrainer(TrainerBase):
+    """Data, model, evaluator and the evaluation loop."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.check_cfg(cfg)
+        self.cfg = cfg
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = torch.device("cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.dataset_name = cfg.DATASET.NAME
+        self.last_results = {}
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname,
+                                         groups=getattr(self.dm.dataset, "groups", None))
+        self.best_result = -np.inf
+
+    def check_cfg(self, cfg):
+        pass
+
+    def build_data_loader(self):
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.classnames = list(dm.classnames)
+        self.dm = dm
+
+    def build_model(self):
+        raise NotImplementedError
+
+    def before_train(self):
+        directory = self.cfg.OUTPUT_DIR
+        if self.cfg.RESUME:
+            directory = self.cfg.RESUME
+        self.start_epoch = self.resume_model_if_exist(directory)
+        self.time_start = time.time()
+
+    def after_train(self):
+        self.logger.info("Finish training")
+        if self.max_epoch == 0 or self.start_epoch >= self.max_epoch:
+            # Nothing ran in this process: make sure a checkpoint of the final
+            # state exists (MAX_EPOCH 0 evaluates the initial prompts).
+            if self.get_model_names() and not os.path.isfile(os.path.join(
+                    self.output_dir, self.get_model_names()[0], f"model.pth.tar-{self.max_epoch}")):
+                self.save_model(self.max_epoch - 1, self.output_dir)
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                self.logger.info("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                self.logger.info("Deploy the last-epoch model")
+            self.test()
+        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
+        self.logger.info(f"Elapsed: {elapsed}")
+
+    def after_epoch(self):
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        do_val = not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val"
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        keep = last_epoch or (freq > 0 and (self.epoch + 1) % freq == 0)
+        if do_val:
+            curr = self.test(split="val")
+            if curr > self.best_result:
+                self.best_result = curr
+                self.save_model(self.epoch, self.output_dir, val_result=curr, model_name="model-best.pth.tar")
+        # Every epoch: a resumable checkpoint; the previous one is dropped unless kept by CHECKPOINT_FREQ.
+        self.save_model(self.epoch, self.output_dir)
+        prev = self.epoch  # file name of the previous epoch's checkpoint
+        if prev >= 1 and get_rank() == 0 and not (freq > 0 and prev % freq == 0):
+            for name in self.get_model_names():
+                old = os.path.join(self.output_dir, name, f"model.pth.tar-{prev}")
+                if os.path.isfile(old):
+                    os.remove(old)
+
+    # --- evaluation ---------------------------------------------------
+    def parse_batch_test(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def before_evaluation(self, split):
+        """Hook: compute what is constant during one evaluation (e.g. text features)."""
+
+    def after_evaluation(self):
+        """Hook: release what ``before_evaluation`` cached."""
+
+    def _as_output_dict(self, out):
+        if isinstance(out, dict):
+            return out
+        if isinstance(out, (tuple, list)):
+            d = {"logits": out[0]}
+            if len(out) > 1 and out[1] is not None:
+                d["features"] = out[1]
+            return d
+        return {"logits": out}
+
+    @torch.no_grad()
+    def collect_outputs(self, loader, split):
+        """Run ``model_inference`` over ``loader``; returns concatenated per-row tensors.
+
+        Keys: ``logits``, ``labels``, ``index`` and whatever else
+        ``model_inference`` returns (``features``, ...). Under DDP the ranks'
+        outputs are gathered and de-duplicated by ``index`` (the distributed
+        sampler pads with repeats).
+        """
+        chunks = defaultdict(list)
+        for batch in loader:
+            input, label = self.parse_batch_test(batch)
+            out = self._as_output_dict(self.model_inference(input))
+            for k, v in out.items():
+                if torch.is_tensor(v):
+                    chunks[k].append(v.detach().float().cpu())
+            chunks["labels"].append(torch.as_tensor(label).cpu())
+            chunks["index"].append(torch.as_tensor(batch["index"]).cpu())
+        outputs = {k: torch.cat(v) for k, v in chunks.items()}
+        return gather_outputs(outputs)
+
+    def apply_posthoc(self, outputs):
+        """Hook for post-hoc calibration of the collected logits (default: none)."""
+        return outputs["logits"]
+
+    def _eval_loader(self, split):
+        if split == "val" and self.val_loader is not None:
+            return self.val_loader
+        if split == "train":
+            return self.train_loader_x
+        return self.test_loader
+
+    @torch.no_grad()
+    def test(self, split=None):
+        """Evaluate on ``split`` (default ``TEST.SPLIT``); returns the first metric."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        loader = self._eval_loader(split)
+        if loader is None:
+            raise RuntimeError(f"Dataset {self.cfg.DATASET.NAME} has no {split} split to evaluate")
+        self.logger.info(f"Evaluate on the *{split}* set")
+        self.before_evaluation(split)
+        try:
+            outputs = self.collect_outputs(loader, split)
+            logits = self.apply_posthoc(outputs)
+            self.evaluator.process(logits, outputs["labels"], outputs.get("features"))
+            results = self.evaluator.evaluate() if get_rank() == 0 else self.evaluator.evaluate()
+        finally:
+            self.after_evaluation()
+        for k, v in results.items():
+            if isinstance(v, (int, float)):
+                self.write_scalar(f"{split}/{k}", v, self.epoch)
+        self.last_results[split] = results
+        self.last_outputs = outputs
+        return list(results.values())[0]
+
+    def get_current_lr(self, names=None):
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+
+def gather_outputs(outputs):
+    """All-gather per-row tensors across DDP ranks and drop padded duplicates."""
+    if not is_distributed():
+        return outputs
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, outputs)
+    merged = {k: torch.cat([g[k] for g in gathered]) for k in outputs}
+    index = merged["index"]
+    order = torch.argsort(index, stable=True)
+    index_sorted = index[order]
+    keep = torch.ones_like(index_sorted, dtype=torch.bool)
+    keep[1:] = index_sorted[1:] != index_sorted[:-1]
+    sel = order[keep]
+    return {k: v[sel] for k, v in merged.items()}
+
+
+class TrainerX(SimpleTrainer):
+    """Trainer for labelled data (``train_loader_x``)."""
+
+    def run_epoch(self):
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        loader = self.train_loader_x
+        if loader is None:
+            raise RuntimeError(f"Dataset {self.cfg.DATASET.NAME} has no training data")
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(self.epoch)
+        self.num_batches = len(loader)
+        end = time.time()
+        for self.batch_idx, batch in enumerate(loader):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
+            only_few = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
+            if meet_freq or only_few and self.batch_idx + 1 == self.num_batches:
+                nb_remain = self.num_batches - self.batch_idx - 1
+                nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
+                self.logger.info(
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                    f"{losses} lr {self.get_current_lr():.4e} eta {eta}")
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            end = time.time()
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)

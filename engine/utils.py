@@ -1,0 +1,212 @@
+"""Small utilities with Dassl's names: IO, seeding, logging, meters."""
+import errno
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+
+def mkdir_if_missing(dirname):
+    if dirname and not os.path.exists(dirname):
+        try:
+            os.makedirs(dirname)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+
+def atomic_write_bytes(data, path):
+    """Write to a temp file in the same folder, then ``os.replace`` (atomic on POSIX)."""
+    mkdir_if_missing(os.path.dirname(os.path.abspath(path)))
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_json(fpath):
+    with open(fpath, "r") as f:
+        return json.load(f)
+
+
+def write_json(obj, fpath):
+    """Write JSON atomically."""
+    atomic_write_bytes(json.dumps(obj, indent=2, default=_json_default).encode("utf-8"), fpath)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    return str(o)
+
+
+def listdir_nohidden(path, sort=False):
+    items = [f for f in os.listdir(path) if not f.startswith(".")]
+    if sort:
+        items.sort()
+    return items
+
+
+def read_image(path):
+    """Read an RGB PIL image; a missing or unreadable file raises an error naming it."""
+    from PIL import Image
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as e:  # PIL raises several types for corrupt files
+        raise IOError(f"Cannot read image {path}: {e}") from e
+
+
+def set_random_seed(seed):
+    """Seed python, numpy and torch. Any int >= 0 is a seed (0 included); < 0 does nothing."""
+    if seed is None or seed < 0:
+        return
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+_LOG_FORMAT = "%(message)s"
+
+
+def setup_logger(output=None, name="cpt", rank=0):
+    """Log to stdout and ``<output>/log.txt`` (or ``output`` if it ends in .txt/.log).
+
+    Messages are plain lines as Dassl writes them, so upstream log parsers keep
+    working. Non-zero ranks log nothing to file.
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    if rank != 0:
+        logger.addHandler(logging.NullHandler())
+        return logger
+    sh = logging.StreamHandler(sys.stdout)
+    sh.setFormatter(logging.Formatter(_LOG_FORMAT))
+    logger.addHandler(sh)
+    if output:
+        fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
+        if os.path.exists(fpath):
+            fpath_new = fpath  # append, Dassl renames with a timestamp; we append a separator
+        mkdir_if_missing(os.path.dirname(os.path.abspath(fpath)))
+        fh = logging.FileHandler(fpath, mode="a")
+        fh.setFormatter(logging.Formatter(_LOG_FORMAT))
+        logger.addHandler(fh)
+    return logger
+
+
+def get_logger(name="cpt"):
+    return logging.getLogger(name)
+
+
+def collect_env_info():
+    import platform
+
+    import torch
+
+    lines = [f"Python: {platform.python_version()}", f"PyTorch: {torch.__version__}",
+             f"CUDA available: {torch.cuda.is_available()}"]
+    try:
+        import open_clip
+
+        lines.append(f"open_clip: {open_clip.__version__}")
+    except Exception:
+        pass
+    return "\n".join(lines)
+
+
+def versions():
+    import torch
+
+    out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
+    try:
+        import open_clip
+
+        out["open_clip"] = open_clip.__version__
+    except Exception:
+        pass
+    return out
+
+
+class AverageMeter:
+    def __init__(self, ema=False):
+        self.ema = ema
+        self.reset()
+
+    def reset(self):
+        self.val = 0
+        self.avg = 0
+        self.sum = 0
+        self.count = 0
+
+    def update(self, val, n=1):
+        if hasattr(val, "item"):
+            val = val.item()
+        self.val = val
+        self.sum += val * n
+        self.count += n
+        if self.ema:
+            self.avg = self.avg * 0.9 + self.val * 0.1
+        else:
+            self.avg = self.sum / self.count
+
+
+class MetricMeter:
+    def __init__(self, delimiter=" "):
+        self.meters = defaultdict(AverageMeter)
+        self.delimiter = delimiter
+
+    def update(self, input_dict):
+        if input_dict is None:
+            return
+        if not isinstance(input_dict, dict):
+            raise TypeError("Input to MetricMeter.update() must be a dictionary")
+        for k, v in input_dict.items():
+            if hasattr(v, "item"):
+                v = v.item()
+            self.meters[k].update(v)
+
+    def __str__(self):
+        return self.delimiter.join(f"{n} {m.val:.4f} ({m.avg:.4f})" for n, m in self.meters.items())
+
+
+def count_num_param(model=None, params=None):
+    if model is not None:
+        return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in params)
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.time()
+
+    def elapsed(self):
+        return time.time() - self.start

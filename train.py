@@ -1,0 +1,217 @@
+"""Train or evaluate a prompt learner (flag-compatible with CoOp/MaPLe's train.py).
+
+Config merge order: engine defaults, trainer keys (``trainers.config.extend_cfg``),
+``--dataset-config-file``, ``--config-file``, ``--calib-config-file``, flags,
+trailing ``KEY VALUE`` opts. Each run writes ``log.txt`` and ``results.json``
+(status, metrics in percent, wall time) into ``--output-dir``.
+"""
+import argparse
+import hashlib
+import os
+import sys
+import time
+import traceback
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=str, default="", help="path to the datasets")
+    p.add_argument("--output-dir", type=str, default="", help="output directory")
+    p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
+    p.add_argument("--seed", type=int, default=-1, help="seed (0 is valid; < 0: not seeded)")
+    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    p.add_argument("--config-file", type=str, default="", help="method config (yaml)")
+    p.add_argument("--dataset-config-file", type=str, default="", help="dataset config (yaml)")
+    p.add_argument("--calib-config-file", type=str, default="", help="calibration preset (yaml)")
+    p.add_argument("--trainer", type=str, default="", help="name of trainer")
+    p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    p.add_argument("--head", type=str, default="", help="name of head")
+    p.add_argument("--eval-only", action="store_true", help="evaluation only")
+    p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
+    p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                   help="modify config options using the command-line")
+    return p
+
+
+def _merge_file(cfg, path, what):
+    if not path:
+        return
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    cfg.merge_from_file(path)
+
+
+def setup_cfg(args):
+    from engine.config import get_cfg_default
+    from trainers.config import extend_cfg
+
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
+    _merge_file(cfg, args.config_file, "--config-file")
+    _merge_file(cfg, args.calib_config_file, "--calib-config-file")
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed is not None and args.seed >= 0:
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+    if args.opts:
+        if len(args.opts) % 2:
+            raise ValueError(f"Trailing options must be KEY VALUE pairs, got {args.opts}")
+        cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0] if path else ""
+
+
+def run_metadata(cfg, args):
+    from engine.config import calib_name
+
+    dump = cfg.dump()
+    return {
+        "trainer": cfg.TRAINER.NAME,
+        "config": _stem(args.config_file) or cfg.TRAINER.NAME.lower(),
+        "dataset": _stem(args.dataset_config_file) or cfg.DATASET.NAME,
+        "dataset_name": cfg.DATASET.NAME,
+        "shots": cfg.DATASET.NUM_SHOTS,
+        "seed": cfg.SEED,
+        "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
+        "calibration": calib_name(cfg),
+        "posthoc": cfg.CALIB.POSTHOC,
+        "eval_only": bool(args.eval_only),
+        "config_hash": hashlib.sha256(dump.encode()).hexdigest()[:16],
+    }
+
+
+def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start=None):
+    from engine.utils import versions, write_json
+
+    out = dict(meta)
+    out["status"] = status
+    out["metrics"] = metrics or {}
+    out["wall_time_s"] = round(time.time() - start, 3) if start else None
+    out["versions"] = versions()
+    if extra:
+        out.update(extra)
+    if error:
+        out["error"] = error
+    write_json(out, os.path.join(cfg.OUTPUT_DIR, "results.json"))
+
+
+def _init_distributed():
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.distributed.get_rank()
+    return 0
+
+
+def _save_reliability(cfg, trainer, split):
+    ev = trainer.evaluator
+    conf, correct = getattr(ev, "confidences", None), getattr(ev, "correct", None)
+    if not cfg.TEST.RELIABILITY_DIAGRAM or conf is None or correct is None:
+        return None
+    try:
+        from calibration.plots import save_reliability_diagram
+    except ImportError:
+        return None
+    path = os.path.join(cfg.OUTPUT_DIR, f"reliability_{split}.png")
+    title = f"{cfg.TRAINER.NAME} {cfg.DATASET.NAME} ({cfg.DATASET.SUBSAMPLE_CLASSES})"
+    save_reliability_diagram(conf, correct, path, title=title)
+    return os.path.basename(path)
+
+
+def main(args):
+    start = time.time()
+    cfg = setup_cfg(args)
+    rank = _init_distributed()
+
+    import datasets  # noqa: F401  (registers the datasets)
+    import trainers  # noqa: F401  (registers the trainers)
+    from engine.trainer import TRAINER_REGISTRY, build_trainer
+    from engine.data import DATASET_REGISTRY
+    from engine.evaluation import EVALUATOR_REGISTRY
+    from engine.utils import collect_env_info, mkdir_if_missing, set_random_seed, setup_logger
+
+    # Fail fast on names, before any work.
+    TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    DATASET_REGISTRY.get(cfg.DATASET.NAME)
+    EVALUATOR_REGISTRY.get(cfg.TEST.EVALUATOR)
+    if args.eval_only and not args.model_dir and cfg.TRAINER.NAME != "ZeroshotCLIP":
+        raise ValueError("--eval-only needs --model-dir (the directory of a trained run)")
+
+    if cfg.SEED >= 0:
+        set_random_seed(cfg.SEED + rank)
+    mkdir_if_missing(cfg.OUTPUT_DIR)
+    logger = setup_logger(cfg.OUTPUT_DIR, rank=rank)
+    logger.info("*** Config ***")
+    logger.info(cfg.dump())
+    logger.info("Collecting env info ...")
+    logger.info("** System info **\n" + collect_env_info() + "\n")
+
+    meta = run_metadata(cfg, args)
+    try:
+        trainer = build_trainer(cfg)
+        if args.eval_only:
+            if args.model_dir:
+                trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            trainer.test()
+        elif not args.no_train:
+            trainer.train(0, cfg.OPTIM.MAX_EPOCH)
+        if rank == 0 and (args.eval_only or not args.no_train) and not cfg.TEST.NO_TEST:
+            split = cfg.TEST.SPLIT
+            metrics = trainer.last_results.get(split, {})
+            extra = {"epoch": getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
+                     "classnames": trainer.classnames}
+            extra.update(getattr(trainer, "results_extra", lambda: {})())
+            fig = _save_reliability(cfg, trainer, split)
+            if fig:
+                extra["reliability_diagram"] = fig
+            write_results(cfg, meta, "finished", {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                          extra, start=start)
+    except BaseException as e:
+        if rank == 0 and not isinstance(e, KeyboardInterrupt):
+            write_results(cfg, meta, "failed", error=f"{type(e).__name__}: {e}", start=start)
+            logger.error(traceback.format_exc())
+        raise
+    return trainer
+
+
+def cli(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        main(args)
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError, AssertionError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {type(e).__name__}: {msg}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
