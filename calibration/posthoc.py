@@ -1,0 +1,327 @@
+"""Post-hoc calibrators applied to logits at test time (DESIGN.md section 5.2).
+
+Functional core: :func:`fit_temperature` / :func:`apply_temperature`,
+:func:`dac_factors` / :func:`apply_dac`, :func:`sals_logits`. Dispatch:
+:func:`build_posthoc` over the names of :func:`posthoc_names` (``none``,
+``temperature``, ``dac``, ``sals``; ``CALIB.POSTHOC``), each a
+:class:`PosthocCalibrator` with ``fit(**inputs)``, ``apply(logits, **inputs)``
+and a JSON state saved atomically (:meth:`PosthocCalibrator.save`,
+:func:`load_posthoc`). None is fitted on test labels.
+
+Imports only torch/numpy/scipy (no project package).
+"""
+import difflib
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+
+from .regularizers import zs_norm_logits
+
+__all__ = [
+    "fit_temperature",
+    "apply_temperature",
+    "dac_factors",
+    "apply_dac",
+    "sals_logits",
+    "PosthocCalibrator",
+    "POSTHOC",
+    "posthoc_names",
+    "build_posthoc",
+    "load_posthoc",
+]
+
+T_MIN, T_MAX = 1e-2, 1e2
+
+
+def _np64(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _nll(logits, labels, t):
+    z = logits / t
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX):
+    """One temperature ``T`` minimising the mean NLL of ``softmax(logits / T)``.
+
+    logits ``(N, C)`` (torch or numpy), labels ``(N,)`` class indices. A
+    deterministic bounded scalar search (scipy's bounded Brent method) on
+    ``log T`` over ``[t_min, t_max]``, computed in float64; the NLL is convex
+    in ``1/T`` so the minimum is unique. If the split is perfectly separated
+    the optimum runs to ``t_min``. Returns a Python float.
+    """
+    z = _np64(logits)
+    y = _np64(labels).astype(np.int64).reshape(-1)
+    if z.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[0] == 0:
+        raise ValueError(f"fit_temperature: logits {z.shape} and labels {y.shape} do not match")
+    if not (0 < t_min < t_max):
+        raise ValueError("fit_temperature needs 0 < t_min < t_max")
+    lo, hi = math.log(t_min), math.log(t_max)
+    res = minimize_scalar(lambda s: _nll(z, y, math.exp(s)), bounds=(lo, hi),
+                          method="bounded", options={"xatol": 1e-7, "maxiter": 500})
+    best_s = float(res.x)
+    # The bounded method never evaluates the end points; compare with them.
+    for s in (lo, 0.0, hi):
+        if _nll(z, y, math.exp(s)) < _nll(z, y, math.exp(best_s)):
+            best_s = s
+    return float(math.exp(best_s))
+
+
+def apply_temperature(logits, t):
+    """``logits / T`` (torch or numpy)."""
+    if not t > 0:
+        raise ValueError(f"temperature must be > 0, got {t}")
+    return logits / t
+
+
+def _normalize(x):
+    x = x.detach().double() if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+    return F.normalize(x, dim=-1)
+
+
+def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05):
+    """DAC scaling factor of each test class.
+
+    Inputs are text features, one row per class: test classes ``(C_test, D)``
+    and base (training) classes ``(C_base, D)``, under the zero-shot prompt and
+    under the tuned prompt. They are L2-normalised inside (idempotent for
+    normalised inputs). For test class ``i``:
+    ``c_i = exp(dbar_zs(i) - dbar_tuned(i))`` where ``dbar`` is the mean of
+    the ``k`` smallest L2 distances from class i's feature to the base-class
+    features in that space (``k`` capped at ``C_base``). A class whose nearest
+    tuned distance is below ``base_threshold`` counts as a base class and gets
+    ``c_i = 1``. Returns a float tensor ``(C_test,)`` (float32 unless the tuned
+    features are float64) on the device of ``new_tuned``.
+    Golden: base at 0 and 90 degrees, new class at 45 degrees zero-shot and 30
+    degrees tuned, k = 2: ``c = 1.006569``.
+    """
+    nz, bz = _normalize(new_zs), _normalize(base_zs)
+    nt, bt = _normalize(new_tuned), _normalize(base_tuned)
+    if nz.shape[0] != nt.shape[0] or bz.shape[0] != bt.shape[0]:
+        raise ValueError("dac_factors: zero-shot and tuned features must list the same classes")
+    if bz.shape[0] == 0:
+        raise ValueError("dac_factors: no base-class features")
+    kk = max(1, min(int(k), bz.shape[0]))
+    d_zs = torch.cdist(nz, bz)
+    d_tu = torch.cdist(nt, bt)
+    dbar_zs = d_zs.topk(kk, dim=1, largest=False).values.mean(1)
+    dbar_tu = d_tu.topk(kk, dim=1, largest=False).values.mean(1)
+    c = torch.exp(dbar_zs - dbar_tu)
+    is_base = d_tu.min(dim=1).values < base_threshold
+    c = torch.where(is_base, torch.ones_like(c), c)
+    out_dtype = new_tuned.dtype if isinstance(new_tuned, torch.Tensor) and new_tuned.dtype == torch.float64 else torch.float32
+    device = new_tuned.device if isinstance(new_tuned, torch.Tensor) else "cpu"
+    return c.to(device=device, dtype=out_dtype)
+
+
+def apply_dac(logits, factors):
+    """Multiply each row of ``logits (N, C)`` by the factor of its predicted class.
+
+    ``factors`` ``(C,)`` are positive, so each row's order is kept; the
+    prediction (arg-max, first index on ties) is guaranteed unchanged: in the
+    rare case rounding makes the scaled top logit tie a neighbour, it is
+    raised by one ulp.
+    """
+    z = logits
+    f = torch.as_tensor(factors, device=z.device)
+    if f.dim() != 1 or f.shape[0] != z.shape[1]:
+        raise ValueError(f"apply_dac: {tuple(f.shape)} factors for logits with {z.shape[1]} classes")
+    if (f <= 0).any():
+        raise ValueError("apply_dac: factors must be > 0")
+    pred = z.argmax(dim=1)
+    out = z * f.to(z.dtype)[pred].unsqueeze(1)
+    moved = out.argmax(dim=1) != pred
+    if moved.any():
+        rows = moved.nonzero().squeeze(1)
+        top = out[rows, pred[rows]]
+        out[rows, pred[rows]] = torch.nextafter(top, torch.full_like(top, float("inf")))
+    return out
+
+
+def sals_logits(logits, zs_logits):
+    """SaLS: the ZS-Norm rescaling (:func:`~calibration.regularizers.zs_norm_logits`) at test time."""
+    return zs_norm_logits(logits, zs_logits)
+
+
+# ---------------------------------------------------------------------------
+# Dispatch with saved state
+# ---------------------------------------------------------------------------
+
+POSTHOC = {}
+
+
+def _register(cls):
+    POSTHOC[cls.name] = cls
+    return cls
+
+
+def posthoc_names():
+    """Names accepted by ``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals``."""
+    return list(POSTHOC)
+
+
+class PosthocCalibrator:
+    """Base post-hoc calibrator.
+
+    ``fit_requires`` / ``apply_requires`` name the keyword inputs of
+    :meth:`fit` / :meth:`apply` beyond ``logits``. ``state`` is a
+    JSON-serialisable dict (the fitted values); ``fitted`` is True once usable.
+    """
+
+    name = ""
+    fit_requires = ()
+    apply_requires = ()
+
+    def __init__(self, **params):
+        self.params = dict(params)
+        self.state = {}
+
+    @property
+    def fitted(self):
+        return True
+
+    def fit(self, **inputs):
+        return self
+
+    def apply(self, logits, **inputs):
+        raise NotImplementedError
+
+    def __call__(self, logits, **inputs):
+        return self.apply(logits, **inputs)
+
+    def _need(self, inputs, keys, what):
+        missing = [k for k in keys if inputs.get(k) is None]
+        if missing:
+            raise ValueError(f"post-hoc calibrator '{self.name}' {what} needs {missing}")
+
+    def to_dict(self):
+        return {"name": self.name, "params": self.params, "state": self.state, "version": 1}
+
+    def save(self, path):
+        """Write ``{"name", "params", "state", "version"}`` as JSON atomically (temp + os.replace)."""
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".posthoc-", suffix=".tmp", dir=d)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+    @staticmethod
+    def load(path):
+        return load_posthoc(path)
+
+
+@_register
+class NoPosthoc(PosthocCalibrator):
+    """Identity."""
+
+    name = "none"
+
+    def apply(self, logits, **inputs):
+        return logits
+
+
+@_register
+class TemperatureScaling(PosthocCalibrator):
+    """``fit(val_logits=, val_labels=)`` (base-class validation split); ``apply(logits)``."""
+
+    name = "temperature"
+    fit_requires = ("val_logits", "val_labels")
+
+    @property
+    def fitted(self):
+        return "temperature" in self.state
+
+    def fit(self, **inputs):
+        self._need(inputs, self.fit_requires, "fit")
+        self.state = {"temperature": fit_temperature(inputs["val_logits"], inputs["val_labels"])}
+        return self
+
+    def apply(self, logits, **inputs):
+        if not self.fitted:
+            raise RuntimeError("temperature scaling applied before fit() / load")
+        return apply_temperature(logits, self.state["temperature"])
+
+
+@_register
+class DAC(PosthocCalibrator):
+    """``fit(new_zs=, base_zs=, new_tuned=, base_tuned=)`` gives per-test-class factors;
+    ``apply(logits)`` with logits over the same test classes. Params ``k``,
+    ``base_threshold`` (CALIB.DAC.K / BASE_THRESHOLD)."""
+
+    name = "dac"
+    fit_requires = ("new_zs", "base_zs", "new_tuned", "base_tuned")
+
+    def __init__(self, k=5, base_threshold=0.05):
+        super().__init__(k=int(k), base_threshold=float(base_threshold))
+
+    @property
+    def fitted(self):
+        return "factors" in self.state
+
+    def fit(self, **inputs):
+        self._need(inputs, self.fit_requires, "fit")
+        c = dac_factors(inputs["new_zs"], inputs["base_zs"], inputs["new_tuned"],
+                        inputs["base_tuned"], k=self.params["k"],
+                        base_threshold=self.params["base_threshold"])
+        self.state = {"factors": [float(v) for v in c.double().cpu().tolist()]}
+        return self
+
+    def apply(self, logits, **inputs):
+        if not self.fitted:
+            raise RuntimeError("DAC applied before fit() / load")
+        f = torch.tensor(self.state["factors"], dtype=torch.float64)
+        return apply_dac(logits, f)
+
+
+@_register
+class SaLS(PosthocCalibrator):
+    """Stateless: ``apply(logits, zs_logits=)``."""
+
+    name = "sals"
+    apply_requires = ("zs_logits",)
+
+    def apply(self, logits, **inputs):
+        self._need(inputs, self.apply_requires, "apply")
+        return sals_logits(logits, inputs["zs_logits"])
+
+
+def build_posthoc(name, **params):
+    """The calibrator for ``CALIB.POSTHOC`` (case-insensitive; '' means none);
+    a miss lists close names. ``params``: e.g. ``k``, ``base_threshold`` for DAC."""
+    key = str(name or "none").lower()
+    if key not in POSTHOC:
+        close = difflib.get_close_matches(key, list(POSTHOC), n=3, cutoff=0.4)
+        hint = f" Did you mean {close}?" if close else ""
+        raise KeyError(f"unknown post-hoc calibrator '{name}' (CALIB.POSTHOC).{hint} "
+                       f"Available: {posthoc_names()}")
+    return POSTHOC[key](**params)
+
+
+def load_posthoc(path):
+    """Rebuild a calibrator from a file written by :meth:`PosthocCalibrator.save`."""
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    if not isinstance(d, dict) or "name" not in d or "state" not in d:
+        raise ValueError(f"{path}: not a post-hoc calibrator state file (needs 'name' and 'state')")
+    cal = build_posthoc(d["name"], **d.get("params", {}))
+    cal.state = d["state"]
+    return cal
