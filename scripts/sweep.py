@@ -1,0 +1,584 @@
+#!/usr/bin/env python
+"""Sweep driver: datasets x seeds x methods(+cfg) x calibrators, base-to-new train + test.
+
+Usage (``python scripts/sweep.py -h`` for all flags)::
+
+    python scripts/sweep.py --datasets dtd eurosat --seeds 1 2 3 --methods coop maple \\
+        --calibs none tcpt [--executor local|submitit-local|slurm] [--dry-run]
+    python scripts/sweep.py --grid grid.yaml [flags that override the file]
+
+Each grid point is one *unit*: the base-class run (``train_base``) and then the new-class run
+(``test_new``), with exactly the commands of ``scripts/<method>/base2new_{train,test}_<m>.sh``
+(same argv, same output layout; ``tests/test_scripts.py`` checks the two agree). A step whose
+``results.json`` says ``"status": "finished"`` is skipped, so an interrupted sweep restarted with
+the same arguments runs only what is unfinished (an unfinished train step re-runs, and train.py
+resumes from its last checkpoint).
+
+Executors:
+- ``local`` (default): a queue over slots; one slot per GPU (``--gpus 0,1``; default: the GPUs in
+  ``CUDA_VISIBLE_DEVICES`` or listed by ``nvidia-smi``), ``--runs-per-gpu`` runs at once on each;
+  without GPUs ``--workers`` CPU slots (default 1). Each run sees ``CUDA_VISIBLE_DEVICES=<its
+  GPU>``. Output of each unit goes to ``<output>/sweep_logs/...``.
+- ``slurm``: one job per unit through ``submitit`` (a job array), ``--slurm-*`` flags.
+- ``submitit-local``: the same jobs through submitit's ``LocalExecutor`` (all at once; for tests).
+
+Grid YAML (every key optional; CLI flags override)::
+
+    datasets: [dtd, eurosat]
+    seeds: [1, 2, 3]
+    methods: [coop, "maple:vit_b16_c2_ep5_batch4_2ctx", {method: kgcoop, cfg: vit_b16_ep100_ctxv1}]
+    calibs: [none, tcpt]          # presets in configs/calibration/<name>.yaml
+    shots: 16
+    output: output                # relative to the current directory
+    data: /path/to/datasets       # else $DATA
+    opts: "OPTIM.MAX_EPOCH 5"     # trailing KEY VALUE opts for every run
+"""
+import argparse
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# method short name (scripts/<method>/) -> (trainer, default config); mirrors the bash scripts
+METHODS = {
+    "zsclip": ("ZeroshotCLIP", "vit_b16"),
+    "coop": ("CoOp", "vit_b16_ep50_ctxv1"),
+    "cocoop": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1"),
+    "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1"),
+    "maple": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx"),
+}
+DEFAULT_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
+                    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
+FINISHED_RE = re.compile(r'"status"\s*:\s*"finished"')
+
+
+class GridError(ValueError):
+    """A grid that names a missing config, dataset or calibration preset."""
+
+
+def is_finished(run_dir):
+    """True when ``run_dir/results.json`` says ``"status": "finished"`` (as the bash scripts test)."""
+    try:
+        with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
+            return bool(FINISHED_RE.search(f.read()))
+    except OSError:
+        return False
+
+
+def _stems(directory):
+    try:
+        return sorted(f[:-5] for f in os.listdir(directory) if f.endswith(".yaml"))
+    except OSError:
+        return []
+
+
+def resolve_method(name):
+    """``coop`` / ``CoOp`` / ``coop:cfg`` -> (method, trainer, cfg or None)."""
+    method, _, cfg = str(name).partition(":")
+    key = method.lower()
+    if key not in METHODS:
+        by_trainer = {t.lower(): m for m, (t, _) in METHODS.items()}
+        if key not in by_trainer:
+            raise GridError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
+        key = by_trainer[key]
+    return key, METHODS[key][0], (cfg or None)
+
+
+def resolve_cfg_file(root, trainer, cfg):
+    """(config name, absolute yaml path) like common.sh: a .yaml path or a stem under
+    configs/trainers/<trainer>/ (ZeroshotCLIP also under CoOp/)."""
+    if cfg.endswith(".yaml") and os.path.isfile(cfg):
+        path = os.path.abspath(cfg)
+        return os.path.basename(cfg)[:-5], path
+    path = os.path.join(root, "configs", "trainers", trainer, cfg + ".yaml")
+    if os.path.isfile(path):
+        return cfg, path
+    alt = os.path.join(root, "configs", "trainers", "CoOp", cfg + ".yaml")
+    if trainer == "ZeroshotCLIP" and os.path.isfile(alt):
+        return cfg, alt
+    avail = " ".join(_stems(os.path.dirname(path))) or "none"
+    raise GridError(f"method config '{cfg}' not found: expected {path} (available: {avail})")
+
+
+def resolve_calib_file(root, calib):
+    if calib == "none":
+        return ""
+    path = os.path.join(root, "configs", "calibration", calib + ".yaml")
+    if not os.path.isfile(path):
+        avail = " ".join(_stems(os.path.dirname(path))) or "none"
+        raise GridError(f"calibration preset '{calib}' not found: expected {path} (available: {avail}); "
+                        "use 'none' for no calibration")
+    return path
+
+
+def resolve_dataset_file(root, dataset):
+    path = os.path.join(root, "configs", "datasets", dataset + ".yaml")
+    if not os.path.isfile(path):
+        avail = " ".join(_stems(os.path.dirname(path))) or "none"
+        raise GridError(f"dataset config '{dataset}' not found: expected {path} (available: {avail})")
+    return path
+
+
+def load_epoch(cfg_file, opts_words=(), override=None):
+    """Checkpoint epoch to test: ``override``, else ``OPTIM.MAX_EPOCH`` in the opts, else the
+    first ``MAX_EPOCH: N`` line of the method config (same rule as common.sh)."""
+    if override not in (None, ""):
+        return str(override)
+    ep = None
+    for key, val in zip(opts_words, list(opts_words[1:]) + [None]):
+        if key == "OPTIM.MAX_EPOCH" and val is not None:
+            ep = val
+    if ep is not None:
+        return str(ep)
+    with open(cfg_file, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^\s*MAX_EPOCH\s*:\s*([0-9]+)", line)
+            if m:
+                return m.group(1)
+    raise GridError(f"no MAX_EPOCH in {cfg_file} (nor OPTIM.MAX_EPOCH in opts); set load_epoch")
+
+
+@dataclass
+class Run:
+    """One grid point: base-class run then new-class run."""
+    method: str
+    trainer: str
+    cfg: str
+    calib: str
+    dataset: str
+    seed: int
+    shots: int
+    train_dir: str
+    test_dir: str
+    train_cmd: list
+    test_cmd: list
+    log_path: str = ""
+
+    @property
+    def label(self):
+        cfgdir = self.cfg if self.calib == "none" else f"{self.cfg}_{self.calib}"
+        return f"{self.trainer}/{cfgdir}/{self.dataset}/shots_{self.shots}/seed{self.seed}"
+
+    def pending(self):
+        """[(step name, argv, run dir)] still to do (finished steps left out)."""
+        steps = []
+        if not is_finished(self.train_dir):
+            steps.append(("train", self.train_cmd, self.train_dir))
+        if not is_finished(self.test_dir):
+            steps.append(("test", self.test_cmd, self.test_dir))
+        return steps
+
+
+def run_dir(output, split, dataset, shots, trainer, cfg, calib, seed):
+    cfgdir = cfg if calib == "none" else f"{cfg}_{calib}"
+    return os.path.join(output, "base2new", split, dataset, f"shots_{shots}", trainer, cfgdir, f"seed{seed}")
+
+
+def build_commands(trainer, cfg_file, dataset_file, calib_file, data, seed, shots, train_dir, test_dir,
+                   python="python", root=REPO_ROOT, opts_words=(), load_epoch_override=None):
+    """(train argv, test argv), identical to what scripts/common.sh runs."""
+    def base(out):
+        cmd = [python, os.path.join(root, "train.py"), "--root", data, "--seed", str(seed), "--trainer", trainer,
+               "--dataset-config-file", dataset_file, "--config-file", cfg_file]
+        if calib_file:
+            cmd += ["--calib-config-file", calib_file]
+        return cmd + ["--output-dir", out]
+
+    train = base(train_dir)
+    if trainer == "ZeroshotCLIP":
+        train += ["--eval-only"]
+    train += ["DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "base"] + list(opts_words)
+    test = base(test_dir)
+    if trainer != "ZeroshotCLIP":
+        test += ["--model-dir", train_dir, "--load-epoch", load_epoch(cfg_file, list(opts_words), load_epoch_override)]
+    test += ["--eval-only", "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "new"] + list(opts_words)
+    return train, test
+
+
+def _as_list(v):
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    return str(v).split()
+
+
+def expand_grid(grid, root=REPO_ROOT):
+    """List of :class:`Run` for a grid dict with keys datasets, seeds, methods, calibs, shots,
+    output, data, opts, python, load_epoch, log_dir (missing keys: defaults / environment).
+
+    Order: method, calibrator, dataset, seed. Raises :class:`GridError` naming a missing file.
+    """
+    datasets = _as_list(grid.get("datasets")) or DEFAULT_DATASETS
+    seeds = [int(s) for s in (_as_list(grid.get("seeds")) or [1, 2, 3])]
+    methods = grid.get("methods") or ["coop"]
+    calibs = _as_list(grid.get("calibs", grid.get("calibrators"))) or ["none"]
+    shots = int(grid.get("shots") or 16)
+    output = os.path.abspath(grid.get("output") or os.environ.get("OUTPUT") or os.path.join(root, "output"))
+    data = grid.get("data") or os.environ.get("DATA") or ""
+    if not data:
+        raise GridError("DATA is not set: pass --data or export DATA=/path/to/datasets")
+    opts = grid.get("opts") or os.environ.get("OPTS") or ""
+    opts_words = opts if isinstance(opts, (list, tuple)) else shlex.split(str(opts))
+    opts_words = [str(w) for w in opts_words]
+    python = grid.get("python") or os.environ.get("PYTHON") or sys.executable
+    log_dir = grid.get("log_dir") or os.path.join(output, "sweep_logs")
+    le = grid.get("load_epoch", os.environ.get("LOAD_EPOCH"))
+    runs = []
+    for mspec in methods:
+        if isinstance(mspec, dict):
+            mname, cfg_override = mspec.get("method"), mspec.get("cfg")
+            method, trainer, cfg = resolve_method(mname)
+            cfg = cfg_override or cfg
+        else:
+            method, trainer, cfg = resolve_method(mspec)
+        cfg_name, cfg_file = resolve_cfg_file(root, trainer, cfg or METHODS[method][1])
+        for calib in calibs:
+            calib_file = resolve_calib_file(root, calib)
+            for ds in datasets:
+                ds_file = resolve_dataset_file(root, ds)
+                for seed in seeds:
+                    tr = run_dir(output, "train_base", ds, shots, trainer, cfg_name, calib, seed)
+                    te = run_dir(output, "test_new", ds, shots, trainer, cfg_name, calib, seed)
+                    train_cmd, test_cmd = build_commands(trainer, cfg_file, ds_file, calib_file, data, seed, shots,
+                                                         tr, te, python=python, root=root, opts_words=opts_words,
+                                                         load_epoch_override=le)
+                    cfgdir = cfg_name if calib == "none" else f"{cfg_name}_{calib}"
+                    log = os.path.join(log_dir, trainer, cfgdir, f"{ds}_shots{shots}_seed{seed}.log")
+                    runs.append(Run(method, trainer, cfg_name, calib, ds, seed, shots, tr, te,
+                                    train_cmd, test_cmd, log))
+    return runs
+
+
+# ----------------------------------------------------------------------------- local executor
+def detect_gpus():
+    """GPU ids from CUDA_VISIBLE_DEVICES when set, else from ``nvidia-smi``; [] on a CPU machine."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        return [g.strip() for g in cvd.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def make_slots(gpus=None, workers=1, runs_per_gpu=1):
+    """Slots of the local queue: GPU id strings (each repeated runs_per_gpu times) or None (CPU)."""
+    if gpus is None:
+        gpus = detect_gpus()
+    if gpus:
+        return [g for g in gpus for _ in range(max(1, runs_per_gpu))]
+    return [None] * max(1, workers)
+
+
+@dataclass
+class Outcome:
+    run: Run
+    status: str  # "ok", "failed", "skipped", "interrupted"
+    message: str = ""
+    seconds: float = 0.0
+    steps: list = field(default_factory=list)
+
+
+def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
+    """Run the pending steps of one unit in order; the test step only after a finished train step."""
+    t0 = time.time()
+    steps = run.pending()
+    if not steps:
+        return Outcome(run, "skipped", "finished")
+    env = dict(os.environ)
+    if slot is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot)
+    os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
+    done = []
+    for name, cmd, out_dir in steps:
+        if stop is not None and stop.is_set():
+            return Outcome(run, "interrupted", f"before {name}", time.time() - t0, done)
+        if is_finished(out_dir):  # finished meanwhile (another sweep)
+            continue
+        echo(f"[start] {'gpu' + str(slot) if slot is not None else 'cpu'} {run.label} {name}")
+        with open(run.log_path, "a", encoding="utf-8") as log:
+            log.write(f"$ {shlex.join(cmd)}\n")
+            log.flush()
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if active is not None:
+                with lock:
+                    active.add(proc)
+            try:
+                rc = proc.wait()
+            finally:
+                if active is not None:
+                    with lock:
+                        active.discard(proc)
+        if stop is not None and stop.is_set():
+            return Outcome(run, "interrupted", f"during {name}", time.time() - t0, done)
+        if rc != 0:
+            return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0, done)
+        if not is_finished(out_dir):
+            return Outcome(run, "failed", f"{name} exited 0 but {out_dir}/results.json is not finished; "
+                                          f"log: {run.log_path}", time.time() - t0, done)
+        done.append(name)
+    return Outcome(run, "ok", "", time.time() - t0, done)
+
+
+def run_local(runs, slots, echo=print):
+    """Execute the units over the slots with a queue; returns the list of :class:`Outcome`.
+
+    Ctrl-C / SIGTERM stop the queue and terminate the running commands (their runs stay
+    unfinished and re-run next time).
+    """
+    q = queue.Queue()
+    for r in runs:
+        q.put(r)
+    outcomes, active, lock, stop = [], set(), threading.Lock(), threading.Event()
+
+    def worker(slot):
+        while not stop.is_set():
+            try:
+                r = q.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                o = run_unit(r, slot, stop, active, lock, echo)
+            except Exception as e:  # a broken unit must not take the queue down
+                o = Outcome(r, "failed", f"{type(e).__name__}: {e}")
+            with lock:
+                outcomes.append(o)
+            if o.status == "ok":
+                echo(f"[done] {r.label} ({o.seconds:.1f} s)")
+            elif o.status == "failed":
+                echo(f"[fail] {r.label}: {o.message}")
+
+    prev = None
+    if threading.current_thread() is threading.main_thread():
+        def _term(signum, frame):
+            raise KeyboardInterrupt
+        prev = signal.signal(signal.SIGTERM, _term)
+    threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in slots]
+    try:
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.1)
+    except KeyboardInterrupt:
+        stop.set()
+        with lock:
+            procs = list(active)
+        for p in procs:
+            try:
+                p.terminate()
+            except OSError:
+                pass
+        for t in threads:
+            t.join(30)
+        echo("[interrupted] the sweep stopped; re-run the same command to finish the rest")
+        raise
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGTERM, prev)
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- submitit
+def unit_script(run):
+    """Bash script of one unit for a submitit job (the same skip rule, output to the unit log)."""
+    lines = ["set -e", f"mkdir -p {shlex.quote(os.path.dirname(run.log_path))}",
+             f"exec >>{shlex.quote(run.log_path)} 2>&1"]
+    for name, cmd, out_dir in (("train", run.train_cmd, run.train_dir), ("test", run.test_cmd, run.test_dir)):
+        res = shlex.quote(os.path.join(out_dir, "results.json"))
+        check = f"grep -Eq '\"status\"[[:space:]]*:[[:space:]]*\"finished\"' {res} 2>/dev/null"
+        lines.append(f"if ! {check}; then")
+        lines.append(f"  echo {shlex.quote('$ ' + shlex.join(cmd))}")
+        lines.append(f"  {shlex.join(cmd)}")
+        lines.append(f"  {check} || {{ echo 'error: {name} step left no finished results.json' >&2; exit 1; }}")
+        lines.append("fi")
+    return "\n".join(lines) + "\n"
+
+
+def make_executor(kind, folder, args):
+    import submitit  # noqa: imported only for these executors
+    if kind == "submitit-local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job)
+        return ex
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params = dict(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job, tasks_per_node=1, nodes=1,
+                  cpus_per_task=args.cpus_per_task, name="cpt-sweep")
+    if args.mem_gb:
+        params["mem_gb"] = args.mem_gb
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.slurm_array_parallelism:
+        params["slurm_array_parallelism"] = args.slurm_array_parallelism
+    extra = {}
+    for kv in args.slurm_extra or []:
+        k, _, v = kv.partition("=")
+        extra[k] = v
+    if extra:
+        params["slurm_additional_parameters"] = extra
+    ex.update_parameters(**params)
+    return ex
+
+
+def submit(runs, executor, echo=print):
+    """Submit one job per unit (a job array); returns [(run, job)]."""
+    from submitit.helpers import CommandFunction
+    fns = [CommandFunction(["bash", "-c", unit_script(r)], verbose=False) for r in runs]
+    jobs = []
+    with executor.batch():
+        for fn in fns:
+            jobs.append(executor.submit(fn))
+    for r, j in zip(runs, jobs):
+        echo(f"[submitted] {r.label} job {j.job_id}")
+    return list(zip(runs, jobs))
+
+
+def wait_jobs(pairs, echo=print):
+    outcomes = []
+    for r, j in pairs:
+        try:
+            j.result()
+            ok = is_finished(r.test_dir)
+            outcomes.append(Outcome(r, "ok" if ok else "failed", "" if ok else "job ended without a finished test run"))
+        except Exception as e:  # submitit raises FailedJobError with the job's stderr
+            msg = str(e).strip().splitlines()
+            outcomes.append(Outcome(r, "failed", f"job {j.job_id}: {msg[-1] if msg else e}; log: {r.log_path}"))
+        o = outcomes[-1]
+        echo(f"[{'done' if o.status == 'ok' else 'fail'}] {r.label}{': ' + o.message if o.message else ''}")
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser():
+    p = argparse.ArgumentParser(description="Base-to-new sweep: datasets x seeds x methods x calibrators.",
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", help="YAML file with the grid (keys as below; flags override)")
+    p.add_argument("--datasets", nargs="+", help="dataset yaml stems (default: the 11 benchmarks)")
+    p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3")
+    p.add_argument("--methods", nargs="+", help=f"method[:cfg], methods: {' '.join(METHODS)} (default coop)")
+    p.add_argument("--calibs", nargs="+", help="calibration presets (configs/calibration/<name>.yaml) or none")
+    p.add_argument("--shots", type=int)
+    p.add_argument("--output", help="output root (default $OUTPUT or <repo>/output)")
+    p.add_argument("--data", help="dataset root (default $DATA)")
+    p.add_argument("--opts", help='trailing "KEY VALUE ..." opts for every run (default $OPTS)')
+    p.add_argument("--load-epoch", help="checkpoint epoch to test (default: MAX_EPOCH of the config)")
+    p.add_argument("--python", help="interpreter for train.py (default $PYTHON or this interpreter)")
+    p.add_argument("--repo-root", default=REPO_ROOT, help=argparse.SUPPRESS)
+    p.add_argument("--log-dir", help="unit logs (default <output>/sweep_logs)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands of unfinished steps and exit")
+    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
+    p.add_argument("--gpus", help="local: comma-separated GPU ids, or 'none' for CPU (default: detect)")
+    p.add_argument("--runs-per-gpu", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="local without GPUs: parallel CPU runs")
+    p.add_argument("--submitit-folder", help="submitit logs/pickles (default <output>/submitit)")
+    p.add_argument("--timeout-min", type=int, default=24 * 60, help="per job, minutes (submitit executors)")
+    p.add_argument("--gpus-per-job", type=int, default=None, help="submitit: GPUs per job (slurm 1, local 0)")
+    p.add_argument("--cpus-per-task", type=int, default=8)
+    p.add_argument("--mem-gb", type=int)
+    p.add_argument("--slurm-partition")
+    p.add_argument("--slurm-array-parallelism", type=int)
+    p.add_argument("--slurm-extra", nargs="+", metavar="KEY=VALUE", help="more sbatch options")
+    p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and report")
+    return p
+
+
+def grid_from_args(args):
+    grid = {}
+    if args.grid:
+        import yaml
+        with open(args.grid, encoding="utf-8") as f:
+            grid = yaml.safe_load(f) or {}
+        if not isinstance(grid, dict):
+            raise GridError(f"{args.grid}: expected a mapping with keys datasets, seeds, methods, calibs, ...")
+        unknown = set(grid) - {"datasets", "seeds", "methods", "calibs", "calibrators", "shots", "output", "data",
+                               "opts", "python", "load_epoch", "log_dir"}
+        if unknown:
+            raise GridError(f"{args.grid}: unknown keys {sorted(unknown)}")
+        if grid.get("output") and not os.path.isabs(str(grid["output"])):
+            grid["output"] = os.path.abspath(str(grid["output"]))
+    for key in ("datasets", "seeds", "methods", "calibs", "shots", "output", "data", "opts", "python", "log_dir",
+                "load_epoch"):
+        v = getattr(args, key)
+        if v is not None:
+            grid[key] = v
+    return grid
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        grid = grid_from_args(args)
+        if args.dry_run and not (grid.get("data") or os.environ.get("DATA")):
+            grid["data"] = "$DATA"
+            print("# warning: DATA is not set; printing $DATA", file=sys.stderr)
+        runs = expand_grid(grid, root=args.repo_root)
+    except GridError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    todo = [r for r in runs if r.pending()]
+    print(f"# {len(runs)} units, {len(runs) - len(todo)} finished, {len(todo)} to run")
+    if args.dry_run:
+        for r in runs:
+            steps = r.pending()
+            if not steps:
+                print(f"# skip (finished): {r.label}")
+                continue
+            print(f"# {r.label}: {' + '.join(s[0] for s in steps)}")
+            for _, cmd, _ in steps:
+                print(shlex.join(cmd))
+        return 0
+    if not todo:
+        return 0
+    if args.executor == "local":
+        gpus = None
+        if args.gpus is not None:
+            gpus = [] if args.gpus.lower() in ("none", "cpu", "") else [g.strip() for g in args.gpus.split(",") if g.strip()]
+        slots = make_slots(gpus, args.workers, args.runs_per_gpu)
+        print(f"# local executor: {len(slots)} slot(s): "
+              + ", ".join("cpu" if s is None else f"gpu{s}" for s in slots))
+        try:
+            outcomes = run_local(todo, slots)
+        except KeyboardInterrupt:
+            return 130
+    else:
+        if args.gpus_per_job is None:
+            args.gpus_per_job = 1 if args.executor == "slurm" else 0
+        output = os.path.abspath(grid.get("output") or os.environ.get("OUTPUT") or os.path.join(args.repo_root, "output"))
+        folder = args.submitit_folder or os.path.join(output, "submitit")
+        try:
+            executor = make_executor(args.executor, folder, args)
+        except ImportError:
+            print("error: the slurm/submitit-local executors need submitit (pip install submitit)", file=sys.stderr)
+            return 2
+        except RuntimeError as e:  # e.g. no srun: not on a Slurm cluster
+            print(f"error: cannot create the {args.executor} executor: {e}", file=sys.stderr)
+            return 2
+        pairs = submit(todo, executor)
+        if args.executor == "slurm" and not args.wait:
+            print(f"# submitted {len(pairs)} jobs; logs in {folder}; re-run this command later to resubmit "
+                  "what is unfinished, parse with scripts/parse_results.py")
+            return 0
+        outcomes = wait_jobs(pairs)
+    n_ok = sum(o.status == "ok" for o in outcomes)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"# {n_ok} ok, {len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped")
+    for o in failed:
+        print(f"#   failed: {o.run.label}: {o.message}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
