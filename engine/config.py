@@ -68,6 +68,8 @@ _C.DATASET.SUBSAMPLE_CLASSES = "all"
 _C.DATASET.VOC_DIFFICULT = "ignore"
 # Offline world variant: "cast" (downstream colour cast) or "clean".
 _C.DATASET.VARIANT = "cast"
+# Drop listed images that are not on disk (with a warning) instead of failing.
+_C.DATASET.SKIP_MISSING_IMAGES = False
 # Multi-label training source for caption-trained methods: "images" or "captions".
 _C.DATASET.TRAIN_SOURCE = "images"
 

@@ -276,7 +276,12 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames)
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots and num_shots >= 1:
         seed = cfg.SEED
-        path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}.json")
+        # the key includes a fingerprint of the split, so two roots never share a draw
+        import hashlib
+
+        probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
+        tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
+        path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}-{tag}.json")
         cached = read_json(path) if os.path.isfile(path) else None
         if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
             train = [train[i] for i in cached["train"]]

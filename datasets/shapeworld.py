@@ -1,0 +1,119 @@
+"""The offline world as registered datasets: ``ShapeWorld`` (64-way) and ``ShapeWorldML`` (scenes).
+
+The generator lives in ``datasets/world.py``. Splits are materialised once as
+PNG files plus a CoOp split file into ``<cache>/world/<name>_<variant>_seed<S>/``
+(or read from ``$DATA/shapeworld/<variant>/`` when that folder exists), so the
+normal loading path and transforms run. ``DATASET.VARIANT``: ``cast`` (the
+downstream task: each class's colour is pulled 20% toward a fixed partner
+colour) or ``clean`` (drawn like the pretraining images).
+
+Base/new: labels are ordered so that the first 32 classes are those with even
+``colour_idx + shape_idx``; the engine's ceil rule therefore gives a
+checkerboard split where every colour and every shape has 4 classes per side.
+Class names are the made-up one-token names; the prompt is "a photo of a {}.".
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from datasets import world
+from engine.config import resolve_cache_dir
+from engine.data import DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample, read_split
+from engine.data.datasets import class_split_indices
+
+SINGLE_COUNTS = {"n_train_per_class": 32, "n_val_per_class": 8, "n_test_per_class": 50}
+SCENE_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}
+
+
+def _materialised_dir(cfg, kind, variant, writer, split_file):
+    """Folder holding ``split_file``; generates it atomically on first use."""
+    root = os.path.expanduser(cfg.DATASET.ROOT) if cfg.DATASET.ROOT else ""
+    user = os.path.join(root, kind.lower(), variant) if root else ""
+    if user and os.path.isfile(os.path.join(user, split_file)):
+        return user
+    target = os.path.join(resolve_cache_dir(cfg), "world", f"{kind.lower()}_{variant}_seed{world.WORLD_SEED}")
+    if os.path.isfile(os.path.join(target, split_file)):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=".building-")
+    try:
+        writer(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _check_variant(variant):
+    if variant not in ("cast", "clean"):
+        raise ValueError(f"DATASET.VARIANT must be 'cast' or 'clean' for the offline world, got {variant!r}")
+
+
+@DATASET_REGISTRY.register()
+class ShapeWorld(DatasetBase):
+    """64 single-object classes (8 colours x 8 shapes) of the offline world."""
+
+    split_file = "split_ShapeWorld.json"
+
+    def __init__(self, cfg):
+        variant = cfg.DATASET.VARIANT
+        _check_variant(variant)
+        folder = _materialised_dir(
+            cfg, "ShapeWorld", variant,
+            lambda d: world.materialize_split(d, variant=variant, seed=world.WORLD_SEED,
+                                              split_file=self.split_file, **SINGLE_COUNTS),
+            self.split_file)
+        train, val, test = read_split(os.path.join(folder, self.split_file), folder)
+        classnames = list(world.WORLD_NAMES)
+        train, val, test, classnames = apply_fewshot_and_subsample(
+            cfg, f"ShapeWorld_{variant}", train, val, test, classnames)
+        super().__init__(train_x=train, val=val, test=test, classnames=classnames)
+
+
+@DATASET_REGISTRY.register()
+class ShapeWorldML(DatasetBase):
+    """Multi-object scenes (2-4 objects) with multi-hot labels over the 64 world classes.
+
+    Labels: 1 positive, 0 negative (no unknowns). ``captions()`` returns the
+    training captions with their multi-hot labels (for caption-trained methods).
+    Groups: ``base`` and ``new`` class columns (ceil split) when
+    ``SUBSAMPLE_CLASSES`` is ``all``.
+    """
+
+    split_file = "split_ShapeWorldML.json"
+
+    def __init__(self, cfg):
+        variant = cfg.DATASET.VARIANT
+        _check_variant(variant)
+        folder = _materialised_dir(
+            cfg, "ShapeWorldML", variant,
+            lambda d: world.materialize_multilabel_split(d, variant=variant, seed=world.WORLD_SEED,
+                                                         split_file=self.split_file, **SCENE_COUNTS),
+            self.split_file)
+        with open(os.path.join(folder, self.split_file)) as f:
+            split = json.load(f)
+
+        def convert(items):
+            return [Datum(os.path.join(folder, p), np.asarray(y, dtype=np.int64), 0, cap) for p, y, cap in items]
+
+        train, val, test = convert(split["train"]), convert(split["val"]), convert(split["test"])
+        self._captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
+        classnames = list(world.WORLD_NAMES)
+        n = len(classnames)
+        train, val, test, classnames = apply_fewshot_and_subsample(
+            cfg, f"ShapeWorldML_{variant}", train, val, test, classnames)
+        groups = None
+        if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
+            groups = {"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")}
+        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
+
+    def captions(self):
+        """Training captions as ``[(caption, multi_hot over all 64 classes), ...]``."""
+        return list(self._captions)
