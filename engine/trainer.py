@@ -414,7 +414,7 @@ class SimpleTrainer(TrainerBase):
             outputs = self.collect_outputs(loader, split)
             logits = self.apply_posthoc(outputs)
             self.evaluator.process(logits, outputs["labels"], outputs.get("features"))
-            results = self.evaluator.evaluate() if get_rank() == 0 else self.evaluator.evaluate()
+            results = self.evaluator.evaluate()
         finally:
             self.after_evaluation()
         for k, v in results.items():

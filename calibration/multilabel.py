@@ -1,0 +1,265 @@
+"""Multi-label metrics: calibration over image-class pairs, mAP, CF1/OF1 (vectorised).
+
+Label encoding (the project's): ``targets[i, j]`` is 1 (positive), 0 (negative)
+or -1 (unknown / ignored). Entries with -1 are dropped from every metric.
+``probs`` are per-class probabilities (e.g. ``sigmoid(logits)``), shape (N, C).
+
+Top-label decomposition (DESIGN.md section 5.3): each valid (image, class) pair
+is a binary prediction ``1[p >= 0.5]`` with confidence ``max(p, 1 - p)``,
+correct when the prediction equals the label; those pairs go through the
+single-label ``ece`` / ``mce`` / ``adaptive_ece`` / ``piece`` of
+``calibration.metrics`` with their conventions. All results are fractions.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from .metrics import _to_numpy, adaptive_ece, ece, equal_width_bin_index, mce, piece
+
+__all__ = [
+    "binary_pairs",
+    "multilabel_calibration",
+    "multilabel_metrics",
+    "average_precision_per_class",
+    "mean_average_precision",
+    "f1_scores",
+]
+
+
+def _prep(probs, targets, fname):
+    p = _to_numpy(probs, np.float64)
+    y = _to_numpy(targets)
+    if p.ndim != 2 or y.shape != p.shape:
+        raise ValueError(
+            f"calibration.multilabel.{fname}: expected probs and targets of the same shape (N, C), "
+            f"got {tuple(p.shape)} and {tuple(y.shape)}"
+        )
+    y = y.astype(np.int8) if y.dtype != np.int8 else y
+    if y.size and (y.min() < -1 or y.max() > 1):
+        raise ValueError(
+            f"calibration.multilabel.{fname}: targets must be 1 (positive), 0 (negative) or -1 (unknown), "
+            f"got values in [{int(y.min())}, {int(y.max())}]"
+        )
+    return np.ascontiguousarray(p), np.ascontiguousarray(y)
+
+
+class _Pairs:
+    """Top-label decomposition of an (N, C) problem, computed once and shared."""
+
+    def __init__(self, probs, targets, fname, threshold=0.5):
+        self.p, self.y = _prep(probs, targets, fname)
+        self.n, self.c = self.p.shape
+        self.valid = self.y >= 0
+        self.all_valid = bool(self.valid.all())
+        self.pos = self.y == 1
+        pred = self.p >= threshold
+        self.conf2d = np.where(pred, self.p, 1.0 - self.p)
+        self.correct2d = pred == self.pos
+
+    def flat(self, a2d):
+        """Values of the valid pairs, row-major."""
+        return a2d.reshape(-1) if self.all_valid else a2d[self.valid]
+
+    def flat_cols(self, a2d, cols):
+        """Values of the valid pairs of the given classes."""
+        sub = a2d[:, cols]
+        return sub.reshape(-1) if self.all_valid else sub[self.valid[:, cols]]
+
+    def class_index(self):
+        ci = np.broadcast_to(np.arange(self.c, dtype=np.intp), (self.n, self.c))
+        return ci.reshape(-1) if self.all_valid else ci[self.valid]
+
+    def row_index(self):
+        ri = np.broadcast_to(np.arange(self.n, dtype=np.intp)[:, None], (self.n, self.c))
+        return ri.reshape(-1) if self.all_valid else ri[self.valid]
+
+
+def binary_pairs(probs, targets, threshold=0.5):
+    """Top-label decomposition of the valid (target != -1) image-class pairs.
+
+    Returns a dict of 1-D numpy arrays over the valid pairs in row-major order:
+    ``confidence`` (``max(p, 1-p)``), ``correct`` (bool, ``1[p >= threshold] == y``),
+    ``prob`` (p), ``target`` (0/1), ``class_index``, ``row_index``; plus ``mask``
+    (N, C) bool of the valid entries.
+    """
+    pr = _Pairs(probs, targets, "binary_pairs", threshold)
+    return {
+        "confidence": pr.flat(pr.conf2d),
+        "correct": pr.flat(pr.correct2d),
+        "prob": pr.flat(pr.p),
+        "target": pr.flat(pr.y).astype(np.int64),
+        "class_index": pr.class_index(),
+        "row_index": pr.row_index(),
+        "mask": pr.valid,
+    }
+
+
+def _classwise_ece(pr, n_bins):
+    """Mean over classes (with >= 1 valid entry) of each class's positive-class ECE."""
+    width = n_bins + 2  # ECE's bins 1..n_bins, plus 0 (p <= 0) and n_bins + 1 (p > 1): in no bin
+    bins = equal_width_bin_index(pr.p.reshape(-1), n_bins, rule="ece").reshape(pr.n, pr.c)
+    key = bins + (np.arange(pr.c, dtype=np.intp) * width)[None, :]
+    d = pr.pos - pr.p  # target - p
+    key, d = pr.flat(key), pr.flat(d)
+    gap = np.bincount(key, weights=d, minlength=pr.c * width).reshape(pr.c, width)
+    n_c = pr.valid.sum(axis=0)
+    has = n_c > 0
+    if not has.any():
+        return float("nan")
+    return float((np.abs(gap[:, 1:-1]).sum(axis=1)[has] / n_c[has]).mean())
+
+
+def _class_mask(idx, n_classes, name):
+    idx = np.asarray(list(idx), dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_classes):
+        raise ValueError(
+            f"calibration.multilabel: group {name!r} has class indices outside [0, {n_classes})"
+        )
+    return idx
+
+
+def _calibration(pr, n_bins, groups):
+    conf, correct = pr.flat(pr.conf2d), pr.flat(pr.correct2d)
+    if conf.size == 0:
+        raise ValueError("calibration.multilabel: no valid (target != -1) entries")
+    out = OrderedDict()
+    out["ece"] = ece(conf, correct, n_bins)
+    out["mce"] = mce(conf, correct, n_bins, weighted=True)
+    out["adaptive_ece"] = adaptive_ece(conf, correct, n_bins)
+    out["ece_positive"] = ece(pr.flat(pr.p), pr.flat(pr.pos), n_bins)
+    out["classwise_ece"] = _classwise_ece(pr, n_bins)
+    out["accuracy"] = float(correct.mean())
+    group_out = OrderedDict()
+    for name, idx in (groups or {}).items():
+        cols = _class_mask(idx, pr.c, name)
+        gc, ga = pr.flat_cols(pr.conf2d, cols), pr.flat_cols(pr.correct2d, cols)
+        if gc.size == 0:
+            group_out[name] = (float("nan"), float("nan"))
+        else:
+            group_out[name] = (ece(gc, ga, n_bins), float(ga.mean()))
+    return out, group_out, conf, correct
+
+
+def multilabel_calibration(probs, targets, n_bins=10, groups=None):
+    """Calibration of multi-label predictions over valid image-class pairs (fractions).
+
+    Keys: ``ece``, ``mce`` (weighted, papers' MCE), ``adaptive_ece`` (top-label
+    decomposition, conventions of ``calibration.metrics``); ``ece_positive``
+    (ECE's ``(lo, hi]`` bins over p, comparing mean p with the positive rate);
+    ``classwise_ece`` (positive-class ECE per class, averaged over classes with
+    at least one valid entry); ``accuracy`` (fraction of correct pairs at 0.5).
+    With ``groups`` (dict name -> class indices): ``ece_<name>`` (top-label ECE
+    over that group's pairs) and ``accuracy_<name>``; NaN for a group without
+    valid pairs. Entries with target -1 are dropped everywhere.
+    """
+    out, group_out, _, _ = _calibration(_Pairs(probs, targets, "multilabel_calibration"), n_bins, groups)
+    for name, (g_ece, g_acc) in group_out.items():
+        out[f"ece_{name}"] = g_ece
+        out[f"accuracy_{name}"] = g_acc
+    return out
+
+
+def _ap_per_class(pr):
+    """AP of each class from sorted scores: for every positive with score s,
+    precision = #positives >= s / #valid >= s (tied scores form one threshold)."""
+    ap = np.full(pr.c, np.nan)
+    s_t = np.ascontiguousarray(pr.p.T)
+    y_t = np.ascontiguousarray(pr.y.T)
+    if pr.all_valid:
+        srt = np.sort(s_t, axis=1)
+        n_valid = np.full(pr.c, pr.n)
+    else:
+        srt = np.sort(np.where(y_t >= 0, s_t, np.nan), axis=1)  # ignored entries sort last
+        n_valid = (y_t >= 0).sum(axis=1)
+    for j in range(pr.c):  # a loop over classes, not samples
+        pos = s_t[j][y_t[j] == 1]
+        if pos.size == 0:
+            continue
+        pos_sorted = np.sort(pos)
+        n_ge = n_valid[j] - np.searchsorted(srt[j, : n_valid[j]], pos, side="left")
+        tp_ge = pos.size - np.searchsorted(pos_sorted, pos, side="left")
+        ap[j] = float(np.mean(tp_ge / n_ge))
+    return ap
+
+
+def average_precision_per_class(scores, targets):
+    """Non-interpolated average precision of each class (numpy array (C,), NaN when a
+    class has no positive).
+
+    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, which is
+    ``sklearn.metrics.average_precision_score`` (tied scores form one threshold).
+    Entries with target -1 are ignored.
+    """
+    return _ap_per_class(_Pairs(scores, targets, "average_precision_per_class"))
+
+
+def mean_average_precision(scores, targets):
+    """mAP (fraction): mean over classes with at least one positive of the
+    non-interpolated AP (``average_precision_per_class``); -1 entries ignored.
+    Equals the mean of ``sklearn.metrics.average_precision_score`` per class.
+    NaN if no class has a positive."""
+    ap = average_precision_per_class(scores, targets)
+    return float("nan") if np.isnan(ap).all() else float(np.nanmean(ap))
+
+
+def _f1(pr, threshold=0.5):
+    pred = (pr.p >= threshold) & pr.valid
+    tp = (pred & pr.pos).sum(axis=0).astype(np.float64)
+    n_pred = pred.sum(axis=0).astype(np.float64)
+    n_pos = pr.pos.sum(axis=0).astype(np.float64)
+    has = n_pos > 0
+    if not has.any():
+        return 0.0, 0.0
+    cp = np.where(n_pred[has] > 0, tp[has] / np.maximum(n_pred[has], 1), 0.0).mean()
+    cr = (tp[has] / n_pos[has]).mean()
+    op = tp.sum() / n_pred.sum() if n_pred.sum() > 0 else 0.0
+    orr = tp.sum() / n_pos.sum()
+    cf1 = 2 * cp * cr / (cp + cr) if cp + cr > 0 else 0.0
+    of1 = 2 * op * orr / (op + orr) if op + orr > 0 else 0.0
+    return float(cf1), float(of1)
+
+
+def f1_scores(probs, targets, threshold=0.5):
+    """``(CF1, OF1)`` (fractions) at ``p >= threshold``; -1 entries ignored.
+
+    CF1 = 2 CP CR / (CP + CR), with CP and CR the means over classes having at
+    least one positive of per-class precision (0 when a class has no predicted
+    positive) and recall. OF1 = 2 OP OR / (OP + OR) from micro counts over all
+    valid entries. A zero denominator gives 0.
+    """
+    return _f1(_Pairs(probs, targets, "f1_scores"), threshold)
+
+
+def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
+    """Everything the multi-label evaluator reports, as fractions, sharing one decomposition.
+
+    Returns ``(results, confidences, correct, ap_per_class)``: ``results`` is an OrderedDict with
+    ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``, ``adaptive_ece``, ``ece_positive``,
+    ``classwise_ece``, ``piece`` (only with ``proximity``: one value per image,
+    carried by each of its pairs), ``accuracy``, then per group ``mAP_<g>``,
+    ``ece_<g>``, ``accuracy_<g>``; the arrays are the valid pairs' top-label
+    confidences and correctness (for a reliability diagram); ``ap_per_class`` is
+    the (C,) array of ``average_precision_per_class``.
+    """
+    pr = _Pairs(probs, targets, "multilabel_metrics")
+    ap = _ap_per_class(pr)
+    cf1, of1 = _f1(pr)
+    cal, group_out, conf, correct = _calibration(pr, n_bins, groups)
+    res = OrderedDict()
+    res["mAP"] = float("nan") if np.isnan(ap).all() else float(np.nanmean(ap))
+    res["cf1"], res["of1"] = cf1, of1
+    for key in ("ece", "mce", "adaptive_ece", "ece_positive", "classwise_ece"):
+        res[key] = cal[key]
+    if proximity is not None:
+        prox = _to_numpy(proximity, np.float64).reshape(-1)
+        if prox.shape[0] != pr.n:
+            raise ValueError(f"calibration.multilabel.multilabel_metrics: proximity must have one value "
+                             f"per image ({pr.n}), got {prox.shape[0]}")
+        res["piece"] = piece(conf, correct, pr.flat(np.broadcast_to(prox[:, None], (pr.n, pr.c))), n_bins)
+    res["accuracy"] = cal["accuracy"]
+    for name, (g_ece, g_acc) in group_out.items():
+        g_ap = ap[_class_mask(groups[name], pr.c, name)]
+        res[f"mAP_{name}"] = float("nan") if g_ap.size == 0 or np.isnan(g_ap).all() else float(np.nanmean(g_ap))
+        res[f"ece_{name}"] = g_ece
+        res[f"accuracy_{name}"] = g_acc
+    return res, conf, correct, ap
