@@ -167,7 +167,7 @@ def main(args):
         raise ValueError("--eval-only needs --model-dir (the directory of a trained run)")
 
     if cfg.SEED >= 0:
-        set_random_seed(cfg.SEED + rank)
+        set_random_seed(cfg.SEED)  # same on every rank: identical initialisation
     mkdir_if_missing(cfg.OUTPUT_DIR)
     logger = setup_logger(cfg.OUTPUT_DIR, rank=rank)
     logger.info("*** Config ***")
