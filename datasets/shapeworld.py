@@ -4,8 +4,8 @@ The generator lives in ``datasets/world.py``. Splits are materialised once as
 PNG files plus a CoOp split file into ``<cache>/world/<name>_<variant>_seed<S>/``
 (or read from ``$DATA/shapeworld/<variant>/`` when that folder exists), so the
 normal loading path and transforms run. ``DATASET.VARIANT``: ``cast`` (the
-downstream task: each class's colour is pulled 20% toward a fixed partner
-colour) or ``clean`` (drawn like the pretraining images).
+downstream task: each class's colour is pulled 35% toward a fixed partner
+colour; ``cast<s>``, e.g. ``cast0.2``, sets another strength) or ``clean`` (drawn like the pretraining images).
 
 Base/new: labels are ordered so that the first 32 classes are those with even
 ``colour_idx + shape_idx``; the engine's ceil rule therefore gives a
@@ -34,7 +34,9 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
     user = os.path.join(root, kind.lower(), variant) if root else ""
     if user and os.path.isfile(os.path.join(user, split_file)):
         return user
-    target = os.path.join(resolve_cache_dir(cfg), "world", f"{kind.lower()}_{variant}_seed{world.WORLD_SEED}")
+    # the folder names the cast strength, so a change of CAST_STRENGTH never reuses stale images
+    tag = f"cast{world.cast_strength(variant):g}" if variant.startswith("cast") else variant
+    target = os.path.join(resolve_cache_dir(cfg), "world", f"{kind.lower()}_{tag}_seed{world.WORLD_SEED}")
     if os.path.isfile(os.path.join(target, split_file)):
         return target
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -52,8 +54,10 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
 
 
 def _check_variant(variant):
-    if variant not in ("cast", "clean"):
-        raise ValueError(f"DATASET.VARIANT must be 'cast' or 'clean' for the offline world, got {variant!r}")
+    try:
+        world.cast_strength(variant)
+    except ValueError as err:
+        raise ValueError(f"DATASET.VARIANT: {err}") from None
 
 
 @DATASET_REGISTRY.register()

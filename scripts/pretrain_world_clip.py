@@ -1,0 +1,396 @@
+"""Pretrain the offline world's tiny CLIP and write trainers/weights/world_tiny.{pt,json}.
+
+Recipe (DESIGN.md §8): AdamW (lr 1e-3, weight decay 0.1 on matrices, none on norms, biases,
+embeddings and the logit scale), batch 256, linear warmup then cosine to 0, logit scale
+initialised at 30 and clamped at 100. Data: a pre-generated pool of single-object images
+(captions resampled at every use: about half made-up name only, some "a watt, a red circle.",
+the rest descriptions; never the word "photo") plus a pool of 2-4 object scenes (a fraction
+``--scene-frac`` of every batch; captions list all objects, or name one of them).
+
+Loss: multi-positive symmetric InfoNCE. Caption j (classes T_j) is a positive of image i
+(classes L_i) when T_j is a subset of L_i, so same-class pairs in a batch are not pushed apart
+and a scene image is pulled toward captions of each of its objects. Per row the loss is
+-log(sum of softmax probabilities over the positives).
+
+Evaluation after training, on the shipped (fp16-rounded) checkpoint, prompts
+"a photo of a {name}.": 64-way zero-shot accuracy on the clean test split (seed 0, 50 per class,
+the images ``materialize_split`` writes), 32-way accuracy on base and new halves of the cast
+variant, and scene zero-shot mAP on 1000 clean test scenes.
+
+Wall time (2 shared CPU cores, torch.set_num_threads(2)): see ``wall_time_s`` in the manifest
+(the shipped run: about 45 min for 3000 steps, pool generation included).
+
+Usage: python scripts/pretrain_world_clip.py [--steps 3000] [--out trainers/weights/world_tiny.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def _load_world():
+    # load datasets/world.py by path: importing the datasets package registers every benchmark
+    spec = importlib.util.spec_from_file_location("_world", os.path.join(ROOT, "datasets",
+                                                                          "world.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+world = _load_world()
+from trainers import world_clip as wc  # noqa: E402
+
+
+class TokenCache:
+    """Tokenize each distinct caption once; optionally map ids into a compact vocabulary."""
+
+    def __init__(self, tokenizer, id_map=None):
+        self.tok = tokenizer
+        self.cache = {}
+        self.id_map = id_map
+
+    def __call__(self, texts):
+        missing = [t for t in set(texts) if t not in self.cache]
+        if missing:
+            rows = self.tok(missing)
+            if self.id_map is not None:
+                rows = self.id_map[rows]
+                if (rows < 0).any():
+                    bad = [t for t, r in zip(missing, rows) if (r < 0).any()]
+                    raise KeyError(f"captions with tokens outside the world vocabulary: {bad[:3]}")
+            for t, row in zip(missing, rows):
+                self.cache[t] = row
+        return torch.stack([self.cache[t] for t in texts])
+
+
+def world_token_ids(tokenizer):
+    """Sorted ids of every token a world caption or prompt can contain (plus pad 0, SOT, EOT).
+
+    Pretraining trains a compact table of these rows only (the ids keep their order, so the
+    EOT token stays the argmax that open_clip's text pooling looks for); rows of other tokens
+    stay at their seeded initial values, as with the full table and no weight decay on it.
+    """
+    words = set()
+    texts = []
+    for lab in range(world.N_CLASSES):
+        texts += [world.class_names("name")[lab], world.class_names("description")[lab]]
+    for sw in ("small", "large"):
+        for tex in world.TEXTURES:
+            for lab in range(world.N_CLASSES):
+                meta = {"size_word": sw, "texture": tex}
+                r = np.random.default_rng(lab)
+                for _ in range(40):
+                    texts.append(world.pretrain_caption(lab, meta, r))
+    texts += ["a x and a y.", "a x, a y and a z.", "a photo of a x."]
+    ids = {0, tokenizer.sot_token_id, tokenizer.eot_token_id}
+    for t in texts:
+        ids.update(tokenizer.encode(t))
+    return sorted(ids)
+
+
+def compact_text_model(model, ids):
+    """Swap the full token table for a table of rows ``ids``; returns the id map (-1 = absent)."""
+    full = model.token_embedding
+    emb = torch.nn.Embedding(len(ids), full.embedding_dim)
+    with torch.no_grad():
+        emb.weight.copy_(full.weight[torch.tensor(ids)])
+    model.token_embedding = emb
+    id_map = torch.full((full.num_embeddings,), -1, dtype=torch.long)
+    id_map[torch.tensor(ids)] = torch.arange(len(ids))
+    return id_map, full
+
+
+def expand_text_model(model, ids, full):
+    """Put the trained compact rows back into the full table (inverse of compact_text_model)."""
+    with torch.no_grad():
+        full.weight[torch.tensor(ids)] = model.token_embedding.weight
+    model.token_embedding = full
+    return model
+
+
+def param_groups(model, wd):
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.ndim < 2 or "token_embedding" in n or "positional_embedding" in n \
+                or "class_embedding" in n or "logit_scale" in n:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def multi_positive_loss(logits, pos):
+    """logits [B, B] image x text, pos [B, B] bool (text j positive for image i)."""
+    neg_inf = torch.finfo(logits.dtype).min
+    lse_i = torch.logsumexp(logits, dim=1)
+    pos_i = torch.logsumexp(logits.masked_fill(~pos, neg_inf), dim=1)
+    lse_t = torch.logsumexp(logits, dim=0)
+    pos_t = torch.logsumexp(logits.masked_fill(~pos, neg_inf), dim=0)
+    return 0.5 * ((lse_i - pos_i).mean() + (lse_t - pos_t).mean())
+
+
+def make_batch(rng, pool, scene_pool, batch, scene_frac, p_scene_partial):
+    imgs, metas_labels = pool[0], pool[1]
+    n_scene = int(round(batch * scene_frac))
+    n_single = batch - n_scene
+    idx = rng.integers(len(imgs), size=n_single)
+    sidx = rng.integers(len(scene_pool[0]), size=n_scene)
+    caps, img_sets, cap_sets = [], [], []
+    for i in idx:
+        lab = int(metas_labels[i])
+        caps.append(world.pretrain_caption(lab, pool[2][i], rng))
+        img_sets.append({lab})
+        cap_sets.append({lab})
+    for i in sidx:
+        labs = scene_pool[1][i]
+        if rng.random() < p_scene_partial:
+            k = int(rng.integers(1, len(labs)))  # a strict subset, in random order
+            sub = [labs[j] for j in rng.permutation(len(labs))[:k]]
+            caps.append(world.scene_caption(sub, rng))
+            cap_sets.append(set(sub))
+        else:
+            caps.append(world.scene_caption(labs, rng))
+            cap_sets.append(set(labs))
+        img_sets.append(set(labs))
+    x = np.concatenate([imgs[idx], scene_pool[0][sidx]], axis=0)
+    pos = torch.tensor([[c <= s for c in cap_sets] for s in img_sets], dtype=torch.bool)
+    return x, caps, pos
+
+
+def encode_text_trimmed(model, text):
+    """``model.encode_text`` on tokens cut after the batch's last EOT (same result, less work).
+
+    The causal mask means no position before the EOT attends to the padding after it, and the
+    pooled feature is the EOT position's, so trimming trailing padding changes nothing.
+    """
+    length = int(text.argmax(dim=-1).max()) + 1
+    text = text[:, :length]
+    x = model.token_embedding(text) + model.positional_embedding[:length]
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0]), text.argmax(dim=-1)]
+    return x @ model.text_projection
+
+
+@torch.no_grad()
+def encode_images(model, imgs, bs=512):
+    out = []
+    for i in range(0, len(imgs), bs):
+        out.append(F.normalize(model.encode_image(wc.images_to_tensor(imgs[i:i + bs])), dim=-1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts):
+    return F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+
+
+def prompts(kind="name", template="a photo of a {}."):
+    return [template.format(c) for c in world.class_names(kind)]
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, eval_data):
+    """Zero-shot numbers (percent for accuracy, mAP as a fraction)."""
+    from sklearn.metrics import average_precision_score
+    model.eval()
+    res = {}
+    tn = encode_texts(model, tokenizer, prompts("name"))
+    td = encode_texts(model, tokenizer, prompts("description"))
+    f = encode_images(model, eval_data["clean"][0])
+    y = torch.as_tensor(eval_data["clean"][1])
+    res["zs_clean_all_name"] = 100 * ((f @ tn.T).argmax(1) == y).float().mean().item()
+    res["zs_clean_all_description"] = 100 * ((f @ td.T).argmax(1) == y).float().mean().item()
+    base, new = world.base_new_split()
+    for vname in ("clean", "cast"):
+        fv = f if vname == "clean" else encode_images(model, eval_data["cast"][0])
+        for half, labs in (("base", base), ("new", new)):
+            labs_t = torch.tensor(labs)
+            m = torch.isin(y, labs_t)
+            pred = (fv[m] @ tn[labs_t].T).argmax(1)
+            res[f"zs_{vname}_{half}_name"] = 100 * (labs_t[pred] == y[m]).float().mean().item()
+    if eval_data.get("scene") is not None:
+        fs = encode_images(model, eval_data["scene"][0])
+        Y = np.array([world.multi_hot(l) for l in eval_data["scene"][1]])
+        for kind, t in (("name", tn), ("description", td)):
+            s = (fs @ t.T).numpy()
+            res[f"scene_map_{kind}"] = float(np.mean(
+                [average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
+    model.train()
+    return res
+
+
+def build_eval_data(seed, n_per_class, n_scenes):
+    clean = world.generate_class_balanced(seed, "test", n_per_class, "clean")
+    cast = world.generate_class_balanced(seed, "test", n_per_class, "cast")
+    scene = None
+    if n_scenes:
+        s_imgs, s_labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_test")
+        scene = (s_imgs, s_labs)
+    return {"clean": clean, "cast": cast, "scene": scene}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--wd", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--pool", type=int, default=60000, help="single-object images")
+    ap.add_argument("--scene-pool", type=int, default=20000)
+    ap.add_argument("--scene-frac", type=float, default=0.25)
+    ap.add_argument("--scene-partial", type=float, default=0.4)
+    ap.add_argument("--data-seed", type=int, default=1)
+    ap.add_argument("--train-seed", type=int, default=1)
+    ap.add_argument("--eval-seed", type=int, default=world.WORLD_SEED)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=wc.DEFAULT_CHECKPOINT)
+    ap.add_argument("--eval-only", action="store_true",
+                    help="re-evaluate --out and rewrite its manifest (no training)")
+    args = ap.parse_args(argv)
+    if args.eval_only:
+        torch.set_num_threads(args.threads)
+        return reevaluate(args.out)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.train_seed)
+    t0 = time.time()
+    pool = world.generate_single_pool(args.data_seed, args.pool, stream="pretrain")
+    scene_pool = world.generate_scene_pool(args.data_seed, args.scene_pool,
+                                           stream="pretrain_scene")
+    eval_small = build_eval_data(args.eval_seed, 10, 300)
+    print(f"pools ready in {time.time() - t0:.0f}s", flush=True)
+
+    model = wc.build_world_clip()
+    tokenizer = wc.get_world_tokenizer()
+    ids = world_token_ids(tokenizer)
+    id_map, full_table = compact_text_model(model, ids)
+    tok = TokenCache(tokenizer, id_map)
+    print(f"compact vocabulary: {len(ids)} tokens", flush=True)
+
+    def eval_tokenizer(texts):
+        return id_map[tokenizer(texts)]
+    opt = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, 0.98),
+                            eps=1e-6)
+
+    def lr_at(step):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        t = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return 0.5 * args.lr * (1 + math.cos(math.pi * t))
+
+    rng = np.random.default_rng([args.data_seed, 999])
+    max_scale = math.log(100.0)
+    model.train()
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        x, caps, pos = make_batch(rng, pool, scene_pool, args.batch, args.scene_frac,
+                                  args.scene_partial)
+        img_f = F.normalize(model.encode_image(wc.images_to_tensor(x)), dim=-1)
+        txt_f = F.normalize(encode_text_trimmed(model, tok(caps)), dim=-1)
+        logits = model.logit_scale.exp() * img_f @ txt_f.T
+        loss = multi_positive_loss(logits, pos)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, max_scale)
+        if step % 50 == 0 or step == args.steps - 1:
+            print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} "
+                  f"lr {lr_at(step):.2e} t {time.time() - t0:.0f}s", flush=True)
+        if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+            r = evaluate(model, eval_tokenizer, eval_small)
+            print(f"eval step {step + 1}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items()),
+                  flush=True)
+    train_time = time.time() - t0
+
+    model = expand_text_model(model, ids, full_table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    torch.save(wc.pack_checkpoint(model), args.out)
+    manifest = {
+        "name": "world-tiny",
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "weight_decay": args.wd,
+        "warmup": args.warmup, "pool": args.pool, "scene_pool": args.scene_pool,
+        "scene_frac": args.scene_frac, "scene_partial": args.scene_partial,
+        "data_seed": args.data_seed, "train_seed": args.train_seed,
+        "wall_time_s": round(train_time, 1),
+        "threads": args.threads,
+    }
+    return write_manifest(args.out, manifest, args.eval_seed)
+
+
+def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500):
+    """Sigmoid map p = sigmoid(scale * cos + bias) for multi-label zero-shot.
+
+    Fitted by 1-D logistic regression of the multi-hot labels on the cosine similarity between
+    scene images (the clean scene *val* stream, never test) and the "a photo of a {name}."
+    prompts, all classes pooled.
+    """
+    from sklearn.linear_model import LogisticRegression
+    imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_val")
+    with torch.no_grad():
+        cos = (encode_images(model, imgs) @ encode_texts(model, tokenizer, prompts("name")).T)
+    y = np.array([world.multi_hot(l) for l in labs]).ravel()
+    lr = LogisticRegression(C=1e4).fit(cos.numpy().reshape(-1, 1), y)
+    return {"scale": round(float(lr.coef_[0, 0]), 4), "bias": round(float(lr.intercept_[0]), 4),
+            "formula": "p = sigmoid(scale * cosine + bias)", "fitted_on": "scene_val",
+            "prompt": "a photo of a {name}.", "n_scenes": n_scenes}
+
+
+def write_manifest(path, manifest, eval_seed=world.WORLD_SEED):
+    """Evaluate the checkpoint at ``path`` as shipped and write its manifest next to it."""
+    import open_clip
+    shipped = wc.unpack_checkpoint(torch.load(path, map_location="cpu", weights_only=True)).eval()
+    tokenizer = wc.get_world_tokenizer()
+    ev = evaluate(shipped, tokenizer, build_eval_data(eval_seed, 50, 1000))
+    manifest = dict(manifest)
+    manifest.update({
+        "file": os.path.basename(path),
+        "sha256": wc.sha256_file(path),
+        "size_bytes": os.path.getsize(path),
+        "eval_seed": eval_seed,
+        "eval": {"prompt": "a photo of a {name}.", "clean_test_per_class": 50,
+                 "scenes": 1000, "accuracy_unit": "percent", "map_unit": "fraction",
+                 "halves": "32-way within base (labels 0-31) / new (32-63)",
+                 **{k: round(v, 4) for k, v in ev.items()}},
+        "zero_shot_accuracy": round(ev["zs_clean_all_name"], 2),
+        "scene_map": round(ev["scene_map_name"], 4),
+        "scene_probability_map": fit_scene_probability_map(shipped, tokenizer, eval_seed),
+        "config": wc.WORLD_TINY_CFG,
+        "open_clip_version": open_clip.__version__,
+        "torch_version": torch.__version__,
+    })
+    with open(wc.manifest_path(path), "w") as f:
+        json.dump(manifest, f, indent=2)
+    print(json.dumps(manifest["eval"], indent=2))
+    print(f"zero-shot accuracy (clean, 64-way, names): {ev['zs_clean_all_name']:.2f}%  "
+          f"wall time {manifest.get('wall_time_s', 0):.0f}s  "
+          f"size {manifest['size_bytes'] / 1e6:.2f} MB", flush=True)
+    return manifest
+
+
+def reevaluate(path):
+    """Recompute the eval fields of an existing checkpoint's manifest (training fields kept)."""
+    with open(wc.manifest_path(path)) as f:
+        manifest = json.load(f)
+    return write_manifest(path, manifest, manifest.get("eval_seed", world.WORLD_SEED))
+
+
+if __name__ == "__main__":
+    main()
