@@ -222,6 +222,7 @@ def evaluate(model, tokenizer, eval_data):
             m = torch.isin(y, labs_t)
             pred = (fv[m] @ tn[labs_t].T).argmax(1)
             res[f"zs_{vname}_{half}_name"] = 100 * (labs_t[pred] == y[m]).float().mean().item()
+    res["cast_strength"] = world.cast_strength("cast")
     if eval_data.get("scene") is not None:
         fs = encode_images(model, eval_data["scene"][0])
         Y = np.array([world.multi_hot(l) for l in eval_data["scene"][1]])
