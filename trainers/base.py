@@ -1,0 +1,520 @@
+"""``ClipPromptTrainer``: what every CLIP prompt learner shares.
+
+A method module subclasses it, sets ``cfg_node`` (its ``TRAINER.<NODE>``), and implements
+``build_learner`` (the learnable module, registered as ``prompt_learner``), ``class_text_features``
+(image-independent methods) and, when needed, ``forward_logits`` / ``image_features`` /
+``method_losses``. The base provides:
+
+* CLIP through the adapter (``trainers.clip.load_clip``), frozen, with the trainer's ``PREC``;
+* the hand-crafted zero-shot text features (``self.zs_text_features``, template of the dataset),
+  computed once at build when the method or a calibration regularizer needs them;
+* ``forward_backward``: task loss (CE, or BCE on multi-hot targets with ``LOSS bce``), the
+  method's own terms, and the calibration regularizers of ``CALIB.METHOD`` (one shared call;
+  their inputs are checked at build time); amp with a gradient scaler;
+* multi-label datasets: the logits every trainer hands to the loss, to the regularizers and to
+  the evaluator are the *calibration logits* ``BCE_SCALE * cos + BCE_BIAS`` (``BCE_SCALE`` 0: the
+  backbone's logit scale; :meth:`ClipPromptTrainer.calibration_logits`), so the probability the
+  ``MultiLabelClassification`` evaluator computes, ``sigmoid(logits)``, is the very sigmoid the
+  BCE loss trained and the probability CCR sees (``probs``). With ``LOSS bce`` the context
+  carries ``probs``/``targets`` (1 / 0 / -1) instead of ``labels``;
+* evaluation: text features of image-independent prompts once per evaluation
+  (``before_evaluation``), image features passed to the evaluator (PIECE), the training-set
+  proximity pool when ``TEST.PROXIMITY_POOL`` is ``train``, and the opt-in cache of frozen image
+  features (``TEST.CACHE_FEATURES``) under ``<cache>/features/``, keyed by backbone (weights
+  fingerprint), precision, dataset, split, test transform and the list of image paths; shared by
+  every method and seed. Features are L2-normalised float32.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from engine.config import resolve_cache_dir
+from engine.optim import build_lr_scheduler, build_optimizer
+from engine.trainer import TrainerX, get_rank, is_distributed
+from engine.utils import atomic_write_bytes, count_num_param
+from trainers.clip import load_clip
+from trainers.config import LOSS_CHOICES, PREC_CHOICES
+
+ML_EVALUATOR = "MultiLabelClassification"
+from trainers.templates import get_template
+
+# RegContext fields every ClipPromptTrainer can fill.
+_BASE_FIELDS = {"logits", "labels", "image_features", "logit_scale", "zs_text_features", "zs_logits",
+                "text_similarity"}
+
+
+def masked_bce(logits, targets):
+    """Binary cross-entropy with logits on multi-hot ``targets`` (1 positive, 0 negative, -1 unknown).
+
+    Unknown entries carry no loss and no gradient; the mean runs over the known entries only
+    (``sum_{y != -1} bce(z, y) / #known``; 0 when nothing is known).
+    """
+    targets = targets.to(logits.device)
+    known = (targets >= 0).to(logits.dtype)
+    per = F.binary_cross_entropy_with_logits(logits, (targets == 1).to(logits.dtype), reduction="none")
+    return (per * known).sum() / known.sum().clamp_min(1.0)
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+
+
+class ClipPromptTrainer(TrainerX):
+    cfg_node = ""                     # TRAINER.<cfg_node> holds PREC (and LOSS)
+    frozen_image_encoder = True       # image features depend on frozen CLIP only (cacheable)
+    image_independent_text = True     # class text features do not depend on the image
+    needs_zs_text = False             # the method itself uses zero-shot text features
+    supports_outliers = False         # can encode arbitrary words with the learned prompt (DOR)
+    max_text_rows = 4096              # chunk size for per-image prompts (sequences per pass)
+    loss_choices = LOSS_CHOICES       # accepted TRAINER.<NODE>.LOSS values
+    onehot_single_label = False       # a multi-label loss also trains on single-label data (one-hot)
+
+    # --- configuration ------------------------------------------------
+    @property
+    def tcfg(self):
+        return self.cfg.TRAINER[self.cfg_node]
+
+    def check_cfg(self, cfg):
+        node = cfg.TRAINER.get(self.cfg_node)
+        if node is None:
+            raise KeyError(f"config has no TRAINER.{self.cfg_node}; call trainers.config.extend_cfg(cfg) "
+                           f"before merging yaml files")
+        if node.PREC not in PREC_CHOICES:
+            raise ValueError(f"TRAINER.{self.cfg_node}.PREC must be one of {PREC_CHOICES}, got {node.PREC!r}")
+        if "LOSS" in node and str(node.LOSS).lower() not in self.loss_choices:
+            raise ValueError(f"TRAINER.{self.cfg_node}.LOSS must be one of {self.loss_choices}, got {node.LOSS!r}")
+
+    @property
+    def loss_name(self):
+        """``TRAINER.<NODE>.LOSS`` lower-cased (``ce`` when the node has no LOSS)."""
+        return str(self.tcfg.get("LOSS", "ce")).lower()
+
+    @property
+    def multilabel_loss(self):
+        """True when the task loss takes multi-hot targets (``bce``, TaI-DPT's ``ranking``)."""
+        return self.loss_name != "ce"
+
+    def _check_task(self):
+        """The loss, the dataset's labels and the evaluator must agree (fails at build)."""
+        key = f"TRAINER.{self.cfg_node}.LOSS"
+        evaluator = self.cfg.TEST.EVALUATOR
+        name = self.cfg.DATASET.NAME
+        if self.multilabel and evaluator != ML_EVALUATOR:
+            raise ValueError(f"dataset {name} is multi-label; set TEST.EVALUATOR {ML_EVALUATOR} "
+                             f"(got {evaluator!r}; the dataset yaml normally sets it)")
+        if "LOSS" not in self.tcfg:
+            return
+        if self.multilabel and not self.multilabel_loss:
+            raise ValueError(f"{key} is '{self.loss_name}' (softmax cross-entropy over one label per image), "
+                             f"but dataset {name} is multi-label; set {key} bce")
+        if self.multilabel_loss and not self.multilabel and not self.onehot_single_label:
+            raise ValueError(f"{key} '{self.loss_name}' needs a multi-label dataset (multi-hot labels and "
+                             f"TEST.EVALUATOR {ML_EVALUATOR}); {name} is single-label: use {key} ce")
+
+    # --- build --------------------------------------------------------
+    def build_model(self):
+        cfg = self.cfg
+        self.logger.info(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        self.clip = load_clip(cfg, device=self.device, precision=self.tcfg.PREC)
+        self.logger.info(f"CLIP: {self.clip.describe()}")
+        self.template = get_template(self.dataset_name)
+        self.multilabel = bool(getattr(self.dm.dataset, "is_multilabel", False))
+        self.regularizers = self._build_regularizers()
+        self._check_task()
+        self.zs_text_features = None
+        need_zs = self.needs_zs_text or any(
+            f in r.requires for r in self.regularizers
+            for f in ("zs_text_features", "zs_logits", "text_similarity", "outlier_zs_text_features"))
+        if need_zs:
+            self.zs_text_features = self.clip.zero_shot_text_features(self.classnames, self.template)
+        self._init_outliers()
+
+        self.learner = self.build_learner()
+        self.model = nn.ModuleDict({"clip": self.clip})
+        if self.learner is not None:
+            self.learner.to(self.device)
+            self.model["prompt_learner"] = self.learner
+            if cfg.MODEL.INIT_WEIGHTS:
+                from engine.checkpoint import load_checkpoint, load_learnable_state
+                ckpt = load_checkpoint(cfg.MODEL.INIT_WEIGHTS)
+                load_learnable_state(self.learner, ckpt.get("state_dict", ckpt), cfg.MODEL.INIT_WEIGHTS)
+            n_learn = sum(p.numel() for p in self.learner.parameters() if p.requires_grad)
+            self.logger.info(f"Learnable parameters: {n_learn:,} (CLIP: {count_num_param(self.clip):,}, frozen)")
+            if n_learn:
+                optim = build_optimizer(self.learner, cfg.OPTIM)
+                sched = build_lr_scheduler(optim, cfg.OPTIM)
+                self.register_model("prompt_learner", self.learner, optim, sched)
+        self.scaler = torch.amp.GradScaler("cuda") if self.clip.precision == "amp" else None
+        self._eval_cache = None
+        if cfg.TEST.CACHE_FEATURES and not self.frozen_image_encoder:
+            self.logger.info(f"TEST.CACHE_FEATURES ignored: {type(self).__name__} prompts the image encoder")
+        from trainers.posthoc import PosthocStep
+        self.posthoc = PosthocStep(self)
+        self._eval_split = None
+
+    def build_learner(self):
+        """The learnable module (float32 parameters), or None (zero-shot)."""
+        raise NotImplementedError
+
+    def results_extra(self):
+        """Extra fields for ``results.json``."""
+        learner = self.learner
+        out = {"backbone": self.clip.describe(),
+               "learnable_params": sum(p.numel() for p in learner.parameters()) if learner is not None else 0}
+        if self.multilabel:
+            out["probability_map"] = self.probability_map_info()
+        if self.posthoc.active:
+            out["posthoc_state"] = self.posthoc.info()
+        return out
+
+    # --- multi-label probability map ------------------------------------
+    @property
+    def raw_scale(self):
+        """Factor between a cosine and the trainer's raw logits (CLIP's logit scale)."""
+        return float(self.clip.logit_scale)
+
+    def probability_map(self):
+        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets).
+
+        From ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's
+        logit scale."""
+        scale = float(self.tcfg.get("BCE_SCALE", 0.0))
+        bias = float(self.tcfg.get("BCE_BIAS", 0.0))
+        if scale <= 0:
+            scale = float(self.clip.logit_scale)
+        return scale, bias
+
+    def probability_map_info(self):
+        scale, bias = self.probability_map()
+        return {"formula": "p = sigmoid(scale * cosine + bias)", "scale": scale, "bias": bias,
+                "source": f"config (TRAINER.{self.cfg_node}.BCE_SCALE/BCE_BIAS"
+                          + (", 0 = the backbone's logit scale)" if float(self.tcfg.get("BCE_SCALE", 0.0)) <= 0
+                             else ")")}
+
+    def calibration_logits(self, raw):
+        """Multi-label: raw logits (``raw_scale * cos``) -> ``scale * cos + bias`` of
+        :meth:`probability_map`, whose sigmoid is the probability of the loss, CCR and the
+        evaluator. Single-label datasets: unchanged."""
+        if not self.multilabel:
+            return raw
+        scale, bias = self.probability_map()
+        return raw * (scale / self.raw_scale) + bias
+
+    def as_targets(self, labels):
+        """Multi-hot targets ``(N, C)`` (1 / 0 / -1) of a batch: the labels themselves for
+        multi-label data, one-hot for single-label data (``onehot_single_label`` trainers)."""
+        if labels.dim() == 2:
+            return labels
+        return F.one_hot(labels.long(), self.num_classes).to(labels.dtype)
+
+    # --- regularizers -------------------------------------------------
+    def regularizer_fields(self):
+        """RegContext field names this trainer fills (a multi-label loss gives ``probs`` and
+        ``targets`` instead of class-index ``labels``)."""
+        fields = set(_BASE_FIELDS)
+        if self.multilabel_loss:
+            fields.discard("labels")
+            fields |= {"probs", "targets"}
+        if self.image_independent_text:
+            fields.add("text_features")
+        if self.supports_outliers:
+            fields |= {"outlier_text_features", "outlier_zs_text_features"}
+        return fields
+
+    def _build_regularizers(self):
+        methods = list(self.cfg.CALIB.METHOD)
+        if not methods:
+            return []
+        from calibration.regularizers import build_regularizers, check_requirements
+        regs = build_regularizers(methods, self.cfg.CALIB)
+        for r in regs:
+            need = sorted({"probs", "targets"} & set(r.requires))
+            if need and not self.multilabel_loss:
+                loss = (f"TRAINER.{self.cfg_node}.LOSS is '{self.loss_name}' (softmax over one label per image)"
+                        if "LOSS" in self.tcfg else f"{type(self).__name__} has no training loss")
+                raise ValueError(
+                    f"calibration regularizer '{r.name}' (CALIB.METHOD) needs multi-label probabilities and "
+                    f"targets {need}, but {loss}; use a multi-label dataset with TRAINER.{self.cfg_node}.LOSS bce")
+        check_requirements(regs, self.regularizer_fields(), type(self).__name__)
+        self.logger.info(f"Calibration regularizers: {regs}")
+        return regs
+
+    def _init_outliers(self):
+        self.dor = next((r for r in self.regularizers if r.name == "dor"), None)
+        self.outlier_words, self._outlier_idx = None, None
+        if self.dor is None:
+            return
+        from calibration.regularizers import load_outlier_vocab
+        self.outlier_words = load_outlier_vocab(self.dor.params["vocab"] or None, exclude=self.classnames)
+        self.outlier_zs = self.clip.zero_shot_text_features(self.outlier_words, self.template)
+        self.logger.info(f"DOR: {len(self.outlier_words)} outlier words, {self.dor.params['num_outliers']} per epoch")
+
+    def before_epoch(self):
+        super().before_epoch()
+        if self.dor is not None:
+            from calibration.regularizers import select_outliers
+            n = self.dor.params["num_outliers"]
+            g = torch.Generator().manual_seed(max(self.cfg.SEED, 0) * 100003 + self.epoch)
+            self._outlier_idx = select_outliers(self.outlier_zs, self.zs_text_features, n, pool=4 * n,
+                                                generator=g).cpu()
+
+    # --- features and logits ------------------------------------------
+    def class_text_features(self):
+        """L2-normalised text features ``(C, E)`` of the learned prompts (image-independent methods)."""
+        raise NotImplementedError
+
+    def image_features(self, images):
+        """L2-normalised image features ``(B, E)`` (frozen encoder by default)."""
+        return F.normalize(self.clip.encode_image(images), dim=-1)
+
+    def logits_from_features(self, image_features, text_features=None):
+        """Scaled logits from normalised image features (and class text features if given)."""
+        if text_features is None:
+            text_features = self._text_for_eval()
+        return self.clip.logit_scale * image_features @ text_features.t().to(image_features.dtype)
+
+    def forward_logits(self, images):
+        """Training forward: dict with ``logits``, ``image_features`` and (if image-independent)
+        ``text_features``; subclasses may add ``method_losses``."""
+        imf = self.image_features(images)
+        txt = self.class_text_features()
+        return {"logits": self.logits_from_features(imf, txt), "image_features": imf, "text_features": txt}
+
+    def method_losses(self, out, labels):
+        """Extra loss terms of the method itself (dict name -> scalar); default none."""
+        return {}
+
+    def outlier_text_features(self, words):
+        """Features of ``words`` under the learned prompt (DOR); methods with a generic context."""
+        raise NotImplementedError
+
+    # --- training -----------------------------------------------------
+    def task_loss(self, logits, labels):
+        """CE on class indices (``LOSS ce``) or :func:`masked_bce` on multi-hot targets (``bce``)."""
+        if self.loss_name == "bce":
+            return masked_bce(logits, self.as_targets(labels))
+        return F.cross_entropy(logits, labels)
+
+    def compute_task_loss(self, out, logits, labels):
+        """Task loss of a training forward (``out`` from :meth:`forward_logits`, ``logits`` its
+        calibration logits); methods with several score branches override this."""
+        return self.task_loss(logits, labels)
+
+    def _train_accuracy(self, logits, labels):
+        if labels.dim() == 2:  # multi-label: correct pairs (p >= 0.5 vs label) over known entries
+            known = labels >= 0
+            ok = ((logits >= 0) == (labels == 1)) & known
+            return float(ok.sum() * 100.0 / known.sum().clamp_min(1))
+        return float((logits.argmax(1) == labels).float().mean() * 100)
+
+    def forward_backward(self, batch):
+        images, labels = self.parse_batch_train(batch)
+        with self.clip.autocast():
+            out = self.forward_logits(images)
+            logits = self.calibration_logits(out["logits"].float())
+            task = self.compute_task_loss(out, logits, labels)
+            if self.regularizers:
+                from calibration.regularizers import apply_regularizers
+                loss, logs = apply_regularizers(self.regularizers, self._reg_context(out, logits, labels, images),
+                                                task)
+            else:
+                loss, logs = task, {}
+            for name, term in self.method_losses(out, labels).items():
+                loss = loss + term
+                logs[name] = float(term.detach())
+            logs["loss"] = float(loss.detach())
+        self._backward_and_update(loss)
+        logs["acc"] = self._train_accuracy(logits.detach(), labels)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return logs
+
+    def _backward_and_update(self, loss):
+        if self.scaler is None:
+            self.model_backward_and_update(loss)
+            return
+        self.model_zero_grad()
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names():
+            opt = self._optims[name]
+            if opt is not None:
+                self.scaler.unscale_(opt)
+        self._sync_grads(None)
+        for name in self.get_model_names():
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def _reg_context(self, out, logits, labels, images):
+        from calibration.regularizers import RegContext
+        needed = set().union(*(r.requires for r in self.regularizers))
+        ml = self.multilabel_loss
+        ctx = RegContext(logits=logits, labels=None if ml else labels, image_features=out.get("image_features"),
+                         logit_scale=self.clip.logit_scale, text_features=out.get("text_features"),
+                         zs_text_features=self.zs_text_features)
+        if ml:  # the loss's own sigmoid (calibration logits), targets 1 / 0 / -1
+            ctx.probs = torch.sigmoid(logits)
+            ctx.targets = self.as_targets(labels)
+        if "zs_logits" in needed:
+            with torch.no_grad():
+                imf = out["image_features"] if self.frozen_image_encoder else \
+                    F.normalize(self.clip.encode_image(images), dim=-1)
+                cos = imf.float() @ self.zs_text_features.t()
+                if self.multilabel:  # the same probability map as the trained logits
+                    scale, bias = self.probability_map()
+                    ctx.zs_logits = scale * cos + bias
+                else:
+                    ctx.zs_logits = self.clip.logit_scale * cos
+        if "text_similarity" in needed:
+            ctx.text_similarity = self.zs_text_features @ self.zs_text_features.t()
+        if "outlier_text_features" in needed:
+            if self._outlier_idx is None:
+                self.before_epoch()
+            idx = self._outlier_idx
+            words = [self.outlier_words[i] for i in idx.tolist()]
+            ctx.outlier_text_features = self.outlier_text_features(words)
+            ctx.outlier_zs_text_features = self.outlier_zs[idx.to(self.outlier_zs.device)]
+        return ctx
+
+    # --- evaluation ---------------------------------------------------
+    def _text_for_eval(self):
+        if self._eval_cache is not None and "text" in self._eval_cache:
+            return self._eval_cache["text"]
+        return self.class_text_features()
+
+    def before_evaluation(self, split):
+        """Compute once per evaluation what does not depend on the test image."""
+        self._eval_cache = {}
+        self._eval_split = split
+        with torch.no_grad(), self.clip.autocast():
+            if self.image_independent_text:
+                self._eval_cache["text"] = self.class_text_features().float()
+            self.prepare_evaluation(self._eval_cache)
+            if str(self.cfg.TEST.PROXIMITY_POOL).lower() == "train" and self.dm.dataset.train_x:
+                feats, _ = self.split_image_features(self.dm.dataset.train_x, "train")
+                self.evaluator.set_proximity_reference(feats)
+
+    # --- post-hoc calibration (CALIB.POSTHOC, trainers/posthoc.py) ------
+    def apply_posthoc(self, outputs):
+        return self.posthoc.apply(outputs, self._eval_split)
+
+    def zero_shot_text_features_for_posthoc(self):
+        """Zero-shot text features of the current classes (hand-crafted template), computed once."""
+        if self.zs_text_features is None:
+            self.zs_text_features = self.clip.zero_shot_text_features(self.classnames, self.template)
+        return self.zs_text_features
+
+    def before_train(self):
+        super().before_train()
+        from trainers.posthoc import save_train_classnames
+        self.posthoc.training_run = True
+        if self.learner is not None:
+            save_train_classnames(self.output_dir, self.classnames)
+
+    def load_model(self, directory, epoch=None):
+        super().load_model(directory, epoch)
+        if directory:
+            self.posthoc.on_load(directory)
+
+    def prepare_evaluation(self, cache):
+        """Hook: subclasses store more per-evaluation constants in ``cache``."""
+
+    def after_evaluation(self):
+        self._eval_cache = None
+
+    def model_inference(self, images):
+        with self.clip.autocast():
+            imf = self.image_features(images)
+            logits = self.calibration_logits(self.logits_from_features(imf).float())
+        return {"logits": logits.float(), "features": imf.float()}
+
+    # --- image-feature cache --------------------------------------------
+    def _plain_loader(self, data_source):
+        from engine.data import DatasetWrapper
+        cfg = self.cfg
+        ds = DatasetWrapper(data_source, self.dm.tfm_test)
+        return DataLoader(ds, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, shuffle=False,
+                          num_workers=cfg.DATALOADER.NUM_WORKERS,
+                          pin_memory=cfg.DATALOADER.PIN_MEMORY and self.device.type == "cuda")
+
+    def _backbone_fingerprint(self):
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha1()
+            for name, p in self.clip.model.visual.named_parameters():
+                flat = p.detach().flatten()
+                sample = flat[:: max(1, flat.numel() // 2048)].float().cpu().numpy()
+                h.update(name.encode())
+                h.update(sample.tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def feature_cache_path(self, data_source, split):
+        """Cache file and key for the frozen image features of ``data_source``."""
+        paths = "\n".join(d.impath for d in data_source)
+        key = {
+            "backbone": self.clip.name, "arch": self.clip.arch, "tag": self.clip.source.get("tag", ""),
+            "weights": self._backbone_fingerprint(), "precision": self.clip.precision,
+            "dataset": self.dataset_name, "variant": str(self.cfg.DATASET.get("VARIANT", "")), "split": split,
+            "transform": repr(self.dm.tfm_test), "items": hashlib.sha1(paths.encode()).hexdigest(),
+            "n": len(data_source),
+        }
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        folder = os.path.join(resolve_cache_dir(self.cfg), "features", _slug(self.dataset_name),
+                              _slug(f"{self.clip.name}-{self.clip.source.get('tag', '')}"))
+        return os.path.join(folder, f"{_slug(split)}-{digest}.pt"), key
+
+    @torch.no_grad()
+    def split_image_features(self, data_source, split):
+        """L2-normalised image features ``(N, E)`` of ``data_source`` (test transform), in order.
+
+        Frozen encoders with ``TEST.CACHE_FEATURES`` read/write the cache; returns
+        ``(features on the device, from_cache)``.
+        """
+        use_cache = bool(self.cfg.TEST.CACHE_FEATURES) and self.frozen_image_encoder
+        path, key = self.feature_cache_path(data_source, split) if use_cache else (None, None)
+        if use_cache and os.path.isfile(path):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if blob.get("key") == json.dumps(key, sort_keys=True):
+                return blob["features"].to(self.device), True
+        if use_cache and is_distributed() and get_rank() != 0:
+            torch.distributed.barrier()  # rank 0 writes the file
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            return blob["features"].to(self.device), True
+        feats = []
+        for batch in self._plain_loader(data_source):
+            with self.clip.autocast():
+                feats.append(self.image_features(batch["img"].to(self.device)).float())
+        feats = torch.cat(feats)
+        if use_cache:
+            buf = io.BytesIO()
+            torch.save({"features": feats.cpu(), "key": json.dumps(key, sort_keys=True)}, buf)
+            atomic_write_bytes(buf.getvalue(), path)
+            self.logger.info(f"Cached image features of {split} ({feats.shape[0]} x {feats.shape[1]}) at {path}")
+            if is_distributed():
+                torch.distributed.barrier()
+        return feats, False
+
+    @torch.no_grad()
+    def collect_outputs(self, loader, split):
+        if not (self.cfg.TEST.CACHE_FEATURES and self.frozen_image_encoder):
+            return super().collect_outputs(loader, split)
+        data_source = loader.dataset.data_source
+        feats, hit = self.split_image_features(data_source, split)
+        if hit:
+            self.logger.info(f"Image features of {split} read from the cache")
+        logits = []
+        bs = self.cfg.DATALOADER.TEST.BATCH_SIZE
+        for i in range(0, feats.shape[0], bs):
+            with self.clip.autocast():
+                logits.append(self.calibration_logits(self.logits_from_features(feats[i:i + bs]).float()).cpu())
+        labels = torch.as_tensor([d.label for d in data_source])
+        return {"logits": torch.cat(logits), "features": feats.cpu(), "labels": labels,
+                "index": torch.arange(len(data_source))}

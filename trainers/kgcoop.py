@@ -1,0 +1,35 @@
+"""KgCoOp (Yao et al., CVPR 2023): CoOp plus knowledge-guided context optimisation.
+
+Loss: ``CE + W * (1 - mean_c cos(t_c, t0_c))`` where ``t_c`` is class c's text feature under
+the learned prompt and ``t0_c`` under the dataset's hand-crafted template. Keys
+``TRAINER.KGCOOP`` (CoOp's, plus ``W``, default 8.0).
+"""
+import logging
+
+from engine.trainer import TRAINER_REGISTRY
+from trainers.coop import CoOp, build_coop_learner
+from trainers.config import _DEFAULTS
+
+
+@TRAINER_REGISTRY.register()
+class KgCoOp(CoOp):
+    cfg_node = "KGCOOP"
+    needs_zs_text = True
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        coop = cfg.TRAINER.get("COOP")
+        if coop is not None:
+            changed = [k for k, v in _DEFAULTS["COOP"].items() if k in coop and coop[k] != v]
+            if changed:
+                logging.getLogger("cpt").warning(
+                    f"KgCoOp reads TRAINER.KGCOOP.*; TRAINER.COOP.{'/'.join(changed)} differ from the "
+                    f"defaults and are ignored (upstream KgCoOp configs used TRAINER.COOP)")
+
+    def build_learner(self):
+        self.w = float(self.tcfg.W)
+        return build_coop_learner(self)
+
+    def method_losses(self, out, labels):
+        cos = (out["text_features"] * self.zs_text_features).sum(-1)
+        return {"loss_kg": self.w * (1.0 - cos.mean())}
