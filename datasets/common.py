@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import textwrap
 
 import numpy as np
@@ -497,44 +496,21 @@ def lt_groups(train, subsample):
     return groups
 
 
-# Extra words that name a class in a caption (TaI-DPT-style caption labelling).
-CAPTION_SYNONYMS = {
-    "person": ["people", "man", "men", "woman", "women", "boy", "boys", "girl", "girls", "child", "children",
-               "kid", "kids", "guy", "guys", "lady", "ladies", "player", "players", "skier", "skiers",
-               "surfer", "surfers", "skateboarder", "rider", "baby", "persons"],
-    "bicycle": ["bike", "bikes", "bicycles"], "motorcycle": ["motorbike", "motorbikes", "motorcycles"],
-    "motorbike": ["motorcycle", "motorcycles", "motorbikes"], "airplane": ["plane", "planes", "jet", "jets",
-                                                                           "aeroplane", "aircraft"],
-    "aeroplane": ["airplane", "airplanes", "plane", "planes", "jet", "jets", "aircraft"],
-    "car": ["cars", "automobile"], "tv": ["television", "tvs"], "tv monitor": ["tv", "television", "monitor"],
-    "couch": ["sofa", "couches"], "sofa": ["couch", "couches", "sofas"], "dining table": ["table", "tables"],
-    "potted plant": ["plant", "plants", "houseplant"], "cell phone": ["phone", "cellphone", "phones"],
-    "laptop": ["laptops", "computer"], "mouse": ["computer mouse"], "boat": ["ship", "boats", "ships"],
-}
-
-
-def _norm_text(s):
-    return " " + re.sub(r"[^a-z0-9]+", " ", s.lower()).strip() + " "
-
-
-def caption_multihot(caption, classnames, synonyms=None):
-    """Multi-hot (int8, 1/0) of the classes a caption names: the class name, a plural, or a synonym."""
-    synonyms = CAPTION_SYNONYMS if synonyms is None else synonyms
-    text = _norm_text(caption)
-    v = np.zeros(len(classnames), dtype=np.int8)
-    for i, cname in enumerate(classnames):
-        base = _norm_text(cname).strip()
-        words = {base, base + "s", base + "es"} | set(synonyms.get(cname, ()))
-        if any(f" {w} " in text for w in words):
-            v[i] = 1
-    return v
+# Caption labelling (TaI-DPT): class names plus the synonym files of datasets/data/, registered by
+# dataset name in datasets/captions.py; the rule is engine.data.captions.CaptionMatcher.
+def caption_multihot(caption, classnames, synonyms=None, dataset_name="COCO2014"):
+    """Multi-hot (int8, 1/0) of the classes a caption names: the class name, a plural, or a synonym
+    (``synonyms`` dict, default: the registered file of ``dataset_name``)."""
+    from engine.data.captions import CaptionMatcher, synonyms_for
+    return CaptionMatcher(classnames, synonyms_for(dataset_name) if synonyms is None else synonyms)(caption)
 
 
 class MultiLabelDataset(DatasetBase):
     """A multi-label dataset with optional captions for text-only training (TaI-DPT).
 
     ``captions()`` returns ``[(caption, multi-hot over self.classnames), ...]`` from a COCO
-    captions file, keeping captions that name at least one class.
+    captions file, keeping captions that name at least one class (class names and the synonym
+    file registered for the dataset, ``datasets/data/synonyms_*.json``).
     """
 
     caption_files = ()
@@ -544,11 +520,14 @@ class MultiLabelDataset(DatasetBase):
         if path is None:
             raise DatasetLayoutError(f"{type(self).__name__}: no captions file; looked for "
                                      f"{', '.join(self.caption_files)}")
+        from engine.data.captions import CaptionMatcher, synonyms_for
+        import datasets.captions  # noqa: F401  (registers the synonym files)
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
+        matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))
         out = []
         for a in anns:
-            v = caption_multihot(a["caption"], self.classnames)
+            v = matcher(a["caption"])
             if v.any():
                 out.append((a["caption"].strip(), v))
         return out

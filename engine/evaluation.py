@@ -241,7 +241,11 @@ class MultiLabelClassification(EvaluatorBase):
 
     ``process(logits, targets, features=None)``: ``logits`` (B, C) already scaled
     by the trainer, probabilities ``sigmoid(logits)`` in float64; ``targets`` (B, C)
-    multi-hot with 1 positive, 0 negative, -1 unknown (dropped everywhere).
+    multi-hot with 1 positive, 0 negative, -1 unknown (dropped everywhere). The CLIP
+    trainers pass their *calibration logits* (``trainers/base.py``:
+    ``BCE_SCALE * cos + BCE_BIAS``; TaI-DPT: ``a * merged cosine + b``), so this sigmoid
+    is the probability their BCE loss trained and CCR regularised; mAP depends only on
+    the order of the logits.
     ``groups``: dict name -> class indices (e.g. base/new, head/medium/tail).
     ``evaluate()`` keys, in order: ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``,
     ``adaptive_ece``, ``ece_positive``, ``classwise_ece``, ``piece`` (pairs carry

@@ -7,6 +7,7 @@ Usage::
         [--metrics acc ece mce ace piece] [--compare-paper] [--plot PATH]
         [--trainer T ...] [--config C ...] [--calibration K ...] [--shots K]
         [--datasets D ...] [--seeds S ...] [--no-std] [--strict]
+        [--multilabel] [--dg]
 
 Layout read (DESIGN.md section 7, the calibrator in the path)::
 
@@ -30,6 +31,18 @@ unfinished runs are listed under the table and never averaged in; expected seeds
 are the union seen within each (trainer, config, calibration, shots) group unless ``--seeds`` /
 ``--datasets`` say otherwise.
 
+Multi-label runs (``--multilabel``; chosen automatically when every finished run reports ``mAP``
+and no ``--metrics`` are given): the primary metric is mAP instead of accuracy, ``hm`` is the
+harmonic mean of the mean base and new mAP, and the default columns are mAP, CF1, OF1 and ECE on
+base and new, plus the head/medium/tail ECE (``ece_head``, ``ece_medium``, ``ece_tail``, as the
+multi-label evaluator reports them for long-tailed datasets) when some run has them.
+
+Domain generalisation (``--dg``): runs under ``OUTPUT_ROOT/dg/train/<source>/...`` (trained and
+evaluated on the source) and ``OUTPUT_ROOT/dg/test/<target>/...`` (the same prompts evaluated on a
+target; layout of ``scripts/multilabel/common_ml.sh``) give one table with a row per (trainer,
+config, calibration, shots) and, per dataset, the mean (and std) over seeds of each metric
+(default: mAP, ECE and the head/medium/tail ECE where present).
+
 Only the standard library is needed (``--plot`` imports ``calibration.plots`` and matplotlib).
 """
 import argparse
@@ -47,6 +60,7 @@ REPO_ROOT = os.path.dirname(SCRIPTS_DIR)
 PAPER_DIR = os.path.join(SCRIPTS_DIR, "paper_tables")
 
 SPLIT_DIRS = {"train_base": "base", "test_new": "new"}
+DG_DIRS = {"train": "source", "test": "target"}
 
 # The 11 base-to-new benchmarks in the papers' column order: yaml stem -> (paper column, display name)
 DATASETS = [
@@ -69,8 +83,14 @@ DISPLAY_NAME["average"] = "Average"
 DATASET_ORDER = {stem: i for i, (stem, _, _) in enumerate(DATASETS)}
 
 # Short metric names (columns) -> results.json metric keys.
-METRIC_KEYS = {"acc": "accuracy", "ece": "ece", "mce": "mce", "ace": "adaptive_ece", "piece": "piece"}
-METRIC_LABEL = {"acc": "Acc", "ece": "ECE", "mce": "MCE", "ace": "ACE", "piece": "PIECE"}
+METRIC_KEYS = {"acc": "accuracy", "ece": "ece", "mce": "mce", "ace": "adaptive_ece", "piece": "piece",
+               "map": "mAP", "cf1": "cf1", "of1": "of1"}
+METRIC_LABEL = {"acc": "Acc", "ece": "ECE", "mce": "MCE", "ace": "ACE", "piece": "PIECE", "map": "mAP",
+                "cf1": "CF1", "of1": "OF1", "ece_head": "ECE head", "ece_medium": "ECE medium",
+                "ece_tail": "ECE tail", "ece_positive": "ECE+", "classwise_ece": "cwECE"}
+ML_METRICS = ["map", "cf1", "of1", "ece", "ece_head", "ece_medium", "ece_tail"]
+DG_METRICS = ["map", "ece", "ece_head", "ece_medium", "ece_tail"]
+GROUP_METRICS = ("ece_head", "ece_medium", "ece_tail")  # shown only when some run reports them
 # log.txt key spellings -> results.json keys
 LOG_KEY_ALIASES = {"ace": "adaptive_ece", "adaptive_calibration_error": "adaptive_ece", "acc": "accuracy"}
 
@@ -147,7 +167,7 @@ def parse_log(path):
 def read_run(run_dir, split_name, rel_parts, repo_root=REPO_ROOT):
     """One run as a dict: side, dataset, shots, trainer, config, calibration, seed, status,
     metrics, source, path, error."""
-    side = SPLIT_DIRS[split_name]
+    side = SPLIT_DIRS.get(split_name, DG_DIRS.get(split_name, split_name))
     run = {"side": side, "path": run_dir, "metrics": {}, "error": "", "source": None}
     # path fallback: <dataset>/shots_<K>/<trainer>/<cfgdir...>/seed<S>
     parts = list(rel_parts)
@@ -250,7 +270,106 @@ def group_key(run):
     return (run["trainer"], run["config"], run["calibration"], run["shots"])
 
 
-def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None):
+def collect_dg_runs(output_root, repo_root=REPO_ROOT):
+    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/dg/{train,test}`` (side ``source``/``target``)."""
+    runs = []
+    for split_name in DG_DIRS:
+        top = os.path.join(output_root, "dg", split_name)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, dirnames, _ in os.walk(top):
+            dirnames.sort()
+            if re.fullmatch(r"seed\d+", os.path.basename(dirpath)):
+                dirnames[:] = []
+                rel = os.path.relpath(dirpath, top).split(os.sep)
+                run = read_run(dirpath, split_name, rel, repo_root)
+                run["side"] = DG_DIRS[split_name]  # results.json says subsample "all"
+                runs.append(run)
+    return runs
+
+
+def summarize_dg(runs, metrics=DG_METRICS, seeds=None):
+    """Domain generalisation: per group, per dataset (sources first, then targets) the mean and
+    sample std over finished seeds of each metric. Returns ``(groups, columns, problems)``:
+    ``groups`` maps a group key to ``{"<dataset>_<metric>": mean, "<dataset>_<metric>_std": std,
+    "n": {dataset: seeds}}``; ``columns`` lists the ``(dataset, side, metric)`` with a value."""
+    by_group = {}
+    for r in runs:
+        by_group.setdefault(group_key(r), []).append(r)
+    ds_side = {}
+    for r in runs:
+        ds_side.setdefault(r["dataset"], r["side"])
+    ds_order = sorted(ds_side, key=lambda d: (0 if ds_side[d] == "source" else 1, dataset_sort_key(d)))
+    groups, problems, present = {}, [], set()
+    for gkey in sorted(by_group, key=lambda k: tuple(str(x) for x in k)):
+        gruns = by_group[gkey]
+        exp_seeds = sorted(set(seeds) if seeds else {r["seed"] for r in gruns})
+        row = {"n": {}}
+        for ds in ds_order:
+            cand = [r for r in gruns if r["dataset"] == ds]
+            fin = {}
+            for r in cand:
+                if r["status"] == "finished":
+                    fin.setdefault(r["seed"], r)
+            for seed in exp_seeds:
+                if seed not in fin:
+                    bad = [r for r in cand if r["seed"] == seed]
+                    problems.append(dict(group=gkey, dataset=ds, side=ds_side[ds], seed=seed,
+                                         status=bad[0]["status"] if bad else "missing",
+                                         path=bad[0]["path"] if bad else "", error=bad[0]["error"] if bad else ""))
+            fin = [fin[s] for s in exp_seeds if s in fin]
+            row["n"][ds] = len(fin)
+            for m in metrics:
+                key = METRIC_KEYS.get(m, m)
+                vals = [r["metrics"][key] for r in fin if key in r["metrics"]]
+                row[f"{ds}_{m}"], row[f"{ds}_{m}_std"] = _mean_std(vals)
+                if vals:
+                    present.add((ds, m))
+        groups[gkey] = row
+    columns = [(ds, ds_side[ds], m) for ds in ds_order for m in metrics if (ds, m) in present]
+    return groups, columns, problems
+
+
+def format_dg(groups, columns, fmt="md", std=True):
+    """The domain-generalisation table: a row per group, a column per (dataset, metric)."""
+    def label(ds, side, m):
+        return f"{DISPLAY_NAME.get(ds, ds)}{' (source)' if side == 'source' else ''} {METRIC_LABEL.get(m, m)}"
+
+    if fmt == "csv":
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        header = ["trainer", "config", "calibration", "shots"]
+        for ds, _, m in columns:
+            header += [f"{ds}_{m}"] + ([f"{ds}_{m}_std"] if std else [])
+        w.writerow(header)
+        for gkey, row in groups.items():
+            rec = [gkey[0], gkey[1], gkey[2], "" if gkey[3] is None else gkey[3]]
+            for ds, _, m in columns:
+                rec.append(_fmt(row.get(f"{ds}_{m}"), 4))
+                if std:
+                    rec.append(_fmt(row.get(f"{ds}_{m}_std"), 4))
+            w.writerow(rec)
+        return out.getvalue()
+    header = ["Method", "Calibration"] + [label(*c) for c in columns]
+    body = []
+    for gkey, row in groups.items():
+        rec = [f"{gkey[0]} ({gkey[1]})", str(gkey[2])]
+        for ds, _, m in columns:
+            rec.append(_cell(row, f"{ds}_{m}", std, " ± {}" if fmt == "md" else r" {{\scriptsize$\pm${}}}"))
+        body.append(rec)
+    if fmt == "md":
+        lines = ["### Domain generalisation\n", "| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+        lines += ["| " + " | ".join(rec) + " |" for rec in body]
+        return "\n".join(lines) + "\n"
+    lines = ["% Domain generalisation", r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
+             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join([_latex_escape(rec[0]), _latex_escape(rec[1])] + rec[2:]) + r" \\" for rec in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None, primary="acc"):
     """Rows per (group, dataset) plus an ``average`` row per group, and the list of problems.
 
     Returns ``(groups, problems, notes)``: ``groups`` maps a group key ``(trainer, config,
@@ -258,7 +377,8 @@ def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None):
     last); a row holds ``dataset``, ``<side>_<metric>`` and ``<side>_<metric>_std`` for side in
     base/new, ``hm``, ``n_seeds`` (seeds finished on both sides), ``n_base``, ``n_new`` and
     ``seeds_base``/``seeds_new``. ``problems`` are dicts (group, dataset, side, seed, status,
-    path, error) for missing and not-finished runs; ``notes`` are strings.
+    path, error) for missing and not-finished runs; ``notes`` are strings. ``hm`` is the harmonic
+    mean of the ``primary`` metric (``acc``; ``map`` for multi-label tables).
     """
     by_group = {}
     for r in runs:
@@ -300,11 +420,11 @@ def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None):
                 for m in metrics:
                     key = METRIC_KEYS.get(m, m)
                     vals = [r["metrics"][key] for r in fin if key in r["metrics"]]
-                    if fin and len(vals) < len(fin):
+                    if fin and len(vals) < len(fin) and (vals or m not in GROUP_METRICS):
                         notes.append(f"{_glabel(gkey)} {ds} {side}: metric '{key}' absent in "
                                      f"{len(fin) - len(vals)} of {len(fin)} runs")
                     row[f"{side}_{m}"], row[f"{side}_{m}_std"] = _mean_std(vals)
-            row["hm"] = harmonic_mean(row.get("base_acc"), row.get("new_acc"))
+            row["hm"] = harmonic_mean(row.get(f"base_{primary}"), row.get(f"new_{primary}"))
             both = set(row["seeds_base"]) & set(row["seeds_new"])
             row["n_seeds"] = len(both)
             if row["n_base"] != row["n_new"]:
@@ -322,7 +442,7 @@ def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None):
                 if vals and len(vals) < len(rows):
                     notes.append(f"{_glabel(gkey)} average {col}: over {len(vals)} of "
                                  f"{len(rows)} datasets")
-        avg["hm"] = harmonic_mean(avg.get("base_acc"), avg.get("new_acc"))
+        avg["hm"] = harmonic_mean(avg.get(f"base_{primary}"), avg.get(f"new_{primary}"))
         rows.append(avg)
         groups[gkey] = rows
     if seeds:
@@ -390,13 +510,13 @@ def _row_datasets(rows):
 
 
 # ----------------------------------------------------------------------------- formatting
-def value_columns(metrics):
-    cols = [f"base_{metrics[0]}", f"new_{metrics[0]}", "hm"] if metrics[0] == "acc" else []
+def value_columns(metrics, primary="acc"):
+    cols = [f"base_{metrics[0]}", f"new_{metrics[0]}", "hm"] if metrics[0] == primary else []
     for m in metrics:
-        if m == "acc":
+        if m == primary:
             continue
         cols += [f"base_{m}", f"new_{m}"]
-    if "acc" not in metrics:
+    if primary not in metrics:
         cols = [c for c in cols if c != "hm"]
     return cols
 
@@ -427,8 +547,8 @@ def _show_group_columns(groups):
     return len(groups) > 1
 
 
-def format_csv(groups, metrics, std=True, paper=None):
-    cols = value_columns(metrics)
+def format_csv(groups, metrics, std=True, paper=None, primary="acc"):
+    cols = value_columns(metrics, primary)
     header = ["dataset"]
     if _show_group_columns(groups):
         header += ["trainer", "config", "calibration", "shots"]
@@ -467,9 +587,9 @@ def _latex_escape(s):
     return str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
 
-def format_long(groups, metrics, fmt="md", std=True, paper=None):
+def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
     """One table per group, one row per dataset plus the average (CoCoOp/TCPT style)."""
-    cols = value_columns(metrics)
+    cols = value_columns(metrics, primary)
     out = []
     for gkey, rows in groups.items():
         header = ["Dataset"]
@@ -519,7 +639,7 @@ def format_long(groups, metrics, fmt="md", std=True, paper=None):
     return "\n".join(out)
 
 
-def format_wide(groups, metrics, fmt="md", paper=None):
+def format_wide(groups, metrics, fmt="md", paper=None, primary="acc"):
     """TCPT's layout: per side a table with datasets as columns and (method, metric) as rows."""
     all_ds = []
     for rows in groups.values():
@@ -531,8 +651,8 @@ def format_wide(groups, metrics, fmt="md", paper=None):
     header = ["Method", "Calibration", "Metric"] + [PAPER_COLUMN.get(d, d) for d in all_ds]
     out = []
     sections = [(side, [m for m in metrics]) for side in ("base", "new")]
-    if "acc" in metrics:
-        sections.append(("hm", ["acc"]))
+    if primary in metrics:
+        sections.append(("hm", [primary]))
     for side, ms in sections:
         body = []
         for gkey, rows in groups.items():
@@ -610,8 +730,14 @@ def build_parser():
     p.add_argument("--format", choices=["md", "csv", "latex"], default="md")
     p.add_argument("--layout", choices=["long", "wide"], default="long",
                    help="long: one row per dataset (default); wide: datasets as columns (TCPT tables), md/latex")
-    p.add_argument("--metrics", nargs="+", default=["acc", "ece"],
-                   help="acc ece mce ace piece, or any results.json metric key (default: acc ece)")
+    p.add_argument("--metrics", nargs="+", default=None,
+                   help="acc ece mce ace piece (multi-label: map cf1 of1 ece ece_head ...), or any results.json "
+                        "metric key (default: acc ece; multi-label: map cf1 of1 ece + head/medium/tail ECE)")
+    p.add_argument("--multilabel", action="store_true",
+                   help="multi-label table: mAP (HM of mAP), CF1, OF1, ECE on base/new and head/medium/tail ECE "
+                        "(automatic when every finished run reports mAP)")
+    p.add_argument("--dg", action="store_true",
+                   help="domain-generalisation table of OUTPUT_ROOT/dg/{train,test} instead of base-to-new")
     p.add_argument("--compare-paper", action="store_true", help="print the TCPT paper's numbers beside ours")
     p.add_argument("--paper-table", default=os.path.join(PAPER_DIR, "tcpt_base2new.csv"))
     p.add_argument("--plot", metavar="PATH", help="save a summary figure (base/new acc and ECE per group)")
@@ -626,22 +752,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    metrics = []
-    for m in args.metrics:
-        m = m.lower()
-        if m not in metrics:
-            metrics.append(m)
-    if "acc" in metrics:
-        metrics.remove("acc")
-        metrics.insert(0, "acc")
-    base = os.path.join(args.output_root, "base2new")
-    if not os.path.isdir(base):
-        print(f"error: {base} does not exist; expected OUTPUT_ROOT/base2new/{{train_base,test_new}}/"
-              "<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>/results.json", file=sys.stderr)
-        return 1
-    runs = collect_runs(args.output_root)
+def _filter(runs, args):
     if args.trainer:
         runs = [r for r in runs if r["trainer"] in args.trainer]
     if args.config:
@@ -652,10 +763,70 @@ def main(argv=None):
         runs = [r for r in runs if r["shots"] == args.shots]
     if args.datasets:
         runs = [r for r in runs if r["dataset"] in args.datasets]
+    return runs
+
+
+def _metric_list(names):
+    out = []
+    for m in names:
+        m = m.lower() if m.lower() in METRIC_KEYS or m.lower() in METRIC_LABEL else m
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def _present(runs, metrics):
+    """Drop the head/medium/tail columns that no finished run reports."""
+    have = set()
+    for r in runs:
+        if r["status"] == "finished":
+            have |= set(r["metrics"])
+    return [m for m in metrics if m not in GROUP_METRICS or METRIC_KEYS.get(m, m) in have]
+
+
+def main_dg(args):
+    top = os.path.join(args.output_root, "dg")
+    if not os.path.isdir(top):
+        print(f"error: {top} does not exist; expected OUTPUT_ROOT/dg/{{train,test}}/<dataset>/shots_<K>/"
+              "<trainer>/<cfg>/seed<S>/results.json (scripts/multilabel/common_ml.sh)", file=sys.stderr)
+        return 1
+    runs = _filter(collect_dg_runs(args.output_root), args)
+    if not runs:
+        print(f"error: no runs (seed<S> directories) under {top} match the filters", file=sys.stderr)
+        return 1
+    metrics = _present(runs, _metric_list(args.metrics or DG_METRICS))
+    groups, columns, problems = summarize_dg(runs, metrics, seeds=args.seeds)
+    sys.stdout.write(format_dg(groups, columns, fmt=args.format, std=not args.no_std))
+    extra = format_problems(problems, [], args.format)
+    if extra:
+        (sys.stderr if args.format == "csv" else sys.stdout).write(("" if args.format == "csv" else "\n") + extra)
+    return 2 if args.strict and problems else 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.dg:
+        return main_dg(args)
+    base = os.path.join(args.output_root, "base2new")
+    if not os.path.isdir(base):
+        print(f"error: {base} does not exist; expected OUTPUT_ROOT/base2new/{{train_base,test_new}}/"
+              "<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>/results.json", file=sys.stderr)
+        return 1
+    runs = _filter(collect_runs(args.output_root), args)
     if not runs:
         print(f"error: no runs (seed<S> directories) under {base} match the filters", file=sys.stderr)
         return 1
-    groups, problems, notes = summarize(runs, metrics, datasets=args.datasets, seeds=args.seeds)
+    finished = [r for r in runs if r["status"] == "finished"]
+    multilabel = args.multilabel or (bool(finished)
+                                     and all("mAP" in r["metrics"] for r in finished))
+    primary = "map" if multilabel else "acc"
+    metrics = _metric_list(args.metrics or (ML_METRICS if multilabel else ["acc", "ece"]))
+    if multilabel:
+        metrics = _present(runs, metrics)
+    if primary in metrics:
+        metrics.remove(primary)
+        metrics.insert(0, primary)
+    groups, problems, notes = summarize(runs, metrics, datasets=args.datasets, seeds=args.seeds, primary=primary)
     paper = None
     if args.compare_paper:
         paper = load_paper_table(args.paper_table)
@@ -669,11 +840,11 @@ def main(argv=None):
                              f"{len(ds)} dataset(s) as ours, not its 11-dataset Avg column")
     std = not args.no_std
     if args.format == "csv":
-        text = format_csv(groups, metrics, std=std, paper=paper)
+        text = format_csv(groups, metrics, std=std, paper=paper, primary=primary)
     elif args.layout == "wide":
-        text = format_wide(groups, metrics, fmt=args.format, paper=paper)
+        text = format_wide(groups, metrics, fmt=args.format, paper=paper, primary=primary)
     else:
-        text = format_long(groups, metrics, fmt=args.format, std=std, paper=paper)
+        text = format_long(groups, metrics, fmt=args.format, std=std, paper=paper, primary=primary)
     sys.stdout.write(text)
     extra = format_problems(problems, notes, args.format)
     if extra:

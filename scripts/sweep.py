@@ -54,6 +54,7 @@ METHODS = {
     "cocoop": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1"),
     "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1"),
     "maple": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx"),
+    "taidpt": ("TaIDPT", "vit_b16"),  # multi-label (scripts/taidpt/); DATASETS coco2014 voc2007 nuswide ...
 }
 DEFAULT_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                     "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
