@@ -154,26 +154,54 @@ cpt_base_cmd() {  # dataset seed outdir -> CMD
     CMD+=(--output-dir "$3")
 }
 
-# cpt_train_one DATASET SEED [GPU]: train on base classes (ZeroshotCLIP: evaluate base classes)
-cpt_train_one() {
-    [ $# -ge 2 ] || cpt_die "usage: $(basename "$0") DATASET SEED [GPU]"
-    cpt_require_data
-    cpt_set_gpu "${3:-}"
-    local dir
-    dir="$(cpt_run_dir train_base "$1" "$2")"
+# cpt_train_run DIR DATASET SEED SUBSAMPLE LABEL: one training run into DIR (skipped when finished,
+# resumed when unfinished; ZeroshotCLIP only evaluates). LABEL is the log line after "-> DIR".
+cpt_train_run() {
+    local dir="$1"
     if cpt_is_finished "$dir"; then
         echo "[skip] finished: $dir"
         return 0
     fi
     [ -d "$dir" ] && echo "[resume] $dir exists without a finished results.json; re-running"
-    cpt_base_cmd "$1" "$2" "$dir"
+    cpt_base_cmd "$2" "$3" "$dir"
     if [ "$TRAINER" = ZeroshotCLIP ]; then
         CMD+=(--eval-only)
     fi
     # shellcheck disable=SC2206
-    CMD+=(DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base $OPTS)
-    echo "[train] $TRAINER $CFGDIR $1 seed$2 -> $dir"
+    CMD+=(DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$4" $OPTS)
+    echo "$5 -> $dir"
     cpt_exec
+}
+
+# cpt_test_run DIR MODEL_DIR DATASET SEED SUBSAMPLE LABEL MISSING: evaluate the model of MODEL_DIR
+# (load epoch from the config) into DIR; MISSING is the error when MODEL_DIR is not finished.
+cpt_test_run() {
+    local dir="$1" mdir="$2"
+    if cpt_is_finished "$dir"; then
+        echo "[skip] finished: $dir"
+        return 0
+    fi
+    cpt_base_cmd "$3" "$4" "$dir"
+    if [ "$TRAINER" != ZeroshotCLIP ]; then
+        if ! cpt_is_finished "$mdir" && [ "${DRY_RUN:-0}" != 1 ]; then
+            cpt_die "$7: $mdir has no finished results.json"
+        fi
+        local ep
+        ep="$(cpt_load_epoch)" || exit 1
+        CMD+=(--model-dir "$mdir" --load-epoch "$ep")
+    fi
+    # shellcheck disable=SC2206
+    CMD+=(--eval-only DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$5" $OPTS)
+    echo "$6 -> $dir"
+    cpt_exec
+}
+
+# cpt_train_one DATASET SEED [GPU]: train on base classes (ZeroshotCLIP: evaluate base classes)
+cpt_train_one() {
+    [ $# -ge 2 ] || cpt_die "usage: $(basename "$0") DATASET SEED [GPU]"
+    cpt_require_data
+    cpt_set_gpu "${3:-}"
+    cpt_train_run "$(cpt_run_dir train_base "$1" "$2")" "$1" "$2" base "[train] $TRAINER $CFGDIR $1 seed$2"
 }
 
 # cpt_test_one DATASET SEED [GPU]: evaluate the trained model on the new classes
@@ -181,27 +209,8 @@ cpt_test_one() {
     [ $# -ge 2 ] || cpt_die "usage: $(basename "$0") [DATASET SEED] [GPU]"
     cpt_require_data
     cpt_set_gpu "${3:-}"
-    local dir mdir
-    dir="$(cpt_run_dir test_new "$1" "$2")"
-    mdir="$(cpt_run_dir train_base "$1" "$2")"
-    if cpt_is_finished "$dir"; then
-        echo "[skip] finished: $dir"
-        return 0
-    fi
-    cpt_base_cmd "$1" "$2" "$dir"
-    if [ "$TRAINER" != ZeroshotCLIP ]; then
-        if ! cpt_is_finished "$mdir" && [ "${DRY_RUN:-0}" != 1 ]; then
-            cpt_die "no trained model for $1 seed$2: $mdir has no finished results.json" \
-                "(run base2new_train first)"
-        fi
-        local ep
-    ep="$(cpt_load_epoch)" || exit 1
-    CMD+=(--model-dir "$mdir" --load-epoch "$ep")
-    fi
-    # shellcheck disable=SC2206
-    CMD+=(--eval-only DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new $OPTS)
-    echo "[test] $TRAINER $CFGDIR $1 seed$2 -> $dir"
-    cpt_exec
+    cpt_test_run "$(cpt_run_dir test_new "$1" "$2")" "$(cpt_run_dir train_base "$1" "$2")" "$1" "$2" new \
+        "[test] $TRAINER $CFGDIR $1 seed$2" "no trained model for $1 seed$2 (run base2new_train first)"
 }
 
 cpt_in_list() {  # word list...

@@ -30,46 +30,17 @@ cpt_dg_train_one() {
     [ $# -ge 1 ] || cpt_die "usage: $(basename "$0") SEED [GPU]"
     cpt_require_data
     cpt_set_gpu "${2:-}"
-    local src="${DG_SOURCE:-coco2014}" dir
-    dir="$(cpt_dg_run_dir train "$src" "$1")"
-    if cpt_is_finished "$dir"; then
-        echo "[skip] finished: $dir"
-        return 0
-    fi
-    cpt_base_cmd "$src" "$1" "$dir"
-    if [ "$TRAINER" = ZeroshotCLIP ]; then
-        CMD+=(--eval-only)
-    fi
-    # shellcheck disable=SC2206
-    CMD+=(DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all $OPTS)
-    echo "[dg-train] $TRAINER $CFGDIR $src seed$1 -> $dir"
-    cpt_exec
+    local src="${DG_SOURCE:-coco2014}"
+    cpt_train_run "$(cpt_dg_run_dir train "$src" "$1")" "$src" "$1" all "[dg-train] $TRAINER $CFGDIR $src seed$1"
 }
 
 cpt_dg_test_one() {
     [ $# -ge 2 ] || cpt_die "usage: $(basename "$0") TARGET SEED [GPU]"
     cpt_require_data
     cpt_set_gpu "${3:-}"
-    local src="${DG_SOURCE:-coco2014}" dir mdir
-    dir="$(cpt_dg_run_dir test "$1" "$2")"
-    mdir="$(cpt_dg_run_dir train "$src" "$2")"
-    if cpt_is_finished "$dir"; then
-        echo "[skip] finished: $dir"
-        return 0
-    fi
-    cpt_base_cmd "$1" "$2" "$dir"
-    if [ "$TRAINER" != ZeroshotCLIP ]; then
-        if ! cpt_is_finished "$mdir" && [ "${DRY_RUN:-0}" != 1 ]; then
-            cpt_die "no trained $src model for seed$2: $mdir has no finished results.json (run dg_train first)"
-        fi
-        local ep
-        ep="$(cpt_load_epoch)" || exit 1
-        CMD+=(--model-dir "$mdir" --load-epoch "$ep")
-    fi
-    # shellcheck disable=SC2206
-    CMD+=(--eval-only DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all $OPTS)
-    echo "[dg-test] $TRAINER $CFGDIR $src -> $1 seed$2 -> $dir"
-    cpt_exec
+    local src="${DG_SOURCE:-coco2014}"
+    cpt_test_run "$(cpt_dg_run_dir test "$1" "$2")" "$(cpt_dg_run_dir train "$src" "$2")" "$1" "$2" all \
+        "[dg-test] $TRAINER $CFGDIR $src -> $1 seed$2" "no trained $src model for seed$2 (run dg_train first)"
 }
 
 cpt_dg_train_cli() {
