@@ -231,11 +231,10 @@ def read_run(run_dir, split_name, rel_parts, repo_root=REPO_ROOT):
     return run
 
 
-def collect_runs(output_root, repo_root=REPO_ROOT):
-    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/base2new/{train_base,test_new}``."""
-    runs = []
-    for split_name in SPLIT_DIRS:
-        top = os.path.join(output_root, "base2new", split_name)
+def _walk_runs(output_root, layout, split_names, repo_root):
+    """``(split_name, run)`` for every ``seed<S>`` directory under ``OUTPUT_ROOT/<layout>/<split>``."""
+    for split_name in split_names:
+        top = os.path.join(output_root, layout, split_name)
         if not os.path.isdir(top):
             continue
         for dirpath, dirnames, _ in os.walk(top):
@@ -243,8 +242,12 @@ def collect_runs(output_root, repo_root=REPO_ROOT):
             if re.fullmatch(r"seed\d+", os.path.basename(dirpath)):
                 dirnames[:] = []  # checkpoints etc. below
                 rel = os.path.relpath(dirpath, top).split(os.sep)
-                runs.append(read_run(dirpath, split_name, rel, repo_root))
-    return runs
+                yield split_name, read_run(dirpath, split_name, rel, repo_root)
+
+
+def collect_runs(output_root, repo_root=REPO_ROOT):
+    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/base2new/{train_base,test_new}``."""
+    return [run for _, run in _walk_runs(output_root, "base2new", SPLIT_DIRS, repo_root)]
 
 
 # ----------------------------------------------------------------------------- summary
@@ -273,18 +276,9 @@ def group_key(run):
 def collect_dg_runs(output_root, repo_root=REPO_ROOT):
     """Every ``seed<S>`` directory under ``OUTPUT_ROOT/dg/{train,test}`` (side ``source``/``target``)."""
     runs = []
-    for split_name in DG_DIRS:
-        top = os.path.join(output_root, "dg", split_name)
-        if not os.path.isdir(top):
-            continue
-        for dirpath, dirnames, _ in os.walk(top):
-            dirnames.sort()
-            if re.fullmatch(r"seed\d+", os.path.basename(dirpath)):
-                dirnames[:] = []
-                rel = os.path.relpath(dirpath, top).split(os.sep)
-                run = read_run(dirpath, split_name, rel, repo_root)
-                run["side"] = DG_DIRS[split_name]  # results.json says subsample "all"
-                runs.append(run)
+    for split_name, run in _walk_runs(output_root, "dg", DG_DIRS, repo_root):
+        run["side"] = DG_DIRS[split_name]  # results.json says subsample "all"
+        runs.append(run)
     return runs
 
 
