@@ -155,6 +155,7 @@ class ClipPromptTrainer(TrainerX):
         self._eval_cache = None
         if cfg.TEST.CACHE_FEATURES and not self.frozen_image_encoder:
             self.logger.info(f"TEST.CACHE_FEATURES ignored: {type(self).__name__} prompts the image encoder")
+        self.trained_here = False
         from trainers.posthoc import PosthocStep
         self.posthoc = PosthocStep(self)
         self._eval_split = None
@@ -415,7 +416,7 @@ class ClipPromptTrainer(TrainerX):
     def before_train(self):
         super().before_train()
         from trainers.posthoc import save_train_classnames
-        self.posthoc.training_run = True
+        self.trained_here = True  # post-hoc and probability-map fits happen only in a training run
         if self.learner is not None:
             save_train_classnames(self.output_dir, self.classnames)
 

@@ -47,7 +47,6 @@ class PosthocStep:
         params = {"k": cfg.CALIB.DAC.K, "base_threshold": cfg.CALIB.DAC.BASE_THRESHOLD} if self.name == "dac" else {}
         self.cal = build_posthoc(self.name, **params)
         self.loaded_from = None          # model directory of an --eval-only run
-        self.training_run = False        # set by the trainer's before_train
         self.train_classnames = None
         self.note = ""
         self._check(trainer)
@@ -74,7 +73,7 @@ class PosthocStep:
     def on_load(self, directory):
         """After ``load_model(directory)``: read the fitted state / training class names
         (in a training run, reloading the best model keeps fitting on this run's data)."""
-        if self.training_run:
+        if self.trainer.trained_here:
             return
         self.loaded_from = directory
         names = os.path.join(directory, CLASSNAMES_FILE)
@@ -116,7 +115,7 @@ class PosthocStep:
 
     def _fit_temperature(self):
         t = self.trainer
-        if not self.training_run:
+        if not self.trainer.trained_here:
             where = f"the model directory {self.loaded_from}" if self.loaded_from else "this evaluation-only run"
             raise FileNotFoundError(
                 f"CALIB.POSTHOC temperature: no {POSTHOC_FILE} in {where}; "

@@ -371,10 +371,6 @@ class TaIDPT(ClipPromptTrainer):
         return SimpleTrainer.collect_outputs(self, loader, split)
 
     # --- probability map fitted on the validation split ----------------------
-    def before_train(self):
-        super().before_train()
-        self._trained_here = True
-
     @torch.no_grad()
     def _merged_cosines(self, loader):
         self.set_model_mode("eval")
@@ -429,7 +425,7 @@ class TaIDPT(ClipPromptTrainer):
     def before_evaluation(self, split):
         if (self.multilabel and self.prob_fit == "val" and split == self.cfg.TEST.SPLIT and split != "val"
                 and getattr(self, "_fitted_map", None) is None):
-            if not getattr(self, "_trained_here", False):
+            if not self.trained_here:
                 raise FileNotFoundError(
                     f"TRAINER.TAIDPT.PROB_FIT val: no {PROB_MAP_FILE} was loaded with the model (--model-dir), and "
                     f"this run did not train, so the map would have to be fitted on this run's validation split "
