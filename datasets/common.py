@@ -510,12 +510,13 @@ class MultiLabelDataset(DatasetBase):
 
     ``captions()`` returns ``[(caption, multi-hot over self.classnames), ...]`` from a COCO
     captions file, keeping captions that name at least one class (class names and the synonym
-    file registered for the dataset, ``datasets/data/synonyms_*.json``).
+    file registered for the dataset, ``datasets/data/synonyms_*.json``); with
+    ``limit`` N > 0 (``DATASET.NUM_CAPTIONS``) only the first N of them.
     """
 
     caption_files = ()
 
-    def captions(self):
+    def captions(self, limit=0):
         path = first_existing(self.caption_files)
         if path is None:
             raise DatasetLayoutError(f"{type(self).__name__}: no captions file; looked for "
@@ -525,11 +526,14 @@ class MultiLabelDataset(DatasetBase):
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
         matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))
+        limit = int(limit or 0)
         out = []
         for a in anns:
             v = matcher(a["caption"])
             if v.any():
                 out.append((a["caption"].strip(), v))
+                if len(out) == limit:
+                    break
         return out
 
 

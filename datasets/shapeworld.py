@@ -86,7 +86,8 @@ class ShapeWorldML(DatasetBase):
     """Multi-object scenes (2-4 objects) with multi-hot labels over the 64 world classes.
 
     Labels: 1 positive, 0 negative (no unknowns). ``captions()`` returns the
-    training captions with their multi-hot labels (for caption-trained methods).
+    training captions, or a generated text corpus, with their multi-hot labels (for
+    caption-trained methods).
     Groups: ``base`` and ``new`` class columns (ceil split) when
     ``SUBSAMPLE_CLASSES`` is ``all``.
     """
@@ -118,6 +119,12 @@ class ShapeWorldML(DatasetBase):
             groups = {"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")}
         super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
 
-    def captions(self):
-        """Training captions as ``[(caption, multi_hot over all 64 classes), ...]``."""
+    def captions(self, limit=0):
+        """Captions as ``[(caption, multi_hot over all 64 classes), ...]``: with ``limit`` 0 the
+        training scenes' description captions; with N > 0 (``DATASET.NUM_CAPTIONS``) the first N
+        captions of the world's text corpus (:func:`datasets.world.caption_corpus`, seed
+        ``WORLD_SEED``; names and descriptions mixed, like the scene pretraining captions)."""
+        if limit and int(limit) > 0:
+            return [(cap, np.asarray(world.multi_hot(labs), dtype=np.int64))
+                    for cap, labs in world.caption_corpus(world.WORLD_SEED, int(limit))]
         return list(self._captions)

@@ -105,7 +105,7 @@ PARTNER = _partner_colours()  # label -> partner colour index (cast variant)
 
 # Seed streams (second element of every rng key)
 _STREAM = {"pretrain": 11, "pretrain_scene": 12, "train": 21, "val": 22, "test": 23,
-           "scene_train": 31, "scene_val": 32, "scene_test": 33}
+           "scene_train": 31, "scene_val": 32, "scene_test": 33, "caption_corpus": 41}
 
 
 def class_names(kind="name"):
@@ -389,6 +389,20 @@ def scene_caption(labels, rng, p_name=0.5):
 def scene_caption_description(labels):
     """Deterministic description caption in label order ("a red circle and a blue star.")."""
     return join_phrases([f"a {_desc(lab)}" for lab in labels])
+
+
+def caption_corpus(seed, n, min_objects=2, max_objects=4, p_name=0.5):
+    """A text-only corpus of ``n`` scene captions, the world's stand-in for the web captions that
+    caption-trained methods (TaI-DPT) learn from: caption ``i`` lists the objects of a random
+    2-4 object scene, each by its made-up name or its description (``p_name``), as in the scene
+    pretraining captions. No image is drawn. Returns ``[(caption, sorted labels), ...]``.
+    """
+    out = []
+    for i in range(n):
+        rng = rng_for(seed, "caption_corpus", i)
+        labels = sample_scene_labels(rng, min_objects, max_objects)
+        out.append((scene_caption(labels, rng, p_name), labels))
+    return out
 
 
 def caption_labels(caption):

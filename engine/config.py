@@ -72,6 +72,11 @@ _C.DATASET.VARIANT = "cast"
 _C.DATASET.SKIP_MISSING_IMAGES = False
 # Multi-label training source for caption-trained methods: "images" or "captions".
 _C.DATASET.TRAIN_SOURCE = "images"
+# Captions for TRAIN_SOURCE "captions": 0 = the dataset's own (COCO-based sets: every caption of
+# the captions file that names a class; ShapeWorldML: the captions of its training scenes);
+# N > 0 = a corpus of N (COCO-based sets: the first N of those; ShapeWorldML: N captions of
+# the world's generated text corpus, datasets/world.py caption_corpus).
+_C.DATASET.NUM_CAPTIONS = 0
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4

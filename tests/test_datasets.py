@@ -349,6 +349,8 @@ def test_coco_labels_order_cache_and_captions(trees, tmp_path, monkeypatch):
     caps = ds.captions()
     assert [(c, list(np.flatnonzero(v))) for c, v in caps] == [
         ("A man riding a bike down the street.", [0, 1]), ("Two cars and a train at a crossing", [2, 4])]
+    as_lists = lambda cs: [(c, list(v)) for c, v in cs]  # noqa: E731
+    assert as_lists(ds.captions(1)) == as_lists(caps[:1]) and as_lists(ds.captions(0)) == as_lists(caps)
     base = build(root, "COCO2014", cache, subsample="base")
     assert [list(np.flatnonzero(v)) for _, v in base.captions()] == [[0, 1], [2]]
     os.makedirs(tmp_path / "r2")

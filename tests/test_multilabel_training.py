@@ -182,6 +182,20 @@ def test_taidpt_on_captions_trains_saves_loads_and_evaluates(root, tmp_path):
             flags=["--eval-only", "--model-dir", out, "--load-epoch", "1"])
 
 
+def test_taidpt_trains_on_the_world_caption_corpus(root, tmp_path):
+    """DATASET.NUM_CAPTIONS N: TaI-DPT trains on the first N captions of the world's text corpus
+    (names and descriptions mixed), not on the training scenes' captions, labelled exactly."""
+    t = run(root, str(tmp_path / "corpus"), "TaIDPT", *TAIDPT, "DATASET.NUM_CAPTIONS", "70", epochs=1)
+    corpus = world.caption_corpus(world.WORLD_SEED, 70)
+    assert t.captions_text == [c for c, _ in corpus] and len(t.captions_text) == 70 != N_TRAIN
+    assert t.caption_label_agreement == 100.0
+    assert t.results_extra()["n_captions"] == 70
+    # the loader's targets are the corpus labels cut to the trained (base) columns
+    targets = t.train_loader_x.dataset.targets.numpy()
+    ref = np.array([world.multi_hot(labs) for _, labs in corpus])[:, :32]
+    assert np.array_equal(targets, ref)
+
+
 # ------------------------------------------------------------------------------- captions
 def test_caption_labels_from_names_and_synonyms():
     names = list(world.WORLD_NAMES)

@@ -82,6 +82,25 @@ def test_multilabel_labels_match_captions(tmp_path):
             assert os.path.isfile(tmp_path / rel)
 
 
+def test_caption_corpus_is_seeded_labelled_and_mixes_names_and_descriptions():
+    corpus = world.caption_corpus(0, 300)
+    assert corpus == world.caption_corpus(0, 300) and corpus[:10] == world.caption_corpus(0, 10)
+    assert corpus != world.caption_corpus(1, 300)
+    names, descs = set(world.WORLD_NAMES), set(world.WORLD_CLASSNAMES)
+    n_name = n_desc = 0
+    for cap, labs in corpus:
+        assert 2 <= len(labs) <= 4 and labs == sorted(set(labs))
+        assert world.caption_labels(cap) == labs and "photo" not in cap
+        words = cap.replace(",", " ").replace(".", " ").split()
+        n_name += sum(w in names for w in words)
+        n_desc += sum(f"{a} {b}" in descs for a, b in zip(words, words[1:]))
+    n_obj = sum(len(labs) for _, labs in corpus)
+    assert n_name + n_desc == n_obj and 0.4 < n_name / n_obj < 0.6  # p_name 0.5
+    # a text-only stream: not the captions of the training scenes
+    train_caps = {world.scene_caption_description(world.scene_sample(0, "scene_train", i)[1]) for i in range(50)}
+    assert not train_caps & {c for c, _ in corpus}
+
+
 def test_base_new_rule():
     base, new = world.base_new_split()
     assert base == list(range(32)) and new == list(range(32, 64))

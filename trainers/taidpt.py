@@ -20,7 +20,7 @@ every position after the final LayerNorm and the projection, positions 1..EOT: t
 identical for all captions under the causal mask, and the padding are left out), ``T =
 SPATIAL_T_TEXT``. The frozen caption features are computed once at build (in memory when they fit
 in ``CAPTION_CACHE_FLOATS`` floats, else per batch). Captions come from the dataset's
-``captions()``; with ``CAPTION_LABELS match`` (default) their multi-hot labels over the trained
+``captions(DATASET.NUM_CAPTIONS)`` (0: the dataset's own; N: a corpus of N); with ``CAPTION_LABELS match`` (default) their multi-hot labels over the trained
 classes are made here by matching the class names and the dataset's synonym file
 (``engine.data.captions``; ``SYNONYMS`` overrides the file), and the agreement with the labels the
 dataset ships is logged; ``CAPTION_LABELS dataset`` uses the dataset's labels (cut to the trained
@@ -226,7 +226,7 @@ class TaIDPT(ClipPromptTrainer):
         ds = self.dm.dataset
         if not hasattr(ds, "captions"):
             raise ValueError(f"DATASET.TRAIN_SOURCE captions: dataset {self.cfg.DATASET.NAME} has no captions()")
-        texts, targets = self._caption_targets(ds.captions())
+        texts, targets = self._caption_targets(ds.captions(int(self.cfg.DATASET.NUM_CAPTIONS)))
         if not texts:
             raise ValueError(f"dataset {self.cfg.DATASET.NAME} returned no training captions")
         self.captions_text = texts
