@@ -255,3 +255,46 @@ def test_the_shipped_world_clip_loads_through_the_adapter():
     assert clip.source["file"] == world_clip.DEFAULT_CHECKPOINT and clip.context_length == 24
     ids = clip.tokenize(["a photo of a gloss."])
     assert torch.allclose(clip.encode_text(ids), model.encode_text(ids), atol=1e-5)
+
+
+RN_CFG = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8},
+          "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+
+
+def rn_clip_file(tmp_path, seed=5):
+    """A randomly initialised ModifiedResNet CLIP (RN50 layout, 2x2 grid at 64 px) saved as a
+    ``{"model_cfg", "state_dict"}`` file; returns its path."""
+    import open_clip
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**RN_CFG)
+    path = str(tmp_path / "rn_tiny.pt")
+    torch.save({"model_cfg": RN_CFG, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def test_resnet_dense_features_are_the_attention_pool_values(tmp_path):
+    clip = load_clip(rn_clip_file(tmp_path))
+    assert clip.is_attnpool_resnet and clip.has_dense_features and not clip.is_vit
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        g, dense = clip.encode_image(x, return_tokens=True)
+        ref = clip.model.encode_image(x)
+    assert dense.shape == (3, 4, 32)                   # 2 x 2 locations, embedding 32
+    assert torch.allclose(g, ref, atol=1e-5)           # the global feature is the pool's output
+    # uniform attention (q, k zeroed) and no positional embedding: the pool's output is the mean of
+    # the values of the mean token and the locations, i.e. exactly the mean of the dense features
+    pool = clip.model.visual.attnpool
+    with torch.no_grad():
+        for lin in (pool.q_proj, pool.k_proj):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        pool.positional_embedding.zero_()
+        g0, dense0 = clip.encode_image(x, return_tokens=True)
+    assert torch.allclose(g0, dense0.mean(dim=1), atol=1e-5)
+    # another resolution: the spatial positional embedding is resized (3 x 3 grid at 96 px)
+    with torch.no_grad():
+        g96, dense96 = clip.encode_image(torch.randn(2, 3, 96, 96), return_tokens=True)
+    assert dense96.shape == (2, 9, 32) and torch.isfinite(g96).all()
+    with pytest.raises(BackboneError, match="ViT"):
+        clip.encode_image(x, visual_prompts=torch.zeros(2, 8))

@@ -196,6 +196,26 @@ def test_taidpt_trains_on_the_world_caption_corpus(root, tmp_path):
     assert np.array_equal(targets, ref)
 
 
+def test_taidpt_with_a_resnet_backbone_uses_the_attention_pool_dense_features(root, tmp_path):
+    """The upstream TaI-DPT backbone family (ModifiedResNet, RN50): trains on captions and scores
+    images with the attention pool's per-location values as the local features."""
+    from tests.test_clip_adapter import rn_clip_file
+    rn = rn_clip_file(tmp_path)
+    t = run(root, str(tmp_path / "rn"), "TaIDPT", *TAIDPT, "MODEL.BACKBONE.NAME", rn, "INPUT.SIZE", "(64, 64)",
+            "TRAINER.TAIDPT.CTX_INIT", "a photo of a", epochs=1)
+    assert t.clip.is_attnpool_resnet and t.last_results["test"]["mAP"] > 0
+    batch = next(iter(t.test_loader))["img"]
+    with torch.no_grad():
+        g, dense = t.dense_image_features(batch)
+        out = t.forward_logits(batch)
+    assert g.shape == (batch.shape[0], 32) and dense.shape == (batch.shape[0], 4, 32)
+    # the merged score is GL_MERGE * global + (1 - GL_MERGE) * softmax-pooled local, on these features
+    text_l = t.local_text_features()
+    local = softmax_pool(dense @ text_l.t(), float(t.tcfg.SPATIAL_T_IMAGE))
+    assert torch.allclose(out["local"], local, atol=1e-5)
+    assert torch.allclose(out["merged"], 0.75 * out["global"] + 0.25 * local, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------- captions
 def test_caption_labels_from_names_and_synonyms():
     names = list(world.WORLD_NAMES)

@@ -430,6 +430,12 @@ class ClipBackbone(nn.Module):
                                                   "ln_pre", "transformer", "ln_post"))
         self.vision_width = v.conv1.out_channels if self.is_vit else None
         self.n_vision_layers = len(v.transformer.resblocks) if self.is_vit else 0
+        pool = getattr(v, "attnpool", None)
+        self.is_attnpool_resnet = (not self.is_vit and hasattr(v, "stem") and pool is not None
+                                   and all(hasattr(pool, a) for a in ("positional_embedding", "v_proj", "c_proj")))
+        # dense (per-location) image features: ViT patch tokens, or the attention-pool value path of a
+        # ModifiedResNet (RN50, RN101, ...); see encode_image(return_tokens=True)
+        self.has_dense_features = self.is_vit or self.is_attnpool_resnet
         self.embed_dim = getattr(v, "output_dim", None) or self._infer_embed_dim()
 
     def _infer_embed_dim(self):
@@ -594,6 +600,8 @@ class ClipBackbone(nn.Module):
         v = self.model.visual
         if visual_prompts is None and not deep_visual_prompts and not return_tokens:
             return self.model.encode_image(images.to(self._image_dtype())).float()
+        if return_tokens and visual_prompts is None and not deep_visual_prompts and self.is_attnpool_resnet:
+            return self._resnet_dense(images)
         if not self.is_vit:
             raise BackboneError(f"{self.arch}: visual prompts and patch tokens need a ViT image tower, "
                                 f"got {type(v).__name__}")
@@ -632,6 +640,42 @@ class ClipBackbone(nn.Module):
         if return_tokens:
             return pooled.float(), tokens.float()
         return pooled.float()
+
+    def _resnet_dense(self, images):
+        """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
+
+        The global feature is the attention pool's output, as in ``encode_image``. The dense
+        feature of location ``k`` is the pool's value path alone, ``c_proj(v_proj(x_k + pos_k))``:
+        the attention pool's output is the attention-weighted mean of these values over the H*W
+        locations and the mean token, so they live in the same embedding space (TaI-DPT's RN50
+        local features; MaskCLIP's dense features). When the feature grid differs from the one the
+        pool was trained on, the spatial positional embedding is resized (bicubic).
+        """
+        v = self.model.visual
+        pool = v.attnpool
+        x = images.to(self._image_dtype())
+        x = v.stem(x)
+        x = v.layer4(v.layer3(v.layer2(v.layer1(x))))
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h * w).permute(2, 0, 1)  # (HW, B, C)
+        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # (HW + 1, B, C)
+        pos = pool.positional_embedding.to(x.dtype)
+        if pos.shape[0] != h * w + 1:
+            side = int(round((pos.shape[0] - 1) ** 0.5))
+            grid = pos[1:].reshape(1, side, side, c).permute(0, 3, 1, 2).float()
+            grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+            pos = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(h * w, c).to(x.dtype)], dim=0)
+        x = x + pos[:, None, :]
+        pooled, _ = F.multi_head_attention_forward(
+            query=x[:1], key=x, value=x, embed_dim_to_check=c, num_heads=pool.num_heads,
+            q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight,
+            v_proj_weight=pool.v_proj.weight, in_proj_weight=None,
+            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+            out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
+            use_separate_proj_weight=True, training=False, need_weights=False)
+        dense = pool.c_proj(pool.v_proj(x[1:]))  # (HW, B, E)
+        return pooled[0].float(), dense.permute(1, 0, 2).float()
 
     def _image_dtype(self):
         v = self.model.visual

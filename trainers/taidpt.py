@@ -25,9 +25,10 @@ classes are made here by matching the class names and the dataset's synonym file
 (``engine.data.captions``; ``SYNONYMS`` overrides the file), and the agreement with the labels the
 dataset ships is logged; ``CAPTION_LABELS dataset`` uses the dataset's labels (cut to the trained
 columns). Training on images (``TRAIN_SOURCE images``, e.g. few-shot): ``g`` is CLIP's image
-feature and ``f_k`` are the ViT patch tokens (after ``ln_post`` and the projection), ``T =
-SPATIAL_T_IMAGE``. Evaluation always runs on images that way (the upstream code supports only the
-RN50 attention-pool tower; here any ViT image tower).
+feature and ``f_k`` are the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens
+(after ``ln_post`` and the projection), or for a ModifiedResNet (RN50, the upstream backbone) the
+attention pool's value path at every location (``ClipBackbone._resnet_dense``). Evaluation
+always runs on images that way.
 
 Raw scores are ``LOGIT_SCALE * cos`` (published: fixed 4.0). Loss (``LOSS``): ``ranking`` (the
 published one, on each branch) ``sum_{i, p in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B``
@@ -247,9 +248,10 @@ class TaIDPT(ClipPromptTrainer):
 
     # --- build ------------------------------------------------------------
     def build_learner(self):
-        if not self.clip.is_vit:
-            raise BackboneError(f"TaIDPT scores image patches with the local prompts and reads ViT patch tokens; "
-                                f"backbone {self.clip.name} has a {type(self.clip.model.visual).__name__} image tower")
+        if not self.clip.has_dense_features:
+            raise BackboneError(f"TaIDPT scores image locations with the local prompts and needs dense image "
+                                f"features (ViT patch tokens or a ModifiedResNet attention pool); backbone "
+                                f"{self.clip.name} has a {type(self.clip.model.visual).__name__} image tower")
         learner = build_coop_learner(self, cls=DualPromptLearner)
         if self.train_source == "captions":
             self._encode_captions()
@@ -308,7 +310,7 @@ class TaIDPT(ClipPromptTrainer):
         return self.local_text_features()
 
     def dense_image_features(self, images):
-        """(global (B, E), patch tokens (B, K, E)), L2-normalised."""
+        """(global (B, E), dense features (B, K, E)), L2-normalised (K: patches or grid locations)."""
         g, tok = self.clip.encode_image(images, return_tokens=True)
         return F.normalize(g.float(), dim=-1), F.normalize(tok.float(), dim=-1)
 
