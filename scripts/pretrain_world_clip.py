@@ -21,6 +21,13 @@ Wall time (2 shared CPU cores, torch.set_num_threads(2)): see ``wall_time_s`` in
 (the shipped run: about 45 min for 3000 steps, pool generation included).
 
 Usage: python scripts/pretrain_world_clip.py [--steps 3000] [--out trainers/weights/world_tiny.pt]
+
+Continued pretraining (``--init CKPT``): start from a shipped checkpoint instead of a random
+model, e.g. the scene-heavy ``world_tiny_scenes.pt`` (the multi-label world's backbone):
+
+    python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny.pt --name world-tiny-scenes \
+        --steps 1000 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.75 \
+        --out trainers/weights/world_tiny_scenes.pt
 """
 
 from __future__ import annotations
@@ -261,6 +268,8 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=wc.DEFAULT_CHECKPOINT)
+    ap.add_argument("--init", default="", help="continue from this checkpoint (verified against its manifest)")
+    ap.add_argument("--name", default="world-tiny", help="backbone name recorded in the manifest")
     ap.add_argument("--eval-only", action="store_true",
                     help="re-evaluate --out and rewrite its manifest (no training)")
     args = ap.parse_args(argv)
@@ -277,7 +286,11 @@ def main(argv=None):
     eval_small = build_eval_data(args.eval_seed, 10, 300)
     print(f"pools ready in {time.time() - t0:.0f}s", flush=True)
 
-    model = wc.build_world_clip()
+    if args.init:
+        model = wc.load_world_clip(args.init)[0].train()
+        print(f"continuing from {args.init}", flush=True)
+    else:
+        model = wc.build_world_clip()
     tokenizer = wc.get_world_tokenizer()
     ids = world_token_ids(tokenizer)
     id_map, full_table = compact_text_model(model, ids)
@@ -325,7 +338,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save(wc.pack_checkpoint(model), args.out)
     manifest = {
-        "name": "world-tiny",
+        "name": args.name,
         "steps": args.steps, "batch": args.batch, "lr": args.lr, "weight_decay": args.wd,
         "warmup": args.warmup, "pool": args.pool, "scene_pool": args.scene_pool,
         "scene_frac": args.scene_frac, "scene_partial": args.scene_partial,
@@ -333,6 +346,8 @@ def main(argv=None):
         "wall_time_s": round(train_time, 1),
         "threads": args.threads,
     }
+    if args.init:
+        manifest["init"] = {"file": os.path.basename(args.init), "sha256": wc.sha256_file(args.init)}
     return write_manifest(args.out, manifest, args.eval_seed)
 
 

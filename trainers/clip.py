@@ -11,7 +11,7 @@
 * a local checkpoint file as the name: an OpenAI-format CLIP file (TorchScript archive or state
   dict; architecture inferred, QuickGELU), a world checkpoint, or ``{"model_cfg": {embed_dim,
   vision_cfg, text_cfg, ...}, "state_dict": ...}``;
-* ``world-tiny``: the offline world's CLIP (``trainers.world_clip.load_world_clip``).
+* ``world-tiny``, ``world-tiny-scenes``: the offline world's CLIPs (``trainers.world_clip``).
 
 Nothing downloads: a tag's weights are looked up in the open_clip URL cache (``~/.cache/clip``)
 and the Hugging Face hub cache; when absent the error names both places and how to provide a file.
@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
-WORLD_NAMES = ("world-tiny",)
+WORLD_NAMES = ("world-tiny", "world-tiny-scenes")
 
 # Dassl / OpenAI CLIP names -> open_clip architecture names (weights: tag "openai").
 DASSL_TO_OPEN_CLIP = {
@@ -299,8 +299,9 @@ def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pr
     if name.lower() in WORLD_NAMES:
         from trainers import world_clip
         if pretrained:
-            model, _ = world_clip.load_world_clip(pretrained_tag or None)
-            source["file"] = pretrained_tag or world_clip.DEFAULT_CHECKPOINT
+            path = pretrained_tag or world_clip.CHECKPOINTS[name.lower()]
+            model, _ = world_clip.load_world_clip(path)
+            source["file"] = path
         else:
             model = world_clip.build_world_clip()
         arch = "world-tiny"  # tokenizer: CLIP's BPE with the model's context length (below)

@@ -31,6 +31,11 @@ import torch
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_CHECKPOINT = os.path.join(WEIGHTS_DIR, "world_tiny.pt")
+# Backbone names (MODEL.BACKBONE.NAME) of the shipped world checkpoints: ``world-tiny`` (the
+# single-label world's), ``world-tiny-scenes`` (continued from it on mostly multi-object scenes;
+# the multi-label world's backbone, see its manifest and scripts/pretrain_world_clip.py).
+CHECKPOINTS = {"world-tiny": DEFAULT_CHECKPOINT,
+               "world-tiny-scenes": os.path.join(WEIGHTS_DIR, "world_tiny_scenes.pt")}
 TOKEN_INIT_SEED = 0
 WORLD_MEAN = (0.48145466, 0.4578275, 0.40821073)
 WORLD_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -121,8 +126,8 @@ def load_world_clip(path=None, verify=True):
     path = path or DEFAULT_CHECKPOINT
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"world CLIP checkpoint not found at {path}; expected trainers/weights/world_tiny.pt "
-            "(create it with: python scripts/pretrain_world_clip.py)")
+            f"world CLIP checkpoint not found at {path}; the shipped ones are {sorted(CHECKPOINTS.values())} "
+            "(create one with: python scripts/pretrain_world_clip.py; see its docstring)")
     if verify:
         mpath = manifest_path(path)
         if not os.path.isfile(mpath):
