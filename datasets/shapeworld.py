@@ -124,7 +124,7 @@ class ShapeWorldML(DatasetBase):
         training scenes' description captions; with N > 0 (``DATASET.NUM_CAPTIONS``) the first N
         captions of the world's text corpus (:func:`datasets.world.caption_corpus`, seed
         ``WORLD_SEED``; names and descriptions mixed, like the scene pretraining captions)."""
-        if limit and int(limit) > 0:
+        if int(limit or 0) > 0:
             return [(cap, np.asarray(world.multi_hot(labs), dtype=np.int64))
                     for cap, labs in world.caption_corpus(world.WORLD_SEED, int(limit))]
         return list(self._captions)

@@ -1,6 +1,6 @@
 """The multi-label domain-generalisation scripts run for real (not only DRY_RUN): train CoOp-BCE
-(and TaI-DPT, on the COCO captions) on COCO-2014, evaluate the trained prompt on COCO-2017 val and the COCO-LT test set, and parse
-the runs with ``parse_results.py --dg``.
+(and TaI-DPT, on the COCO captions) on COCO-2014, evaluate the trained prompt on COCO-2017 val and
+the COCO-LT test set, and parse the runs with ``parse_results.py --dg``.
 
 Fixture trees in the real COCO layout (5 categories, 4 px JPEGs) under ``tmp_path``, the shipped
 world CLIP as the backbone, 1 epoch: the numbers are not the point, the plumbing is. Checks: the

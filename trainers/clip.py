@@ -38,8 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from trainers import world_clip as _world_clip
+
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
-WORLD_NAMES = ("world-tiny", "world-tiny-scenes")
+WORLD_NAMES = tuple(_world_clip.CHECKPOINTS)  # "world-tiny", "world-tiny-scenes"
 
 # Dassl / OpenAI CLIP names -> open_clip architecture names (weights: tag "openai").
 DASSL_TO_OPEN_CLIP = {
@@ -221,8 +223,7 @@ def _model_from_file(path):
     oc = _open_clip()
     obj = _load_state(path)
     if isinstance(obj, dict) and "token_rows" in obj:
-        from trainers.world_clip import load_world_clip
-        model, tok = load_world_clip(path, verify=False)
+        model, tok = _world_clip.load_world_clip(path, verify=False)
         return model, tok, "world"
     if isinstance(obj, dict) and isinstance(obj.get("model_cfg"), dict) and "state_dict" in obj:
         cfg = dict(obj["model_cfg"])
@@ -297,13 +298,12 @@ def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pr
     source = {"name": name, "tag": pretrained_tag, "file": ""}
 
     if name.lower() in WORLD_NAMES:
-        from trainers import world_clip
         if pretrained:
-            path = pretrained_tag or world_clip.CHECKPOINTS[name.lower()]
-            model, _ = world_clip.load_world_clip(path)
+            path = pretrained_tag or _world_clip.CHECKPOINTS[name.lower()]
+            model, _ = _world_clip.load_world_clip(path)
             source["file"] = path
         else:
-            model = world_clip.build_world_clip()
+            model = _world_clip.build_world_clip()
         arch = "world-tiny"  # tokenizer: CLIP's BPE with the model's context length (below)
     elif os.path.isfile(name):
         model, tokenizer, kind = _model_from_file(name)
