@@ -24,8 +24,8 @@ in ``CAPTION_CACHE_FLOATS`` floats, else per batch). Captions come from the data
 ``CAPTION_LABELS match`` (default) their multi-hot labels over the trained classes are made here
 by matching the class names and the dataset's synonym file (``engine.data.captions``; ``SYNONYMS``
 overrides the file), and the agreement with the labels the dataset ships is logged;
-``CAPTION_LABELS dataset`` uses the dataset's labels (cut to the trained columns). Training on images (``TRAIN_SOURCE images``, e.g. few-shot): ``g`` is CLIP's image
-feature and ``f_k`` are the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens
+``CAPTION_LABELS dataset`` uses the dataset's labels (cut to the trained columns). Training on
+images (``TRAIN_SOURCE images``, e.g. few-shot): ``g`` is CLIP's image feature and ``f_k`` are the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens
 (after ``ln_post`` and the projection), or for a ModifiedResNet (RN50, the upstream backbone) the
 attention pool's value path at every location (``ClipBackbone._resnet_dense``). Evaluation
 always runs on images that way.
