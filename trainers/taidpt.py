@@ -25,10 +25,10 @@ in ``CAPTION_CACHE_FLOATS`` floats, else per batch). Captions come from the data
 by matching the class names and the dataset's synonym file (``engine.data.captions``; ``SYNONYMS``
 overrides the file), and the agreement with the labels the dataset ships is logged;
 ``CAPTION_LABELS dataset`` uses the dataset's labels (cut to the trained columns). Training on
-images (``TRAIN_SOURCE images``, e.g. few-shot): ``g`` is CLIP's image feature and ``f_k`` are the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens
-(after ``ln_post`` and the projection), or for a ModifiedResNet (RN50, the upstream backbone) the
-attention pool's value path at every location (``ClipBackbone._resnet_dense``). Evaluation
-always runs on images that way.
+images (``TRAIN_SOURCE images``, e.g. few-shot): ``g`` is CLIP's image feature and ``f_k`` are
+the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens (after ``ln_post`` and the
+projection), or for a ModifiedResNet (RN50, the upstream backbone) the attention pool's value path
+at every location (``ClipBackbone._resnet_dense``). Evaluation always runs on images that way.
 
 Raw scores are ``LOGIT_SCALE * cos`` (published: fixed 4.0). Loss (``LOSS``): ``ranking`` (the
 published one, on each branch) ``sum_{i, p in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B``
