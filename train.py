@@ -147,6 +147,25 @@ def _save_reliability(cfg, trainer, split):
     return os.path.basename(path)
 
 
+def _save_outputs(cfg, trainer, split):
+    """Write ``outputs_<split>.npz`` (``TEST.SAVE_OUTPUTS``): the evaluated scores, labels, index."""
+    scores = getattr(trainer, "last_scores", None)
+    if not cfg.TEST.SAVE_OUTPUTS or scores is None:
+        return None
+    import io
+
+    import numpy as np
+
+    from engine.utils import atomic_write_bytes
+    outputs = trainer.last_outputs
+    buf = io.BytesIO()
+    np.savez(buf, scores=scores.detach().float().cpu().numpy(), labels=outputs["labels"].cpu().numpy(),
+             index=outputs["index"].cpu().numpy())
+    name = f"outputs_{split}.npz"
+    atomic_write_bytes(buf.getvalue(), os.path.join(cfg.OUTPUT_DIR, name))
+    return name
+
+
 def main(args):
     start = time.time()
     cfg = setup_cfg(args)
@@ -193,6 +212,9 @@ def main(args):
             fig = _save_reliability(cfg, trainer, split)
             if fig:
                 extra["reliability_diagram"] = fig
+            saved = _save_outputs(cfg, trainer, split)
+            if saved:
+                extra["outputs"] = saved
             write_results(cfg, meta, "finished", {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                           extra, start=start)
     except BaseException as e:

@@ -161,6 +161,10 @@ _C.TEST.PROXIMITY_K = 10
 _C.TEST.PROXIMITY_POOL = "test"
 # Save a reliability diagram PNG beside results.json.
 _C.TEST.RELIABILITY_DIAGRAM = True
+# Save the evaluated scores beside results.json as outputs_<split>.npz: "scores" (N, C) float32,
+# exactly what the evaluator received (logits, after any post-hoc calibrator), "labels" (N,) class
+# indices or (N, C) multi-hot (1 / 0 / -1 unknown), "index" (N,) dataset order.
+_C.TEST.SAVE_OUTPUTS = False
 
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""

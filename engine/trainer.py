@@ -422,6 +422,7 @@ class SimpleTrainer(TrainerBase):
                 self.write_scalar(f"{split}/{k}", v, self.epoch)
         self.last_results[split] = results
         self.last_outputs = outputs
+        self.last_scores = logits
         return list(results.values())[0]
 
     def get_current_lr(self, names=None):
