@@ -246,7 +246,7 @@ def test_method_scripts_complete():
         assert sweep.METHODS[m] == (trainer, defaults[m])
 
 
-def test_real_configs_load_epoch():
+def test_real_configs_load_epoch(tmp_path):
     """Against the repository's own configs (when they exist): --load-epoch equals MAX_EPOCH."""
     expect = {"coop": 50, "cocoop": 10, "kgcoop": 100, "maple": 5}
     checked = 0
@@ -255,7 +255,7 @@ def test_real_configs_load_epoch():
         path = os.path.join(REPO, "configs", "trainers", trainer, cfg + ".yaml")
         if not os.path.isfile(path) or not os.path.isfile(os.path.join(REPO, "configs/datasets/dtd.yaml")):
             continue
-        env = dict(os.environ, DATA="/nonexistent", DRY_RUN="1", OUTPUT="/tmp/cpt-dry")
+        env = dict(os.environ, DATA="/nonexistent", DRY_RUN="1", OUTPUT=str(tmp_path / "dry"))
         for k in ("CFG", "CALIB", "OPTS", "LOAD_EPOCH", "SHOTS"):
             env.pop(k, None)
         p = subprocess.run(["bash", os.path.join(REPO, "scripts", m, f"base2new_test_{m}.sh"), "dtd", "1"],
