@@ -296,5 +296,16 @@ def test_resnet_dense_features_are_the_attention_pool_values(tmp_path):
     with torch.no_grad():
         g96, dense96 = clip.encode_image(torch.randn(2, 3, 96, 96), return_tokens=True)
     assert dense96.shape == (2, 9, 32) and torch.isfinite(g96).all()
+    # plain encode_image off the native grid takes the same resized path (open_clip's pool cannot);
+    # a fresh model, so that the positional embedding is not zero
+    clip = load_clip(rn_clip_file(tmp_path, seed=6))
+    torch.manual_seed(1)
+    x96 = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(clip.encode_image(x), clip.model.encode_image(x), atol=0)  # native: open_clip
+        plain96 = clip.encode_image(x96)
+        assert torch.allclose(plain96, clip.encode_image(x96, return_tokens=True)[0], atol=1e-6)
+        with pytest.raises(RuntimeError):
+            clip.model.encode_image(x96)
     with pytest.raises(BackboneError, match="ViT"):
         clip.encode_image(x, visual_prompts=torch.zeros(2, 8))

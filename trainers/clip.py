@@ -600,6 +600,8 @@ class ClipBackbone(nn.Module):
         """
         v = self.model.visual
         if visual_prompts is None and not deep_visual_prompts and not return_tokens:
+            if self.is_attnpool_resnet and not self._resnet_native_grid(images):
+                return self._resnet_dense(images)[0]  # resized positional embedding
             return self.model.encode_image(images.to(self._image_dtype())).float()
         if return_tokens and visual_prompts is None and not deep_visual_prompts and self.is_attnpool_resnet:
             return self._resnet_dense(images)
@@ -641,6 +643,11 @@ class ClipBackbone(nn.Module):
         if return_tokens:
             return pooled.float(), tokens.float()
         return pooled.float()
+
+    def _resnet_native_grid(self, images):
+        """Whether ``images`` give the feature grid the attention pool was trained on (input / 32)."""
+        side = int(round((self.model.visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
+        return images.shape[-2] // 32 == side and images.shape[-1] // 32 == side
 
     def _resnet_dense(self, images):
         """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
