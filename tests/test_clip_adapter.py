@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.clip_fixtures import rn_clip_file
 from trainers import clip as clip_mod
 from trainers.clip import (BackboneError, PretrainedWeightsNotFound, PromptLearner, effective_precision,
                            encode_prompts, find_pretrained_file, load_clip)
@@ -255,21 +256,6 @@ def test_the_shipped_world_clip_loads_through_the_adapter():
     assert clip.source["file"] == world_clip.DEFAULT_CHECKPOINT and clip.context_length == 24
     ids = clip.tokenize(["a photo of a gloss."])
     assert torch.allclose(clip.encode_text(ids), model.encode_text(ids), atol=1e-5)
-
-
-RN_CFG = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8},
-          "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
-
-
-def rn_clip_file(tmp_path, seed=5):
-    """A randomly initialised ModifiedResNet CLIP (RN50 layout, 2x2 grid at 64 px) saved as a
-    ``{"model_cfg", "state_dict"}`` file; returns its path."""
-    import open_clip
-    torch.manual_seed(seed)
-    model = open_clip.model.CLIP(**RN_CFG)
-    path = str(tmp_path / "rn_tiny.pt")
-    torch.save({"model_cfg": RN_CFG, "state_dict": model.state_dict()}, path)
-    return path
 
 
 def test_resnet_dense_features_are_the_attention_pool_values(tmp_path):

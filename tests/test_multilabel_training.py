@@ -199,7 +199,7 @@ def test_taidpt_trains_on_the_world_caption_corpus(root, tmp_path):
 def test_taidpt_with_a_resnet_backbone_uses_the_attention_pool_dense_features(root, tmp_path):
     """The upstream TaI-DPT backbone family (ModifiedResNet, RN50): trains on captions and scores
     images with the attention pool's per-location values as the local features."""
-    from tests.test_clip_adapter import rn_clip_file
+    from tests.clip_fixtures import rn_clip_file
     rn = rn_clip_file(tmp_path)
     t = run(root, str(tmp_path / "rn"), "TaIDPT", *TAIDPT, "MODEL.BACKBONE.NAME", rn, "INPUT.SIZE", "(64, 64)",
             "TRAINER.TAIDPT.CTX_INIT", "a photo of a", epochs=1)
