@@ -7,6 +7,7 @@ trailing ``KEY VALUE`` opts. Each run writes ``log.txt`` and ``results.json``
 """
 import argparse
 import hashlib
+import io
 import os
 import sys
 import time
@@ -152,8 +153,6 @@ def _save_outputs(cfg, trainer, split):
     scores = getattr(trainer, "last_scores", None)
     if not cfg.TEST.SAVE_OUTPUTS or scores is None:
         return None
-    import io
-
     import numpy as np
 
     from engine.utils import atomic_write_bytes

@@ -644,9 +644,13 @@ class ClipBackbone(nn.Module):
             return pooled.float(), tokens.float()
         return pooled.float()
 
+    def _attnpool_side(self):
+        """Side of the square feature grid the attention pool was trained on (its positional embedding)."""
+        return int(round((self.model.visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
+
     def _resnet_native_grid(self, images):
-        """Whether ``images`` give the feature grid the attention pool was trained on (input / 32)."""
-        side = int(round((self.model.visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
+        """Whether ``images`` give the attention pool's native feature grid (input / 32)."""
+        side = self._attnpool_side()
         return images.shape[-2] // 32 == side and images.shape[-1] // 32 == side
 
     def _resnet_dense(self, images):
@@ -669,7 +673,7 @@ class ClipBackbone(nn.Module):
         x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # (HW + 1, B, C)
         pos = pool.positional_embedding.to(x.dtype)
         if pos.shape[0] != h * w + 1:
-            side = int(round((pos.shape[0] - 1) ** 0.5))
+            side = self._attnpool_side()
             grid = pos[1:].reshape(1, side, side, c).permute(0, 3, 1, 2).float()
             grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
             pos = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(h * w, c).to(x.dtype)], dim=0)
