@@ -14,8 +14,14 @@ import time
 import traceback
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line and exit status 2 (argparse prints the whole usage block)."""
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = _Parser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=str, default="", help="path to the datasets")
     p.add_argument("--output-dir", type=str, default="", help="output directory")
     p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
@@ -33,17 +39,18 @@ def build_parser():
     p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error print the traceback too (also: environment variable CPT_DEBUG=1)")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                    help="modify config options using the command-line")
     return p
 
 
 def _merge_file(cfg, path, what):
-    if not path:
-        return
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    cfg.merge_from_file(path)
+    from engine.config_check import merge_file
+
+    if path:
+        merge_file(cfg, path, what)
 
 
 def setup_cfg(args):
@@ -76,9 +83,9 @@ def setup_cfg(args):
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
     if args.opts:
-        if len(args.opts) % 2:
-            raise ValueError(f"Trailing options must be KEY VALUE pairs, got {args.opts}")
-        cfg.merge_from_list(args.opts)
+        from engine.config_check import merge_opts
+
+        merge_opts(cfg, args.opts, flags=[o for a in build_parser()._actions for o in a.option_strings])
     cfg.freeze()
     return cfg
 
@@ -175,7 +182,8 @@ def main(args):
     from engine.trainer import TRAINER_REGISTRY, build_trainer
     from engine.data import DATASET_REGISTRY
     from engine.evaluation import EVALUATOR_REGISTRY
-    from engine.utils import collect_env_info, mkdir_if_missing, set_random_seed, setup_logger
+    from engine.runlock import RunLock
+    from engine.utils import set_random_seed
 
     # Fail fast on names, before any work.
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
@@ -183,10 +191,56 @@ def main(args):
     EVALUATOR_REGISTRY.get(cfg.TEST.EVALUATOR)
     if args.eval_only and not args.model_dir and cfg.TRAINER.NAME != "ZeroshotCLIP":
         raise ValueError("--eval-only needs --model-dir (the directory of a trained run)")
+    _preflight(cfg, args)
 
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)  # same on every rank: identical initialisation
-    mkdir_if_missing(cfg.OUTPUT_DIR)
+    lock = RunLock(cfg.OUTPUT_DIR).acquire() if rank == 0 else None
+    try:
+        return _run(cfg, args, rank, start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _preflight(cfg, args):
+    """Value checks that need no data: a bad value fails before the output folder is touched."""
+    from calibration.posthoc import build_posthoc
+    from calibration.regularizers import build_regularizers
+    from engine.config_check import check_values
+
+    check_values(cfg)
+    build_regularizers(list(cfg.CALIB.METHOD), cfg.CALIB)
+    build_posthoc(cfg.CALIB.POSTHOC)
+    if args.model_dir and not os.path.isdir(args.model_dir):
+        raise FileNotFoundError(f"--model-dir {args.model_dir} does not exist")
+
+
+def _log_file_only(logger, text):
+    """Write ``text`` to the log file handlers only (a traceback for log.txt, not the terminal)."""
+    import logging
+
+    record = logging.LogRecord(logger.name, logging.ERROR, __file__, 0, text, None, None)
+    for h in logger.handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(record)
+
+
+def _clean_partial_writes(folder):
+    """Remove temporary files a killed run left in ``folder`` (we hold its lock)."""
+    for name in os.listdir(folder):
+        if name.startswith(".tmp-") and os.path.isfile(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+
+
+def _run(cfg, args, rank, start):
+    import math
+
+    from engine.trainer import build_trainer
+    from engine.utils import collect_env_info, setup_logger
+
+    if rank == 0:
+        _clean_partial_writes(cfg.OUTPUT_DIR)
     logger = setup_logger(cfg.OUTPUT_DIR, rank=rank)
     logger.info("*** Config ***")
     logger.info(cfg.dump())
@@ -194,6 +248,7 @@ def main(args):
     logger.info("** System info **\n" + collect_env_info() + "\n")
 
     meta = run_metadata(cfg, args)
+    trainer = None
     try:
         trainer = build_trainer(cfg)
         if args.eval_only:
@@ -214,23 +269,56 @@ def main(args):
             saved = _save_outputs(cfg, trainer, split)
             if saved:
                 extra["outputs"] = saved
-            write_results(cfg, meta, "finished", {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                          extra, start=start)
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+            if bad:
+                raise FloatingPointError(f"test metrics {', '.join(bad)} are not finite (the model's outputs are "
+                                         f"NaN or inf); the run is not reported as finished")
+            write_results(cfg, meta, "finished", metrics, extra, start=start)
+    except KeyboardInterrupt:
+        if rank == 0:
+            epoch = getattr(trainer, "epoch", None)
+            where = f" in epoch {epoch + 1}" if epoch is not None and not args.eval_only else ""
+            write_results(cfg, meta, "interrupted", error=f"interrupted (SIGINT){where}; re-run the same command "
+                          "to resume from the last complete epoch", start=start)
+            logger.info(f"Interrupted{where}; re-run the same command to resume from the last complete epoch")
+        raise
     except BaseException as e:
-        if rank == 0 and not isinstance(e, KeyboardInterrupt):
+        if rank == 0:
             write_results(cfg, meta, "failed", error=f"{type(e).__name__}: {e}", start=start)
-            logger.error(traceback.format_exc())
+            _log_file_only(logger, traceback.format_exc())
         raise
     return trainer
 
 
+# Errors that mean "this input cannot run" (exit status 2, one line); others are bugs (traceback).
+INPUT_ERRORS = (KeyError, ValueError, OSError, RuntimeError, AssertionError, FloatingPointError)
+
+
+def error_line(e):
+    """One line for ``e``: its type and first message line (a DataLoader worker's original error)."""
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    if "Original Traceback" in msg:  # re-raised from a DataLoader worker: the last line is the error
+        last = [ln for ln in msg.splitlines() if ln.strip()][-1]
+        name, _, rest = last.partition(": ")
+        return f"{name}: {rest}" if rest else last
+    return f"{type(e).__name__}: {msg}".splitlines()[0]
+
+
 def cli(argv=None):
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("CPT_DEBUG", "") not in ("", "0")
     try:
         main(args)
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError, AssertionError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {type(e).__name__}: {msg}".splitlines()[0], file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except INPUT_ERRORS as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {error_line(e)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -7,10 +7,17 @@ temporary name and renamed, so a crash never leaves a truncated checkpoint.
 """
 import io
 import os
+import pickle
+import zipfile
 
 import torch
 
+from engine.faults import fault_point
 from engine.utils import atomic_write_bytes, mkdir_if_missing
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or does not belong to this trainer."""
 
 
 def learnable_state_dict(module):
@@ -25,7 +32,7 @@ def save_checkpoint(state, save_dir, is_best=False, model_name=""):
     fpath = os.path.join(save_dir, fname)
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(buf.getvalue(), fpath)
+    atomic_write_bytes(buf.getvalue(), fpath, midway=lambda: fault_point("checkpoint_write"))
     atomic_write_bytes((fname + "\n").encode(), os.path.join(save_dir, "checkpoint"))
     if is_best:
         atomic_write_bytes(buf.getvalue(), os.path.join(save_dir, "model-best.pth.tar"))
@@ -43,9 +50,21 @@ def latest_checkpoint(save_dir):
 
 
 def load_checkpoint(fpath):
+    """The checkpoint dict at ``fpath``; a truncated or foreign file raises ``CheckpointError`` naming it."""
     if not os.path.isfile(fpath):
         raise FileNotFoundError(f"No checkpoint at {fpath}")
-    return torch.load(fpath, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(fpath, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError,
+            ModuleNotFoundError) as e:
+        size = os.path.getsize(fpath)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {fpath} ({size:,} bytes) is truncated or not a PyTorch file: {reason}")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        what = f"keys {sorted(map(str, ckpt))[:5]}" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"checkpoint {fpath} is not a checkpoint of this project: expected a dict with "
+                              f"'state_dict', 'epoch', 'optimizer' (as save_checkpoint writes), got {what}")
+    return ckpt
 
 
 def load_learnable_state(module, state_dict, source=""):

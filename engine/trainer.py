@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from engine.checkpoint import (latest_checkpoint, learnable_state_dict, load_checkpoint,
+from engine.checkpoint import (CheckpointError, latest_checkpoint, learnable_state_dict, load_checkpoint,
                                load_learnable_state, save_checkpoint)
 from engine.data import DataManager
 from engine.evaluation import build_evaluator
+from engine.faults import fault_point
 from engine.registry import Registry
 from engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing
 
@@ -30,10 +31,6 @@ TRAINER_REGISTRY = Registry("TRAINER")
 
 def build_trainer(cfg):
     return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing or does not belong to this trainer."""
 
 
 def is_distributed():
@@ -113,6 +110,13 @@ class TrainerBase:
     def resume_model_if_exist(self, directory):
         """Restore the last complete epoch from ``directory``; returns the epoch to start at."""
         names = self.get_model_names()
+        if os.path.abspath(directory) == os.path.abspath(self.output_dir) and get_rank() == 0:
+            for n in names:  # temporary files of a checkpoint write that was killed (this run holds the lock)
+                folder = os.path.join(directory, n)
+                for f in (os.listdir(folder) if os.path.isdir(folder) else []):
+                    if f.startswith(".tmp-"):
+                        os.remove(os.path.join(folder, f))
+                        self.logger.info(f"Removed {os.path.join(folder, f)} (a checkpoint write that did not finish)")
         paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
         if not names or any(p is None for p in paths):
             return 0
@@ -129,6 +133,11 @@ class TrainerBase:
             rng = ckpt.get("rng")
         _set_rng_state(rng)
         self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
+        dl = self.cfg.DATALOADER if hasattr(self, "cfg") else None
+        if dl is not None and dl.NUM_WORKERS > 0 and dl.PERSISTENT_WORKERS:
+            self.logger.warning("Note: with DATALOADER.NUM_WORKERS > 0 and PERSISTENT_WORKERS the resumed epochs' data order "
+                                "and augmentations can differ from an uninterrupted run's (worker RNG is not checkpointed); "
+                                "set PERSISTENT_WORKERS False for an exact resume")
         return start_epoch
 
     def _load_ckpt(self, path):
@@ -180,8 +189,14 @@ class TrainerBase:
                 self._scheds[name].step()
 
     def detect_anomaly(self, loss):
+        """Stop at the first non-finite loss (before it reaches the weights)."""
         if not torch.isfinite(loss).all():
-            raise FloatingPointError(f"Loss is infinite or NaN at epoch {getattr(self, 'epoch', '?')}")
+            value = loss.detach().float().flatten()[0].item() if loss.numel() else float("nan")
+            epoch, batch = getattr(self, "epoch", -1) + 1, getattr(self, "batch_idx", -1) + 1
+            lr = self.get_current_lr() if self.get_model_names() else "?"
+            raise FloatingPointError(
+                f"training loss is {value} at epoch {epoch}, batch {batch} (the first non-finite loss; "
+                f"learning rate {lr}): training stopped. Lower OPTIM.LR, or check the data and CALIB weights")
 
     def write_scalar(self, tag, scalar_value, global_step=None):
         self._scalars.append((tag, float(scalar_value), global_step))
@@ -462,6 +477,7 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(loader)
         end = time.time()
         for self.batch_idx, batch in enumerate(loader):
+            fault_point("batch")
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)

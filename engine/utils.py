@@ -21,12 +21,20 @@ def mkdir_if_missing(dirname):
                 raise
 
 
-def atomic_write_bytes(data, path):
-    """Write to a temp file in the same folder, then ``os.replace`` (atomic on POSIX)."""
+def atomic_write_bytes(data, path, midway=None):
+    """Write to a temp file in the same folder, then ``os.replace`` (atomic on POSIX).
+
+    ``midway``: called after half of ``data`` is written and flushed (fault-injection tests).
+    """
     mkdir_if_missing(os.path.dirname(os.path.abspath(path)))
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
+            if midway is not None:
+                f.write(data[:len(data) // 2])
+                f.flush()
+                midway()
+                data = data[len(data) // 2:]
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -213,7 +213,11 @@ def read_run(run_dir, split_name, rel_parts, repo_root=REPO_ROOT):
         run["error"] = str(data.get("error") or "")
         metrics = data.get("metrics") or {}
         run["metrics"] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        if run["status"] == "finished" and "accuracy" not in run["metrics"]:
+        bad = sorted(k for k, v in run["metrics"].items() if not math.isfinite(v))
+        if bad:  # never averaged: a NaN would poison every mean it enters
+            run["status"] = "non-finite"
+            run["error"] = f"{rpath}: metrics {', '.join(bad)} are not finite"
+        elif run["status"] == "finished" and "accuracy" not in run["metrics"]:
             run["status"] = "no-accuracy"
             run["error"] = f"{rpath}: metrics has no 'accuracy'"
     elif os.path.isfile(lpath):

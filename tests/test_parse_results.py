@@ -269,6 +269,29 @@ def test_path_fallback_and_unfinished(tmp_path, capsys):
     assert "eurosat new seed2: unfinished" in err and "eurosat base seed2: missing" in err
 
 
+def test_corrupt_or_non_finite_results_are_listed_never_averaged(tmp_path, capsys):
+    """Base seed 1 is fine (acc 80); seed 2's results.json is cut in half (a copy that did not finish);
+    seed 3 says finished with a NaN accuracy. Only seed 1 enters the base mean."""
+    root = str(tmp_path)
+    for seed in (1, 2, 3):
+        write_result(root, "test_new", "dtd", seed, 60, 5)
+    write_result(root, "train_base", "dtd", 1, 80, 2)
+    half = os.path.join(write_result(root, "train_base", "dtd", 2, 90, 3), "results.json")
+    with open(half) as f:
+        text = f.read()
+    with open(half, "w") as f:
+        f.write(text[:len(text) // 2])
+    write_result(root, "train_base", "dtd", 3, float("nan"), 3)
+    status = {(r["side"], r["seed"]): r["status"] for r in pr.collect_runs(root)}
+    assert status == {("base", 1): "finished", ("base", 2): "unreadable", ("base", 3): "non-finite",
+                      ("new", 1): "finished", ("new", 2): "finished", ("new", 3): "finished"}
+    rc, out, err = run_main(capsys, root, "--format", "csv")
+    row = rows_of(out)[0]
+    assert approx(row["base_acc"], 80) and approx(row["new_acc"], 60) and row["n_base"] == "1"
+    assert "dtd base seed2: unreadable" in err and "dtd base seed3: non-finite" in err
+    assert f"{half}: Unterminated string" in err and "metrics accuracy are not finite" in err
+
+
 def test_split_cfg_dir(tmp_path):
     os.makedirs(tmp_path / "configs" / "trainers" / "CoOp")
     os.makedirs(tmp_path / "configs" / "calibration")
