@@ -285,7 +285,7 @@ def _run(cfg, args, rank, start):
         raise
     except BaseException as e:
         if rank == 0:
-            write_results(cfg, meta, "failed", error=f"{type(e).__name__}: {e}", start=start)
+            write_results(cfg, meta, "failed", error=error_text(e), start=start)
             _log_file_only(logger, traceback.format_exc())
         raise
     return trainer
@@ -295,14 +295,17 @@ def _run(cfg, args, rank, start):
 INPUT_ERRORS = (KeyError, ValueError, OSError, RuntimeError, AssertionError, FloatingPointError)
 
 
-def error_line(e):
-    """One line for ``e``: its type and first message line (a DataLoader worker's original error)."""
+def error_text(e):
+    """``<Type>: <message>`` of ``e``; for an error re-raised from a DataLoader worker, the original one."""
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    if "Original Traceback" in msg:  # re-raised from a DataLoader worker: the last line is the error
-        last = [ln for ln in msg.splitlines() if ln.strip()][-1]
-        name, _, rest = last.partition(": ")
-        return f"{name}: {rest}" if rest else last
-    return f"{type(e).__name__}: {msg}".splitlines()[0]
+    if "Original Traceback" in msg:  # the worker's traceback is in the message; its last line is the error
+        return [ln for ln in msg.splitlines() if ln.strip()][-1]
+    return f"{type(e).__name__}: {msg}"
+
+
+def error_line(e):
+    """The first line of ``error_text(e)`` (what the terminal gets)."""
+    return error_text(e).splitlines()[0]
 
 
 def cli(argv=None):

@@ -55,8 +55,8 @@ def load_checkpoint(fpath):
         raise FileNotFoundError(f"No checkpoint at {fpath}")
     try:
         ckpt = torch.load(fpath, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError,
-            ModuleNotFoundError) as e:
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError, ModuleNotFoundError) as e:
         size = os.path.getsize(fpath)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {fpath} ({size:,} bytes) is truncated or not a PyTorch file: {reason}")
