@@ -61,11 +61,13 @@ def tiny_args(root, out, *opts, flags=(), trainer="EngineTiny", dataset="Describ
 
 
 def world_coop_args(data, out, *opts, epochs=3, shots=2, seed=1):
-    """CoOp on the offline world with the shipped tiny CLIP: 2 shots x 64 classes = 4 batches per epoch."""
+    """CoOp on the offline world's 32 base classes with the shipped tiny CLIP: 2 shots x 32 classes
+    = 4 batches of 16 per epoch; 1,600 test images."""
     return ["--root", data, "--output-dir", out, "--trainer", "CoOp", "--seed", str(seed),
             "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "shapeworld.yaml"),
             "--config-file", os.path.join(REPO, "configs", "trainers", "CoOp", "world_ep50.yaml"),
-            "DATASET.NUM_SHOTS", str(shots), "OPTIM.MAX_EPOCH", str(epochs), "DATALOADER.TEST.BATCH_SIZE", "800",
+            "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MAX_EPOCH", str(epochs),
+            "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "DATALOADER.TEST.BATCH_SIZE", "800",
             "TEST.RELIABILITY_DIAGRAM", "False", *opts]
 
 
