@@ -398,3 +398,23 @@ def test_traceback_only_on_request(dtd, tmp_path, how):
                     "did you mean 'base'?")
     assert ("Traceback (most recent call last)" in p.stderr) == (how != "plain")
     assert "Traceback" not in p.stdout and not os.path.exists(out)
+
+
+# ----------------------------------------------------------------------------- the checked merge is yacs' merge
+def test_checked_merge_equals_yacs_on_every_shipped_config():
+    """engine/config_check.merge_file gives what yacs' merge_from_file gives on every yaml in configs/."""
+    import glob
+
+    from engine.config import get_cfg_default
+    from engine.config_check import merge_file
+    from trainers.config import extend_cfg
+
+    paths = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
+    assert len(paths) > 40
+    for path in paths:
+        ours, theirs = get_cfg_default(), get_cfg_default()
+        extend_cfg(ours)
+        extend_cfg(theirs)
+        merge_file(ours, path, "--config-file")
+        theirs.merge_from_file(path)
+        assert ours.dump() == theirs.dump(), path
