@@ -168,3 +168,8 @@ def check_values(cfg):
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}{hint}")
     if cfg.OPTIM.MAX_EPOCH < 0:
         raise ConfigError(f"OPTIM.MAX_EPOCH must be >= 0, got {cfg.OPTIM.MAX_EPOCH}")
+    if str(cfg.CALIB.POSTHOC).lower() == "dac":
+        if cfg.CALIB.DAC.K < 1:
+            raise ConfigError(f"CALIB.DAC.K must be an int >= 1 (neighbours per class), got {cfg.CALIB.DAC.K}")
+        if cfg.CALIB.DAC.BASE_THRESHOLD < 0:
+            raise ConfigError(f"CALIB.DAC.BASE_THRESHOLD must be >= 0, got {cfg.CALIB.DAC.BASE_THRESHOLD}")

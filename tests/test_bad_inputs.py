@@ -211,9 +211,17 @@ def test_invalid_subsample_classes(capsys, dtd, out):
                     "did you mean 'base'?")
 
 
-def test_negative_calibration_weight_refused_at_build(capsys, dtd, out):
-    line = _fails_before_output(capsys, tiny_args(dtd, out, "CALIB.METHOD", "tcpt", "CALIB.TCPT.LAMBDA", "-1"), out)
-    assert line == "error: ValueError: CALIB.TCPT.LAMBDA must be a number >= 0, got -1.0"
+@pytest.mark.parametrize("method,key", [("tcpt", "CALIB.TCPT.LAMBDA"), ("tcpt", "CALIB.TCPT.ALPHA"),
+                                        ("ccr", "CALIB.CCR.LAMBDA"), ("mbls", "CALIB.MBLS.MARGIN"),
+                                        ("penalty", "CALIB.PENALTY.WEIGHT"), ("dor", "CALIB.DOR.LAMBDA")])
+def test_negative_calibration_weight_refused_at_build(capsys, dtd, out, method, key):
+    line = _fails_before_output(capsys, tiny_args(dtd, out, "CALIB.METHOD", method, key, "-1"), out)
+    assert line == f"error: ValueError: {key} must be a number >= 0, got -1.0"
+
+
+def test_absurd_dac_parameters_refused(capsys, dtd, out):
+    line = _fails_before_output(capsys, tiny_args(dtd, out, "CALIB.POSTHOC", "dac", "CALIB.DAC.K", "0"), out)
+    assert line == "error: ConfigError: CALIB.DAC.K must be an int >= 1 (neighbours per class), got 0"
 
 
 # ----------------------------------------------------------------------------- eval-only and checkpoints
