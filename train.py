@@ -230,8 +230,9 @@ def _clean_partial_writes(folder):
     """Remove temporary files a killed run left in ``folder`` (we hold its lock; another run's lock
     attempt, ``.tmp-lock-*``, is its own to remove)."""
     for name in os.listdir(folder):
-        if name.startswith(".tmp-") and not name.startswith(".tmp-lock-") and os.path.isfile(os.path.join(folder, name)):
-            os.remove(os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        if name.startswith(".tmp-") and not name.startswith(".tmp-lock-") and os.path.isfile(path):
+            os.remove(path)
 
 
 def _run(cfg, args, rank, start):

@@ -135,9 +135,9 @@ class TrainerBase:
         self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
         dl = self.cfg.DATALOADER if hasattr(self, "cfg") else None
         if dl is not None and dl.NUM_WORKERS > 0 and dl.PERSISTENT_WORKERS:
-            self.logger.warning("Note: with DATALOADER.NUM_WORKERS > 0 and PERSISTENT_WORKERS the resumed epochs' data order "
-                                "and augmentations can differ from an uninterrupted run's (worker RNG is not checkpointed); "
-                                "set PERSISTENT_WORKERS False for an exact resume")
+            self.logger.warning("Note: with DATALOADER.NUM_WORKERS > 0 and PERSISTENT_WORKERS the resumed epochs' "
+                                "data order and augmentations can differ from an uninterrupted run's (worker RNG "
+                                "is not checkpointed); set PERSISTENT_WORKERS False for an exact resume")
         return start_epoch
 
     def _load_ckpt(self, path):

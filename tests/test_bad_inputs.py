@@ -247,7 +247,8 @@ def test_eval_only_load_epoch(capsys, dtd, out, trained):
     line = _fails_at_build(capsys, tiny_args(dtd, other, flags=["--eval-only", "--model-dir", trained,
                                                                 "--load-epoch", "7"]), other)
     want = os.path.join(trained, "model", "model.pth.tar-7")
-    assert line == f"error: CheckpointError: No checkpoint for model 'model' at {want} (found: checkpoint, model.pth.tar-1)"
+    assert line == (f"error: CheckpointError: No checkpoint for model 'model' at {want} "
+                    f"(found: checkpoint, model.pth.tar-1)")
 
 
 @pytest.mark.parametrize("kind", ["truncated", "foreign_object", "other_model"])
