@@ -19,11 +19,14 @@ FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "upst
 KEYS = {"CoOp": "COOP", "KgCoOp": "KGCOOP", "CoCoOp": "COCOOP", "MaPLe": "MAPLE"}
 # (project trainer, fixture, extra options): each fixture is one upstream run (see the README)
 CASES = [("CoOp", "CoOp", []), ("CoCoOp", "CoCoOp", []), ("KgCoOp", "KgCoOp_zsfp32", []),
-         ("MaPLe", "MaPLe_nohalf", []), ("MaPLe", "MaPLe", ["TRAINER.MAPLE.UPSTREAM_HALF_PROMPTS", "True"])]
+         ("MaPLe", "MaPLe_nohalf", []), ("MaPLe", "MaPLe", ["TRAINER.MAPLE.UPSTREAM_HALF_PROMPTS", "True"]),
+         ("CoOp", "TCPT_CoOp_zsfp32", ["CALIB.METHOD", "['tcpt']"]),
+         ("MaPLe", "TCPT_MaPLe_nohalf_zsfp32", ["CALIB.METHOD", "['tcpt']"]),
+         ("MaPLe", "TCPT_MaPLe_zsfp32", ["CALIB.METHOD", "['tcpt']", "TRAINER.MAPLE.UPSTREAM_HALF_PROMPTS", "True"])]
 # Gradient tolerance: 1e-4, except where upstream rounds each row's prompt gradient to fp16
 # (MaPLe's .half() casts): fp32 noise of 1e-7 can flip a rounding there, one fp16 ulp = 2^-11
 # of the entry, summed over the 7 classes / 8 images.
-GRAD_TOL = {"MaPLe": 2e-3}
+GRAD_TOL = {"MaPLe": 2e-3, "TCPT_MaPLe_zsfp32": 2e-3}
 
 
 def fixture(name):
