@@ -11,8 +11,9 @@ image tower.
 Upstream rounding: MaPLe's vendored ``clip/model.py`` (69bce21) casts the shared visual prompt
 (line 457) and the deep visual (line 306) and text (line 323) prompts with ``.half()`` even when
 PREC is fp32, so its fp32 runs carry fp16 rounding of the prompts (the rest stays fp32).
-``UPSTREAM_HALF_PROMPTS True`` rounds the same three tensors to fp16 and back (gradients pass
-through, as upstream's cast), to reproduce those numbers; the default (False) keeps them in fp32,
+``UPSTREAM_HALF_PROMPTS True`` rounds the same three tensors to fp16 and back after expanding
+them per class / per image as upstream does (so each row's gradient is rounded, as upstream's
+cast does in the backward pass), to reproduce those numbers; the default (False) keeps them in fp32,
 which equals upstream with the three casts removed. The image
 encoder is prompted, so ``TEST.CACHE_FEATURES`` does not apply; text features and visual
 prompts are computed once per evaluation.

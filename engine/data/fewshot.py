@@ -69,7 +69,9 @@ class _UpstreamDatum:
     """Stand-in for ``dassl.data.datasets.base_dataset.Datum`` when unpickling."""
 
     def __setstate__(self, state):
-        self.__dict__.update(state if isinstance(state, dict) else state[1] or {})
+        parts = state if isinstance(state, tuple) else (state,)  # (dict, slots dict) with __slots__
+        for part in parts:
+            self.__dict__.update(part or {})
 
 
 _ALLOWED = {("collections", "OrderedDict"), ("collections", "defaultdict"), ("builtins", "list"),
