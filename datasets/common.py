@@ -366,10 +366,12 @@ def _list_class_folders(image_dir, folders, labels, classnames, name, layout, st
 
 
 # ----------------------------------------------------------------------------- finishing
-def finish_single_label(cfg, name, train, val, test, classnames):
-    """Few-shot (cached) + base/new; returns the kwargs for ``DatasetBase.__init__``."""
+def finish_single_label(cfg, name, train, val, test, classnames, dataset_dir=None):
+    """Few-shot (Dassl's draw, or upstream's pickle in ``dataset_dir/split_fewshot/``) + base/new;
+    returns the kwargs for ``DatasetBase.__init__``."""
     with paused_gc():
-        train, val, test, classnames = apply_fewshot_and_subsample(cfg, name, train, val, test, classnames)
+        train, val, test, classnames = apply_fewshot_and_subsample(cfg, name, train, val, test, classnames,
+                                                                   dataset_dir=dataset_dir)
     return dict(train_x=train, val=val, test=test, classnames=classnames)
 
 

@@ -30,4 +30,5 @@ class DescribableTextures(DatasetBase):
             return common.read_and_split_folders(image_dir, NAME, LAYOUT)
 
         train, val, test, classnames = common.split_or_build(cfg, NAME, ddir, image_dir, build)
-        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames))
+        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames,
+                                                      dataset_dir=ddir))

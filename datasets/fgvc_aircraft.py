@@ -42,4 +42,4 @@ class FGVCAircraft(DatasetBase):
         splits = common.check_files_exist(splits, NAME, "images_variant_*.txt",
                                           bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
         super().__init__(**common.finish_single_label(cfg, NAME, splits["train"], splits["val"], splits["test"],
-                                                      classnames))
+                                                      classnames, dataset_dir=ddir))

@@ -45,5 +45,8 @@ class ImageNet(DatasetBase):
                 lists[split] = common.list_class_folders(sdir, wnids, range(len(wnids)), classnames, NAME, LAYOUT)
             train, test = lists["train"], lists["val"]
             common.save_split_to_cache(cfg, NAME, ddir, image_dir, train, [], test)
-        train, _, test, classnames = apply_fewshot_and_subsample(cfg, NAME, train, [], test, classnames)
+        # few-shot as upstream's ImageNet: train only, in upstream's list order (engine.data.fewshot)
+        train, _, test, classnames = apply_fewshot_and_subsample(cfg, NAME, train, [], test, classnames,
+                                                                 dataset_dir=ddir, draw_val=False,
+                                                                 imagenet_image_dir=image_dir)
         super().__init__(train_x=train, val=test, test=test, classnames=classnames)

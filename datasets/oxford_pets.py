@@ -55,4 +55,5 @@ class OxfordPets(DatasetBase):
             return s["train"], s["val"], s["test"]
 
         train, val, test, classnames = common.split_or_build(cfg, NAME, ddir, image_dir, build)
-        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames))
+        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames,
+                                                      dataset_dir=ddir))

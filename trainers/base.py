@@ -43,7 +43,7 @@ from trainers.clip import load_clip
 from trainers.config import LOSS_CHOICES, PREC_CHOICES
 
 ML_EVALUATOR = "MultiLabelClassification"
-from trainers.templates import get_template
+from trainers.templates import get_template, method_templates, trainer_method
 
 # RegContext fields every ClipPromptTrainer can fill.
 _BASE_FIELDS = {"logits", "labels", "image_features", "logit_scale", "zs_text_features", "zs_logits",
@@ -124,7 +124,9 @@ class ClipPromptTrainer(TrainerX):
         self.logger.info(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         self.clip = load_clip(cfg, device=self.device, precision=self.tcfg.PREC)
         self.logger.info(f"CLIP: {self.clip.describe()}")
-        self.template = get_template(self.dataset_name)
+        method = trainer_method(type(self))  # each method's own upstream table
+        self.template = get_template(self.dataset_name, method=method)
+        self.logger.info(f"Hand-crafted template: {self.template!r} ({method_templates(method)[1]})")
         self.multilabel = bool(getattr(self.dm.dataset, "is_multilabel", False))
         self.regularizers = self._build_regularizers()
         self._check_task()

@@ -37,8 +37,10 @@ _DEFAULTS = {
     # KgCoOp: CoOp's keys; loss CE + W * (1 - mean cos(learned, hand-crafted text features)).
     "KGCOOP": dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end", W=8.0,
                    LOSS="ce", **_ML),
-    # MaPLe: N_CTX learnable tokens (the first N_CTX of CTX_INIT), deep prompts up to PROMPT_DEPTH.
-    "MAPLE": dict(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9, LOSS="ce", **_ML),
+    # MaPLe: N_CTX learnable tokens (the first N_CTX of CTX_INIT), deep prompts up to PROMPT_DEPTH;
+    # UPSTREAM_HALF_PROMPTS rounds the prompts to fp16 where upstream's clip/model.py does (even at fp32).
+    "MAPLE": dict(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9, LOSS="ce",
+                  UPSTREAM_HALF_PROMPTS=False, **_ML),
     # ZeroshotCLIP: TEMPLATE overrides the dataset's template; ENSEMBLE averages templates.
     "ZSCLIP": dict(TEMPLATE="", ENSEMBLE=False, PREC="fp16", **_ML),
     # TaI-DPT (trainers/taidpt.py): two generic contexts (global, local) of N_CTX tokens, scores

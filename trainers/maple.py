@@ -5,7 +5,16 @@ CTX_INIT stays fixed text) at layer 0, and a learnable ``(N_CTX, D_text)`` promp
 before each layer ``1 .. PROMPT_DEPTH-1``. Vision tower: ``N_CTX`` tokens appended to the patch
 tokens, each layer's visual prompt the projection of its text prompt by its own
 ``Linear(D_text, D_vision)`` (any widths). Keys ``TRAINER.MAPLE``: ``N_CTX``, ``CTX_INIT``,
-``PREC``, ``PROMPT_DEPTH`` (1 = shallow prompts only). Needs a ViT image tower. The image
+``PREC``, ``PROMPT_DEPTH`` (1 = shallow prompts only), ``UPSTREAM_HALF_PROMPTS``. Needs a ViT
+image tower.
+
+Upstream rounding: MaPLe's vendored ``clip/model.py`` (69bce21) casts the shared visual prompt
+(line 457) and the deep visual (line 306) and text (line 323) prompts with ``.half()`` even when
+PREC is fp32, so its fp32 runs carry fp16 rounding of the prompts (the rest stays fp32).
+``UPSTREAM_HALF_PROMPTS True`` rounds the same three tensors to fp16 and back after expanding
+them per class / per image as upstream does (so each row's gradient is rounded, as upstream's
+cast does in the backward pass), to reproduce those numbers; the default (False) keeps them in fp32,
+which equals upstream with the three casts removed. The image
 encoder is prompted, so ``TEST.CACHE_FEATURES`` does not apply; text features and visual
 prompts are computed once per evaluation.
 """
@@ -24,7 +33,8 @@ class MaPLePromptLearner(PromptLearner):
     """Deep coupled prompts; parameter names as in MaPLe (``ctx``, ``proj``,
     ``compound_prompts_text``, ``compound_prompt_projections``)."""
 
-    def __init__(self, clip, classnames, n_ctx=2, ctx_init="a photo of a", depth=9, cfg_key="TRAINER.MAPLE"):
+    def __init__(self, clip, classnames, n_ctx=2, ctx_init="a photo of a", depth=9, cfg_key="TRAINER.MAPLE",
+                 upstream_half=False):
         if not clip.is_vit:
             raise BackboneError(f"MaPLe needs a ViT image tower; backbone {clip.name!r} is not one")
         max_depth = min(clip.n_text_layers, clip.n_vision_layers)
@@ -34,6 +44,7 @@ class MaPLePromptLearner(PromptLearner):
         super().__init__(clip, classnames, n_ctx=n_ctx, ctx_init=ctx_init, cfg_key=cfg_key)
         d_t, d_v = clip.text_width, clip.vision_width
         self.depth = depth
+        self.upstream_half = bool(upstream_half)
         self.proj = nn.Linear(d_t, d_v)
         self.compound_prompts_text = nn.ParameterList(
             [nn.Parameter(nn.init.normal_(torch.empty(self.n_ctx, d_t), std=0.02)) for _ in range(depth - 1)])
@@ -49,6 +60,13 @@ class MaPLePromptLearner(PromptLearner):
         return visual, deep_text, deep_vis
 
 
+def _half_rows(x, rows):
+    """``x`` ``(n, D)`` expanded to ``(rows, n, D)`` and rounded to fp16 (kept float32), as upstream
+    casts after expanding: in the backward pass each row's gradient is rounded before the sum."""
+    x = x.unsqueeze(0).expand(rows, -1, -1)
+    return x.half().float() if x.dtype == torch.float32 else x
+
+
 @TRAINER_REGISTRY.register()
 class MaPLe(ClipPromptTrainer):
     cfg_node = "MAPLE"
@@ -58,12 +76,15 @@ class MaPLe(ClipPromptTrainer):
     def build_learner(self):
         t = self.tcfg
         pl = MaPLePromptLearner(self.clip, self.classnames, n_ctx=t.N_CTX, ctx_init=t.CTX_INIT,
-                                depth=t.PROMPT_DEPTH)
-        self.logger.info(f'MaPLe: context "{pl.prefix_text}", {pl.n_ctx} learnable tokens, depth {pl.depth}')
+                                depth=t.PROMPT_DEPTH, upstream_half=t.get("UPSTREAM_HALF_PROMPTS", False))
+        self.logger.info(f'MaPLe: context "{pl.prefix_text}", {pl.n_ctx} learnable tokens, depth {pl.depth}'
+                         f'{", prompts rounded to fp16 as upstream" if pl.upstream_half else ""}')
         return pl
 
     def _text(self, deep_text):
         pl = self.learner
+        if pl.upstream_half:
+            deep_text = [_half_rows(p, pl.tokenized_prompts.shape[0]) for p in deep_text]
         return F.normalize(encode_prompts(self.clip, pl(), pl.tokenized_prompts, deep_prompts=deep_text), dim=-1)
 
     def class_text_features(self):
@@ -71,6 +92,8 @@ class MaPLe(ClipPromptTrainer):
         return self._text(deep_text)
 
     def _image(self, images, visual, deep_vis):
+        if self.learner.upstream_half:
+            visual, deep_vis = _half_rows(visual, images.shape[0]), [_half_rows(p, images.shape[0]) for p in deep_vis]
         return F.normalize(self.clip.encode_image(images, visual_prompts=visual, deep_visual_prompts=deep_vis),
                            dim=-1)
 
@@ -95,4 +118,6 @@ class MaPLe(ClipPromptTrainer):
     def outlier_text_features(self, words):
         x, ids = self.learner.prompts_for_names(self.clip, words)
         _, deep_text, _ = self.learner.deep_prompts()
+        if self.learner.upstream_half:
+            deep_text = [_half_rows(p, x.shape[0]) for p in deep_text]
         return F.normalize(self.clip.encode_text_embeddings(x, ids, deep_prompts=deep_text), dim=-1)

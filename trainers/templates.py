@@ -1,16 +1,33 @@
-"""Hand-crafted prompt templates keyed by dataset name (``DATASET.NAME``).
+"""Hand-crafted prompt templates per method, keyed by dataset name (``DATASET.NAME``).
 
-``DATASET_TEMPLATES``: CoOp's single template per benchmark (used by ZeroshotCLIP, and as the
-hand-crafted prompt of KgCoOp and of the calibration regularizers' zero-shot features).
-Datasets not listed (the offline world, user datasets) use :data:`DEFAULT_TEMPLATE`.
+Each method uses its own upstream table (``method_templates``), for its own zero-shot features and
+for those of the calibration regularizers trained with it (as TCPT's fork does per method):
+
+* :data:`COOP_TEMPLATES`: CoOp ff61507 ``trainers/zsclip.py`` ``CUSTOM_TEMPLATES``. Used by
+  ZeroshotCLIP, CoOp, CoCoOp and MaPLe (their forks' ``zsclip.py`` carry this table unchanged;
+  CoOp/CoCoOp/MaPLe themselves only use ``CTX_INIT``) and by TCPT's CoOp and MaPLe trainers
+  (TCPT 729232f ``trainers/coop.py`` and ``trainers/maple.py``, same table).
+* :data:`KGCOOP_TEMPLATES`: KgCoOp c43ccc3 ``trainers/kgcoop.py`` ``CUSTOM_TEMPLATES`` (line 37),
+  which differs from CoOp's for DTD ("a photo of a {}, a type of texture."); TCPT's
+  ``trainers/kgcoop.py`` carries the same table.
+* TaI-DPT (1333eca) has no per-dataset table (its multi-label benchmarks are not in these
+  tables); it and any dataset not listed (the offline world, user datasets) use
+  :data:`DEFAULT_TEMPLATE`.
+
 ``ENSEMBLE_TEMPLATES``: the seven ImageNet templates CLIP selected for prompt ensembling, used by
 ZeroshotCLIP with ``TRAINER.ZSCLIP.ENSEMBLE True`` (together with the dataset's own template).
-Every template has exactly one ``{}`` for the class name.
+Every template has exactly one ``{}`` for the class name (underscores in class names become spaces).
 """
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
-DATASET_TEMPLATES = {
+# the offline world: made-up one-token class names (this project's, in every table)
+_PROJECT_TEMPLATES = {
+    "ShapeWorld": "a photo of a {}.",
+    "ShapeWorldML": "a photo of a {}.",
+}
+
+COOP_TEMPLATES = {
     "OxfordPets": "a photo of a {}, a type of pet.",
     "OxfordFlowers": "a photo of a {}, a type of flower.",
     "FGVCAircraft": "a photo of a {}, a type of aircraft.",
@@ -26,10 +43,20 @@ DATASET_TEMPLATES = {
     "ImageNetV2": "a photo of a {}.",
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
-    # the offline world: made-up one-token class names
-    "ShapeWorld": "a photo of a {}.",
-    "ShapeWorldML": "a photo of a {}.",
+    **_PROJECT_TEMPLATES,
 }
+
+KGCOOP_TEMPLATES = {**COOP_TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
+
+# kept for callers of the single-table API: CoOp's table
+DATASET_TEMPLATES = COOP_TEMPLATES
+
+# trainer name (TRAINER.NAME) -> (table, where upstream defines it); unlisted trainers use CoOp's
+METHOD_TEMPLATES = {
+    "KgCoOp": (KGCOOP_TEMPLATES, "KgCoOp c43ccc3 trainers/kgcoop.py CUSTOM_TEMPLATES"),
+    "TaIDPT": ({**_PROJECT_TEMPLATES}, "TaI-DPT 1333eca (no table; default template)"),
+}
+_COOP_SOURCE = "CoOp ff61507 trainers/zsclip.py CUSTOM_TEMPLATES"
 
 ENSEMBLE_TEMPLATES = [
     "itap of a {}.",
@@ -48,11 +75,22 @@ def _check(template, where):
     return template
 
 
-def get_template(dataset_name, override=""):
-    """The single template for ``dataset_name``; ``override`` (e.g. TRAINER.ZSCLIP.TEMPLATE) wins."""
+def method_templates(method=""):
+    """``(table, source)`` of the hand-crafted templates of trainer ``method`` (CoOp's by default)."""
+    return METHOD_TEMPLATES.get(method, (COOP_TEMPLATES, _COOP_SOURCE))
+
+
+def trainer_method(trainer_cls):
+    """The template-table key of a trainer class: the first class of its MRO with its own table."""
+    return next((c.__name__ for c in trainer_cls.__mro__ if c.__name__ in METHOD_TEMPLATES), "")
+
+
+def get_template(dataset_name, override="", method=""):
+    """The single template of ``method`` (trainer name) for ``dataset_name``; ``override`` (e.g.
+    TRAINER.ZSCLIP.TEMPLATE) wins; datasets the table lacks get :data:`DEFAULT_TEMPLATE`."""
     if override:
         return _check(override, "template override")
-    return DATASET_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
+    return method_templates(method)[0].get(dataset_name, DEFAULT_TEMPLATE)
 
 
 def get_ensemble_templates(dataset_name, override=""):

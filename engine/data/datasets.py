@@ -113,7 +113,7 @@ class DatasetBase:
         return {i: c for i, c in enumerate(names)}, names
 
     def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False, seed=None):
-        """Sample ``num_shots`` items per class from each source (CoOp semantics).
+        """Sample ``num_shots`` items per class from each source (Dassl's rule and RNG calls).
 
         ``num_shots < 1`` returns the sources unchanged. Classes with fewer items
         than ``num_shots`` keep all their items (or are sampled with replacement
@@ -142,10 +142,9 @@ def generate_fewshot(*data_sources, num_shots=-1, repeat=False, seed=None):
         if data_source and data_source[0].is_multilabel:
             output.append(generate_fewshot_multilabel(data_source, num_shots, rng))
             continue
-        tracker = split_by_label(data_source)
+        tracker = split_by_label(data_source)  # labels in order of first appearance, as Dassl
         dataset = []
-        for label in sorted(tracker):
-            items = tracker[label]
+        for label, items in tracker.items():
             if len(items) >= num_shots:
                 sampled = rng.sample(items, num_shots)
             elif repeat:
@@ -261,43 +260,55 @@ def fewshot_cache_dir(cfg, dataset_name):
     return os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name)
 
 
-def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames):
+def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames, dataset_dir=None,
+                                draw_val=True, imagenet_image_dir=None):
     """CoOp's protocol, shared by every dataset module.
 
-    1. Few-shot: ``NUM_SHOTS`` per class from train and ``min(NUM_SHOTS, 4)``
-       from val, drawn with the run seed, before the base/new split; the chosen
-       indices are cached in ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>.json``.
+    1. Few-shot, before the base/new split. Single-label: drawn exactly as Dassl draws for
+       ``cfg.SEED`` (``NUM_SHOTS`` per class from train, then ``min(NUM_SHOTS, 4)`` from val when
+       ``draw_val``), or read from upstream's ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl``
+       when present; see ``engine.data.fewshot``. Multi-label: the engine's K-per-class rule
+       (``generate_fewshot_multilabel``), indices cached in
+       ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>-<tag>.json``.
     2. Base/new: ``SUBSAMPLE_CLASSES`` (ceil split, relabel to 0..k-1).
 
     Returns ``(train, val, test, classnames)``.
     """
-    from engine.utils import read_json, write_json
-
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots and num_shots >= 1:
-        seed = cfg.SEED
-        # the key includes a fingerprint of the split, so two roots never share a draw
-        import hashlib
+        if train and not train[0].is_multilabel:
+            from engine.data.fewshot import fewshot_like_dassl
 
-        probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
-        tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
-        path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}-{tag}.json")
-        cached = read_json(path) if os.path.isfile(path) else None
-        if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
-            train = [train[i] for i in cached["train"]]
-            val = [val[i] for i in cached["val"]]
+            train, val = fewshot_like_dassl(cfg, dataset_name, train, val, dataset_dir=dataset_dir,
+                                            draw_val=draw_val, imagenet_image_dir=imagenet_image_dir)
         else:
-            rng_seed = seed if seed is not None and seed >= 0 else None
-            index_of = {id(x): i for i, x in enumerate(train)}
-            index_of_val = {id(x): i for i, x in enumerate(val)}
-            rng = random.Random(rng_seed) if rng_seed is not None else random.Random()
-            new_train = generate_fewshot(train, num_shots=num_shots, seed=rng.randrange(2**31))
-            new_val = generate_fewshot(val, num_shots=min(num_shots, 4), seed=rng.randrange(2**31)) if val else []
-            if rng_seed is not None:
-                write_json({"n_train": len(train), "n_val": len(val),
-                            "train": [index_of[id(x)] for x in new_train],
-                            "val": [index_of_val[id(x)] for x in new_val]}, path)
-            train, val = new_train, new_val
+            train, val = _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots)
     train, val, test, classnames = subsample_classes(
         train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
     return train, val, test, classnames
+
+
+def _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots):
+    from engine.utils import read_json, write_json
+
+    seed = cfg.SEED
+    # the key includes a fingerprint of the split, so two roots never share a draw
+    import hashlib
+
+    probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
+    tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
+    path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}-{tag}.json")
+    cached = read_json(path) if os.path.isfile(path) else None
+    if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
+        return [train[i] for i in cached["train"]], [val[i] for i in cached["val"]]
+    rng_seed = seed if seed is not None and seed >= 0 else None
+    index_of = {id(x): i for i, x in enumerate(train)}
+    index_of_val = {id(x): i for i, x in enumerate(val)}
+    rng = random.Random(rng_seed) if rng_seed is not None else random.Random()
+    new_train = generate_fewshot(train, num_shots=num_shots, seed=rng.randrange(2**31))
+    new_val = generate_fewshot(val, num_shots=min(num_shots, 4), seed=rng.randrange(2**31)) if val else []
+    if rng_seed is not None:
+        write_json({"n_train": len(train), "n_val": len(val),
+                    "train": [index_of[id(x)] for x in new_train],
+                    "val": [index_of_val[id(x)] for x in new_val]}, path)
+    return new_train, new_val

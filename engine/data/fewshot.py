@@ -1,0 +1,206 @@
+"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``) for single-label data.
+
+What upstream does (Dassl c61a1b5 with CoOp's dataset modules; KgCoOp, MaPLe, TCPT and TaI-DPT
+carry the same code): ``train.py`` calls ``set_random_seed(SEED)`` (Python's ``random`` among
+others) and the dataset is the first thing built afterwards. With the CoOp split file present,
+nothing else draws from ``random`` before the few-shot step, which
+
+1. groups the items by label in order of first appearance in the list (not label order);
+2. per class, ``random.sample(items, K)``, or keeps all items when the class has fewer than K;
+3. draws the training set with ``K = NUM_SHOTS`` and then, from the same generator, the
+   validation set with ``min(NUM_SHOTS, 4)`` (ImageNet draws the training set only; its
+   validation set is its test set);
+4. splits base/new classes afterwards (ceil rule, relabelled).
+
+Here a private ``random.Random(SEED)`` replays that sequence, so ``--seed k`` selects the same
+images as upstream's seed k from the same split. ImageNet's upstream list is not the split file:
+it is the class folders in sorted order and, inside each, ``os.listdir`` order (unsorted), cached
+in ``imagenet/preprocessed.pkl``; the draw uses that pickle's order when the dataset folder has
+it, else the folder listing.
+
+Upstream caches each draw in ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl``. When the
+dataset folder has that file it is read (items are matched to this project's list by their path
+relative to the dataset folder; labels must agree) instead of drawing. Nothing is ever written
+into the dataset folder. The log says which source was used. Pickles are read with an unpickler
+that only builds Dassl's ``Datum`` records and plain containers.
+"""
+import os
+import pickle
+import random
+from collections import OrderedDict
+
+from engine.utils import get_logger
+
+VAL_SHOTS = 4  # CoOp: validation set gets min(NUM_SHOTS, 4) per class
+_listdir = os.listdir  # the folder listing upstream's ImageNet order comes from (tests replace it)
+
+
+class UpstreamFileError(ValueError):
+    """An upstream pickle cannot be read or does not match the dataset's split."""
+
+
+# ----------------------------------------------------------------------------- the draw
+def group_by_label(items):
+    """``OrderedDict`` label -> items, labels in order of first appearance (Dassl's tracker)."""
+    groups = OrderedDict()
+    for x in items:
+        groups.setdefault(x.label, []).append(x)
+    return groups
+
+
+def dassl_draw(items, num_shots, rng, repeat=False):
+    """One ``generate_fewshot_dataset`` call on ``items`` with generator ``rng``.
+
+    Returns ``(sampled items, short)`` where ``short`` lists ``(label, classname, count)`` of
+    the classes with fewer than ``num_shots`` items (kept whole unless ``repeat``).
+    """
+    out, short = [], []
+    for label, group in group_by_label(items).items():
+        if len(group) >= num_shots:
+            out.extend(rng.sample(group, num_shots))
+        else:
+            short.append((label, group[0].classname, len(group)))
+            out.extend(rng.choices(group, k=num_shots) if repeat else group)
+    return out, short
+
+
+# ----------------------------------------------------------------------------- upstream pickles
+class _UpstreamDatum:
+    """Stand-in for ``dassl.data.datasets.base_dataset.Datum`` when unpickling."""
+
+    def __setstate__(self, state):
+        parts = state if isinstance(state, tuple) else (state,)  # (dict, slots dict) with __slots__
+        for part in parts:
+            self.__dict__.update(part or {})
+
+
+_ALLOWED = {("collections", "OrderedDict"), ("collections", "defaultdict"), ("builtins", "list"),
+            ("builtins", "dict"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+            ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype")}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if name == "Datum" and (module.startswith("dassl.") or module.startswith("engine.")):
+            return _UpstreamDatum
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only Dassl Datum records are expected)")
+
+
+def load_upstream_pickle(path):
+    """The dict stored in an upstream pickle (``{"train": [Datum, ...], ...}``)."""
+    try:
+        with open(path, "rb") as f:
+            blob = _Unpickler(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+        raise UpstreamFileError(f"cannot read upstream file {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(blob, dict) or not isinstance(blob.get("train"), list):
+        raise UpstreamFileError(f"upstream file {path}: expected a dict with a 'train' list of Dassl Datum, "
+                                f"got {type(blob).__name__}")
+    return blob
+
+
+def _parts(path):
+    return tuple(p for p in path.replace("\\", "/").split("/") if p)
+
+
+def match_upstream_items(records, ours, dataset_dir, path, key):
+    """Map upstream ``records`` (Datum stand-ins) to ``ours`` by path relative to ``dataset_dir``.
+
+    Upstream stores absolute paths from the machine that wrote the file; the last components
+    (as many as an item of ours has below ``dataset_dir``) identify the image.
+    """
+    by_rel, depths = {}, set()
+    for x in ours:
+        rel = _parts(os.path.relpath(x.impath, dataset_dir))
+        by_rel[rel] = x
+        depths.add(len(rel))
+    out, missing = [], []
+    for r in records:
+        impath = getattr(r, "_impath", None)
+        if not isinstance(impath, str):
+            raise UpstreamFileError(f"upstream file {path}: '{key}' holds a {type(r).__name__} without an image path")
+        comps = _parts(impath)
+        hit = next((by_rel[comps[-d:]] for d in sorted(depths, reverse=True) if comps[-d:] in by_rel), None)
+        if hit is None:
+            missing.append(impath)
+            continue
+        label = getattr(r, "_label", None)
+        if int(label) != int(hit.label):
+            raise UpstreamFileError(f"upstream file {path}: {impath} has label {label} there but {hit.label} in this "
+                                    f"dataset's split (was the file drawn from another split file?)")
+        out.append(hit)
+    if missing:
+        raise UpstreamFileError(f"upstream file {path}: {len(missing)} '{key}' image(s) are not in this dataset's "
+                                f"{key} list, e.g. {missing[:3]}")
+    return out
+
+
+def upstream_fewshot_file(dataset_dir, num_shots, seed):
+    return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+
+
+# ----------------------------------------------------------------------------- ImageNet's order
+def imagenet_upstream_order(train, dataset_dir, image_dir):
+    """``train`` reordered as upstream's ImageNet list: classes by sorted folder name, images in
+    ``imagenet/preprocessed.pkl`` order when present, else in ``os.listdir`` order.
+
+    Returns ``(items, source description)``.
+    """
+    pre = os.path.join(dataset_dir, "preprocessed.pkl")
+    if os.path.isfile(pre):
+        blob = load_upstream_pickle(pre)
+        return match_upstream_items(blob["train"], train, dataset_dir, pre, "train"), f"the order of {pre}"
+    by_folder = OrderedDict()
+    for x in train:
+        by_folder.setdefault(os.path.dirname(x.impath), []).append(x)
+    out = []
+    for folder in sorted(by_folder, key=os.path.basename):
+        rank = {f: i for i, f in enumerate(f for f in _listdir(folder) if not f.startswith("."))}
+        out += sorted(by_folder[folder], key=lambda x: rank.get(os.path.basename(x.impath), len(rank)))
+    return out, f"os.listdir order of {image_dir}"
+
+
+# ----------------------------------------------------------------------------- entry point
+def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, imagenet_image_dir=None):
+    """``NUM_SHOTS`` per class from ``train`` (and ``min(NUM_SHOTS, 4)`` from ``val`` when
+    ``draw_val``), as upstream draws them for ``cfg.SEED``; returns ``(train, val)``.
+
+    ``dataset_dir``: the benchmark's folder (where upstream keeps ``split_fewshot/``); None
+    skips the upstream file. ``imagenet_image_dir``: ImageNet's ``images/train`` parent, to
+    draw in upstream's ImageNet order.
+    """
+    log = get_logger()
+    k = int(cfg.DATASET.NUM_SHOTS)
+    seed = cfg.SEED
+    if dataset_dir is not None and seed is not None and seed >= 0:
+        path = upstream_fewshot_file(dataset_dir, k, seed)
+        if os.path.isfile(path):
+            blob = load_upstream_pickle(path)
+            new_train = match_upstream_items(blob["train"], train, dataset_dir, path, "train")
+            new_val = val
+            if draw_val:
+                new_val = match_upstream_items(blob.get("val") or [], val, dataset_dir, path, "val")
+            log.info(f"{name}: few-shot split read from upstream file {path} ({len(new_train)} train, "
+                     f"{len(new_val) if draw_val else 0} val images)")
+            return new_train, new_val
+    population = train
+    order = "the split's order"
+    if imagenet_image_dir is not None:
+        population, order = imagenet_upstream_order(train, dataset_dir, imagenet_image_dir)
+    rng = random.Random(seed) if seed is not None and seed >= 0 else random.Random()
+    new_train, short = dassl_draw(population, k, rng)
+    for label, cname, n in short:
+        log.warning(f"{name}: class {cname!r} (label {label}) has {n} training images, fewer than "
+                    f"NUM_SHOTS={k}; all {n} are kept (Dassl's rule with repeat=False)")
+    new_val = val
+    if draw_val and val:
+        new_val, short_val = dassl_draw(val, min(k, VAL_SHOTS), rng)
+        for label, cname, n in short_val:
+            log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
+                        f"{min(k, VAL_SHOTS)}; all {n} are kept")
+    seeded = f"seed {seed}" if seed is not None and seed >= 0 else "unseeded (SEED < 0)"
+    log.info(f"{name}: few-shot split drawn with Dassl's rule ({k} shots, {seeded}, from {order}); "
+             f"no upstream file {upstream_fewshot_file(dataset_dir, k, seed) if dataset_dir else '(no dataset folder)'}")
+    return new_train, new_val
