@@ -16,10 +16,9 @@ be importable (``pip install -e .`` of this project). Install with
 import os.path as osp
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
-from calibration.metrics import classification_metrics, classification_stats, knn_proximity
+from calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
 
 from .build import EVALUATOR_REGISTRY
 
@@ -67,13 +66,11 @@ class Classification(EvaluatorBase):
         self.cmat = None
         if cfg.TEST.PER_CLASS_RESULT:
             assert lab2cname is not None, "TEST.PER_CLASS_RESULT needs lab2cname"
+        self.acc = ClassificationAccumulator()
         self.reset()
 
     def reset(self):
-        self._conf, self._pred, self._label, self._nll, self._brier = [], [], [], [], []
-        self._feats = []
-        self._total = 0
-        self._correct = 0
+        self.acc.reset()
         self.confidences = None
         self.correct = None
         self.proximity = None
@@ -82,84 +79,22 @@ class Classification(EvaluatorBase):
         self._reference = None if features is None else torch.as_tensor(features).detach()
 
     def process(self, mo, gt, features=None):
-        # mo (torch.Tensor): model output [batch, num_classes]
-        # gt (torch.LongTensor): ground truth [batch]
-        mo = mo.detach() if torch.is_tensor(mo) else torch.as_tensor(np.asarray(mo))
-        gt = gt.detach() if torch.is_tensor(gt) else torch.as_tensor(np.asarray(gt))
-        stats = classification_stats(mo, gt)
-        label = gt.cpu().numpy().astype(np.int64).reshape(-1)
-        self._conf.append(stats["confidence"])
-        self._pred.append(stats["pred"])
-        self._nll.append(stats["nll"])
-        self._brier.append(stats["brier"])
-        self._label.append(label)
-        self._total += label.shape[0]
-        self._correct += int((stats["pred"] == label).sum())
-        if features is not None:
-            self._feats.append(torch.as_tensor(features).detach())
-
-    def _proximity(self):
-        if not self._feats:
-            return None
-        feats = torch.cat([f.to(self._feats[0].device) for f in self._feats], dim=0)
-        if feats.shape[0] != self._total:
-            print(f"PIECE skipped: features for {feats.shape[0]} of {self._total} samples")
-            return None
-        if feats.dtype not in (torch.float32, torch.float64):
-            feats = feats.float()
-        k = int(_cfg_get(self.cfg, "TEST.PROXIMITY_K", 10))
-        pool = str(_cfg_get(self.cfg, "TEST.PROXIMITY_POOL", "test")).lower()
-        ref = None
-        if pool == "train" and self._reference is not None:
-            ref = self._reference.to(device=feats.device, dtype=feats.dtype)
-        available = feats.shape[0] - 1 if ref is None else ref.shape[0]
-        if available < 1:
-            return None
-        prox = knn_proximity(feats, k=min(k, available), reference=ref, normalize=True)
-        return prox.double().cpu().numpy()
+        # mo: model output [batch, num_classes]; gt: ground truth [batch]
+        self.acc.update(mo, gt, features, where="Classification.process")
 
     def evaluate(self):
-        conf = np.concatenate(self._conf)
-        pred = np.concatenate(self._pred)
-        label = np.concatenate(self._label)
-        self.proximity = self._proximity()
-        frac = classification_metrics(
-            conf, pred, label,
-            nll_values=np.concatenate(self._nll),
-            brier_values=np.concatenate(self._brier),
-            proximity=self.proximity,
-        )
-        results = OrderedDict((k, 100.0 * v) for k, v in frac.items())
-        self.confidences = conf
-        self.correct = pred == label
-
-        lines = ["=> result", f"* total: {self._total:,}", f"* correct: {self._correct:,}"]
-        for key, v in results.items():
-            lines.append(f"* {'error' if key == 'error_rate' else key}: {v:.2f}%")
-        print("\n".join(lines))
-
+        pool = str(_cfg_get(self.cfg, "TEST.PROXIMITY_POOL", "test")).lower()
+        self.proximity = self.acc.proximity(int(_cfg_get(self.cfg, "TEST.PROXIMITY_K", 10)),
+                                            self._reference if pool == "train" else None)
+        results = OrderedDict((k, 100.0 * v) for k, v in self.acc.compute(self.proximity).items())
+        self.confidences, self.correct = self.acc.confidences, self.acc.correct
+        print(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
         if self.cfg.TEST.PER_CLASS_RESULT:
-            print("=> per-class result")
-            accs = []
-            for c in np.unique(label):
-                m = label == c
-                total = int(m.sum())
-                correct = int((pred[m] == c).sum())
-                acc = 100.0 * correct / total
-                accs.append(acc)
-                print(f"* class: {int(c)} ({self._lab2cname[int(c)]})\t"
-                      f"total: {total:,}\tcorrect: {correct:,}\tacc: {acc:.2f}%")
-            mean_acc = float(np.mean(accs))
-            print(f"* average: {mean_acc:.2f}%")
-            results["perclass_accuracy"] = mean_acc
-
+            text, _, results["perclass_accuracy"] = per_class_block(self.acc.per_class_counts(), self._lab2cname)
+            print(text)
         if self.cfg.TEST.COMPUTE_CMAT:
-            n = int(max(label.max(), pred.max())) + 1
-            cm = np.bincount(label * n + pred, minlength=n * n).reshape(n, n).astype(np.float64)
-            rows = cm.sum(axis=1, keepdims=True)
-            self.cmat = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+            self.cmat = self.acc.confusion_matrix()
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             torch.save(self.cmat, save_path)
             print(f"Confusion matrix is saved to {save_path}")
-
         return results

@@ -10,11 +10,10 @@ Metrics come from ``calibration`` and follow its conventions (DESIGN.md 5.3).
 import logging
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
-from calibration.metrics import classification_metrics, classification_stats, knn_proximity
-from calibration.multilabel import multilabel_metrics
+from calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
+                                      result_block)
 from engine.registry import Registry
 from engine.utils import get_logger
 
@@ -62,16 +61,6 @@ class EvaluatorBase:
         raise NotImplementedError
 
     # ---- proximity (PIECE) -------------------------------------------------
-    def _features_tensor(self):
-        """Accumulated features (N, D) on their device, or None."""
-        if not self._feats:
-            return None
-        if self._n_feat_rows != self._total:
-            _warn(f"PIECE skipped: features were given for {self._n_feat_rows} of {self._total} samples")
-            return None
-        feats = torch.cat([f.to(self._feats[0].device) for f in self._feats], dim=0)
-        return feats.float() if feats.dtype in (torch.float16, torch.bfloat16) else feats
-
     def set_proximity_reference(self, features):
         """Set the training-set image features used as the kNN pool when
         ``cfg.TEST.PROXIMITY_POOL == "train"``. ``None`` clears it."""
@@ -84,44 +73,20 @@ class EvaluatorBase:
                              f"got shape {tuple(f.shape)}")
         self._proximity_reference = f
 
-    def _proximity(self, feats):
+    def _proximity(self):
         """kNN proximity of each evaluated image (normalised features), pool per config."""
         test_cfg = self.cfg.TEST
-        k = int(getattr(test_cfg, "PROXIMITY_K", 10))
         pool = str(getattr(test_cfg, "PROXIMITY_POOL", "test")).lower()
         if pool not in _POOLS:
             raise ValueError(f"TEST.PROXIMITY_POOL must be one of {list(_POOLS)}, got {pool!r}")
         reference = None
-        if pool == "train":
+        if pool == "train" and self.acc._feats:
             if self._proximity_reference is None:
                 _warn("TEST.PROXIMITY_POOL is 'train' but no training features were set "
                       "(set_proximity_reference); PIECE uses the evaluated set as the pool")
             else:
-                reference = self._proximity_reference.to(device=feats.device, dtype=feats.dtype)
-        available = feats.shape[0] - 1 if reference is None else reference.shape[0]
-        if available < 1:
-            return None
-        k_used = min(k, available)
-        if k_used != k:
-            _warn(f"PIECE: TEST.PROXIMITY_K={k} exceeds the pool ({available}); using k={k_used}")
-        prox = knn_proximity(feats, k=k_used, reference=reference, normalize=True)
-        return prox.double().cpu().numpy()
-
-
-def _as_tensor(x, name, where):
-    if torch.is_tensor(x):
-        return x.detach()
-    try:
-        return torch.as_tensor(np.asarray(x))
-    except Exception as e:  # pragma: no cover - defensive
-        raise TypeError(f"{where}: {name} must be a tensor or array, got {type(x).__name__}") from e
-
-
-def _print_block(total, lines, head_extra=()):
-    out = ["=> result", f"* total: {total:,}"]
-    out.extend(head_extra)
-    out.extend(lines)
-    _emit("\n".join(out))
+                reference = self._proximity_reference
+        return self.acc.proximity(int(getattr(test_cfg, "PROXIMITY_K", 10)), reference, warn=_warn)
 
 
 @EVALUATOR_REGISTRY.register()
@@ -143,96 +108,33 @@ class Classification(EvaluatorBase):
         super().__init__(cfg, **kwargs)
         self._lab2cname = lab2cname
         self.cmat = None
+        self.acc = ClassificationAccumulator()
         self.reset()
 
     def reset(self):
-        self._conf, self._pred, self._label, self._nll, self._brier = [], [], [], [], []
-        self._feats = []
-        self._n_feat_rows = 0
-        self._total = 0
+        self.acc.reset()
         self.confidences = None
         self.correct = None
         self.proximity = None
         self.per_class_accuracy = None
 
     def process(self, mo, gt, features=None):
-        where = f"{type(self).__name__}.process"
-        mo = _as_tensor(mo, "mo", where)
-        gt = _as_tensor(gt, "gt", where).reshape(-1)
-        if mo.ndim != 2 or mo.shape[0] != gt.shape[0]:
-            raise ValueError(f"{where}: expected logits (B, C) and labels (B,), "
-                             f"got {tuple(mo.shape)} and {tuple(gt.shape)}")
-        stats = classification_stats(mo, gt)
-        self._conf.append(stats["confidence"])
-        self._pred.append(stats["pred"])
-        self._nll.append(stats["nll"])
-        self._brier.append(stats["brier"])
-        self._label.append(gt.cpu().numpy().astype(np.int64))
-        self._total += gt.shape[0]
-        if features is not None:
-            f = _as_tensor(features, "features", where)
-            if f.ndim != 2 or f.shape[0] != gt.shape[0]:
-                raise ValueError(f"{where}: features must be (B, D) with B={gt.shape[0]}, got {tuple(f.shape)}")
-            self._feats.append(f)
-            self._n_feat_rows += f.shape[0]
+        self.acc.update(mo, gt, features, where=f"{type(self).__name__}.process")
 
     def evaluate(self):
-        if self._total == 0:
-            raise RuntimeError(f"{type(self).__name__}.evaluate: no samples were processed")
-        conf = np.concatenate(self._conf)
-        pred = np.concatenate(self._pred)
-        label = np.concatenate(self._label)
-        feats = self._features_tensor()
-        self.proximity = self._proximity(feats) if feats is not None else None
-        frac = classification_metrics(
-            conf, pred, label,
-            nll_values=np.concatenate(self._nll),
-            brier_values=np.concatenate(self._brier),
-            proximity=self.proximity,
-            n_bins=10,
-        )
-        results = OrderedDict((k, 100.0 * v) for k, v in frac.items())
-        correct = pred == label
-        self.confidences = conf
-        self.correct = correct
-
-        lines = []
-        for key, v in results.items():
-            name = "error" if key == "error_rate" else key  # Dassl prints "error"
-            lines.append(f"* {name}: {v:.2f}%")
-        _print_block(self._total, lines, head_extra=(f"* correct: {int(correct.sum()):,}",))
-
+        where = f"{type(self).__name__}.evaluate"
+        self.acc._check_nonempty(where)
+        self.proximity = self._proximity()
+        results = OrderedDict((k, 100.0 * v) for k, v in self.acc.compute(self.proximity, where=where).items())
+        self.confidences, self.correct = self.acc.confidences, self.acc.correct
+        _emit(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
         if self.cfg.TEST.PER_CLASS_RESULT:
-            classes = np.unique(label)
-            n_cls = int(label.max()) + 1
-            tot = np.bincount(label, minlength=n_cls)
-            cor = np.bincount(label[correct], minlength=n_cls)
-            per_class = OrderedDict()
-            msg = ["=> per-class result"]
-            for c in classes:
-                acc = 100.0 * cor[c] / tot[c]
-                per_class[int(c)] = acc
-                cname = self._lab2cname.get(int(c), str(c)) if self._lab2cname else str(c)
-                msg.append(f"* class: {int(c)} ({cname})\ttotal: {int(tot[c]):,}\t"
-                           f"correct: {int(cor[c]):,}\tacc: {acc:.2f}%")
-            mean_acc = float(np.mean(list(per_class.values())))
-            msg.append(f"* average: {mean_acc:.2f}%")
-            _emit("\n".join(msg))
-            self.per_class_accuracy = per_class
-            results["perclass_accuracy"] = mean_acc
-
+            text, self.per_class_accuracy, results["perclass_accuracy"] = per_class_block(
+                self.acc.per_class_counts(), self._lab2cname)
+            _emit(text)
         if self.cfg.TEST.COMPUTE_CMAT:
-            self.cmat = _confusion_matrix(label, pred)
+            self.cmat = self.acc.confusion_matrix()
         return results
-
-
-def _confusion_matrix(label, pred):
-    """Row-normalised confusion matrix (rows: true class; classes 0..max seen);
-    rows of classes absent from ``label`` are 0."""
-    n = int(max(label.max(), pred.max())) + 1
-    cm = np.bincount(label * n + pred, minlength=n * n).reshape(n, n).astype(np.float64)
-    rows = cm.sum(axis=1, keepdims=True)
-    return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
 
 
 @EVALUATOR_REGISTRY.register()
@@ -260,12 +162,11 @@ class MultiLabelClassification(EvaluatorBase):
         super().__init__(cfg, **kwargs)
         self._lab2cname = lab2cname
         self.groups = OrderedDict(groups) if groups else OrderedDict()
+        self.acc = MultiLabelAccumulator()
         self.reset()
 
     def reset(self):
-        self._probs, self._targets, self._feats = [], [], []
-        self._n_feat_rows = 0
-        self._total = 0
+        self.acc.reset()
         self.confidences = None
         self.correct = None
         self.probs = None
@@ -274,45 +175,17 @@ class MultiLabelClassification(EvaluatorBase):
         self.ap_per_class = None
 
     def process(self, mo, gt, features=None):
-        where = f"{type(self).__name__}.process"
-        mo = _as_tensor(mo, "logits", where)
-        gt = _as_tensor(gt, "targets", where)
-        if mo.ndim != 2 or tuple(gt.shape) != tuple(mo.shape):
-            raise ValueError(f"{where}: expected logits and multi-hot targets of the same shape (B, C), "
-                             f"got {tuple(mo.shape)} and {tuple(gt.shape)}")
-        self._probs.append(torch.sigmoid(mo.double()).cpu().numpy())
-        t = gt.cpu().numpy()
-        if t.size and (t.min() < -1 or t.max() > 1):
-            raise ValueError(f"{where}: targets must be 1, 0 or -1 (unknown), got values in "
-                             f"[{t.min()}, {t.max()}]")
-        self._targets.append(t.astype(np.int8))
-        self._total += mo.shape[0]
-        if features is not None:
-            f = _as_tensor(features, "features", where)
-            if f.ndim != 2 or f.shape[0] != mo.shape[0]:
-                raise ValueError(f"{where}: features must be (B, D) with B={mo.shape[0]}, got {tuple(f.shape)}")
-            self._feats.append(f)
-            self._n_feat_rows += f.shape[0]
+        self.acc.update(mo, gt, features, where=f"{type(self).__name__}.process")
 
     def evaluate(self):
-        if self._total == 0:
-            raise RuntimeError(f"{type(self).__name__}.evaluate: no samples were processed")
-        probs = np.concatenate(self._probs)
-        targets = np.concatenate(self._targets)
-        n_classes = probs.shape[1]
-        for name, idx in self.groups.items():
-            idx = np.asarray(list(idx), dtype=np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= n_classes):
-                raise ValueError(f"{type(self).__name__}: group {name!r} has class indices outside [0, {n_classes})")
-        feats = self._features_tensor()
-        self.proximity = self._proximity(feats) if feats is not None else None
-        frac, conf, correct, ap = multilabel_metrics(probs, targets, n_bins=10, groups=self.groups,
-                                                     proximity=self.proximity)
+        where = f"{type(self).__name__}.evaluate"
+        self.acc._check_nonempty(where)
+        self.proximity = self._proximity()
+        frac = self.acc.compute(self.groups, self.proximity, where=type(self).__name__)
         results = OrderedDict((k, 100.0 * v) for k, v in frac.items())
-        self.probs, self.targets = probs, targets
-        self.confidences, self.correct = conf, correct
-        self.ap_per_class = 100.0 * ap
-        n_pairs = int(conf.shape[0])
-        lines = [f"* {k}: {v:.2f}%" for k, v in results.items()]
-        _print_block(self._total, lines, head_extra=(f"* classes: {n_classes:,}", f"* pairs: {n_pairs:,}"))
+        a = self.acc
+        self.probs, self.targets, self.confidences, self.correct = a.probs, a.targets, a.confidences, a.correct
+        self.ap_per_class = 100.0 * a.ap_per_class
+        _emit(result_block(a.total, results, (f"* classes: {a.probs.shape[1]:,}",
+                                              f"* pairs: {int(a.confidences.shape[0]):,}")))
         return results
