@@ -11,6 +11,7 @@ import errno
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -33,15 +34,21 @@ def cli(argv, capsys):
     return code, captured.out, captured.err
 
 
+def _default_sigint():
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that: Python then
+    # never raises KeyboardInterrupt. Give the run the disposition a terminal's Ctrl-C meets.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(argv, env=None, engine_fixtures=False, timeout=600):
-    """train.py as a process (one thread): ``subprocess.CompletedProcess`` with text output."""
+    """train.py as a process (one thread, SIGINT at its default): ``subprocess.CompletedProcess``."""
     e = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     e.pop("CPT_FAULT", None)
     e.pop("CPT_DEBUG", None)
     e.update(env or {})
     script = ENGINE_LAUNCHER if engine_fixtures else TRAIN
     return subprocess.run([PY, script, *map(str, argv)], env=e, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, preexec_fn=_default_sigint)
 
 
 def popen(argv, env=None, engine_fixtures=False):
