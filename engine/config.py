@@ -107,6 +107,10 @@ _C.MODEL.BACKBONE.PRETRAINED = True
 # open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights
 # for Dassl names.
 _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
+# Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same
+# features as the full context, faster); used only where exact (trainers/clip.py). False: always
+# the full context (for comparison and debugging).
+_C.MODEL.BACKBONE.SHORT_TEXT = True
 _C.MODEL.HEAD = CN()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()
