@@ -157,8 +157,11 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
-# Cache frozen-encoder image features per (backbone, dataset, split, transform).
-_C.TEST.CACHE_FEATURES = False
+# Cache frozen-encoder image features on disk (engine/feature_cache.py: keyed by the weights file's
+# hash, architecture, precision, test transform and the image files; shared by runs of a sweep).
+_C.TEST.CACHE_FEATURES = True
+# Disk bound of that cache in MB (least recently used entries are removed beyond it).
+_C.TEST.CACHE_MAX_MB = 4096
 # PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self
 # excluded) or "train".
 _C.TEST.PROXIMITY_K = 10
