@@ -474,6 +474,6 @@ class ClipPromptTrainer(TrainerX):
         for i in range(0, feats.shape[0], bs):
             with self.clip.autocast():
                 logits.append(self.calibration_logits(self.logits_from_features(feats[i:i + bs]).float()).cpu())
-        labels = torch.as_tensor([d.label for d in data_source])
+        labels = torch.stack([torch.as_tensor(d.label) for d in data_source])  # class ids or multi-hot rows
         return {"logits": torch.cat(logits), "features": feats.cpu(), "labels": labels,
                 "index": torch.arange(len(data_source))}
