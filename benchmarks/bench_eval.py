@@ -1,5 +1,7 @@
-"""Evaluation cost of a CoOp model: text features once per evaluation vs once per test batch, and
-a second evaluation with vs without the frozen image-feature cache (``TEST.CACHE_FEATURES``).
+"""Evaluation cost of a CoOp model: text features once per evaluation vs once per test batch, a
+second evaluation with vs without the frozen image-feature cache (``TEST.CACHE_FEATURES``), and a
+sweep of ``--sweep`` runs (a new trainer each, seeds 1..N, as a sweep over seeds and calibrators)
+sharing one cache: the first run's evaluation time and the mean of the others.
 
 Runs on the CPU (or the GPU with --device cuda) for two backbones: the world's tiny CLIP (its
 checkpoint when present, else random weights) and a randomly initialised ViT-B/16-sized CLIP
@@ -8,6 +10,7 @@ with ``--classes`` classes; ``--batches`` test batches of ``--batch-size``. Prin
 their ratios measured in this one run.
 
     python benchmarks/bench_eval.py [--classes 100] [--batches 3] [--batch-size 16] [--threads 2] [--repeats 3]
+                                    [--sweep 5] [--prec fp32] [--device cpu] [--pin-memory --workers 4]
 """
 import argparse
 import os
@@ -50,7 +53,7 @@ def write_images(folder, n_classes, n_images, size, seed=0):
     return items
 
 
-def make_cfg(backbone, pretrained, size, batch_size, cache_dir, device, out):
+def make_cfg(backbone, pretrained, size, batch_size, cache_dir, device, out, prec="fp32", workers=0, pin=False):
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.DATASET.NAME = "BenchSynthetic"
@@ -58,11 +61,12 @@ def make_cfg(backbone, pretrained, size, batch_size, cache_dir, device, out):
     cfg.MODEL.BACKBONE.PRETRAINED = pretrained
     cfg.INPUT.SIZE = (size, size)
     cfg.INPUT.TRANSFORMS = ("normalize",)
-    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.DATALOADER.NUM_WORKERS = workers
+    cfg.DATALOADER.PIN_MEMORY = pin
     cfg.DATALOADER.TEST.BATCH_SIZE = batch_size
     cfg.TRAINER.NAME = "CoOp"
     cfg.TRAINER.COOP.CTX_INIT = "a photo of a"
-    cfg.TRAINER.COOP.PREC = "fp32"
+    cfg.TRAINER.COOP.PREC = prec
     cfg.TEST.RELIABILITY_DIAGRAM = False
     cfg.CACHE_DIR = cache_dir
     cfg.OUTPUT_DIR = out
@@ -92,7 +96,8 @@ def bench(label, backbone, pretrained, size, args, tmp):
     _SPEC["names"] = [f"class {i}" for i in range(args.classes)]
     _SPEC["items"] = write_images(folder, args.classes, n_images, size)
     cfg = make_cfg(backbone, pretrained, size, args.batch_size, os.path.join(tmp, "cache"), args.device,
-                   os.path.join(tmp, "out-" + slug))
+                   os.path.join(tmp, "out-" + slug), args.prec, args.workers, args.pin_memory)
+    cfg.TEST.CACHE_FEATURES = False
     torch.manual_seed(0)
     t = build_trainer(cfg)
     t.test()  # warm-up (allocations, lazy init)
@@ -116,6 +121,29 @@ def bench(label, backbone, pretrained, size, args, tmp):
     print(f"  text features once per batch      : {per_batch:8.3f} s   ratio {per_batch / once:6.2f}x")
     print(f"  first evaluation writing the cache: {first:8.3f} s")
     print(f"  second evaluation, cache read     : {second:8.3f} s   speed-up vs no cache {once / second:6.2f}x")
+    if args.sweep > 1:
+        sweep(cfg, args, os.path.join(tmp, "sweep-cache-" + slug))
+
+
+def sweep(base_cfg, args, cache_dir):
+    """``args.sweep`` runs sharing a fresh cache: each builds its trainer (seed i, same random CLIP)
+    and evaluates once; the evaluation times of the first and of the others."""
+    times = []
+    for i in range(args.sweep):
+        cfg = base_cfg.clone()
+        cfg.defrost()
+        cfg.CACHE_DIR = cache_dir
+        cfg.TEST.CACHE_FEATURES = True
+        cfg.SEED = i + 1
+        torch.manual_seed(0)  # the random backbone: the same weights in every run
+        t = build_trainer(cfg)
+        torch.manual_seed(i + 1)
+        t.learner.ctx.data.normal_(std=0.02)  # each run its own prompt, as seeds would give
+        times.append(timed(t.test))
+    rest = sum(times[1:]) / (len(times) - 1)
+    print(f"  sweep of {args.sweep} runs sharing the cache: first {times[0]:8.3f} s, mean of the other "
+          f"{args.sweep - 1} {rest:8.3f} s   ratio {times[0] / rest:6.2f}x  (all: "
+          + ", ".join(f"{x:.3f}" for x in times) + ")")
 
 
 def main():
@@ -127,6 +155,10 @@ def main():
     p.add_argument("--repeats", type=int, default=3, help="best of N timings per mode")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--skip-vit-b16", action="store_true")
+    p.add_argument("--sweep", type=int, default=5, help="runs of the shared-cache sweep (0: none)")
+    p.add_argument("--prec", default="fp32", choices=["fp32", "fp16", "bf16", "amp"])
+    p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS")
+    p.add_argument("--pin-memory", action="store_true", help="DATALOADER.PIN_MEMORY (CUDA data loading)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from trainers import world_clip

@@ -107,6 +107,10 @@ _C.MODEL.BACKBONE.PRETRAINED = True
 # open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights
 # for Dassl names.
 _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
+# Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same
+# features as the full context, faster); used only where exact (trainers/clip.py). False: always
+# the full context (for comparison and debugging).
+_C.MODEL.BACKBONE.SHORT_TEXT = True
 _C.MODEL.HEAD = CN()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()
@@ -153,8 +157,11 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
-# Cache frozen-encoder image features per (backbone, dataset, split, transform).
-_C.TEST.CACHE_FEATURES = False
+# Cache frozen-encoder image features on disk (engine/feature_cache.py: keyed by the weights file's
+# hash, architecture, precision, test transform and the image files; shared by runs of a sweep).
+_C.TEST.CACHE_FEATURES = True
+# Disk bound of that cache in MB (least recently used entries are removed beyond it).
+_C.TEST.CACHE_MAX_MB = 4096
 # PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self
 # excluded) or "train".
 _C.TEST.PROXIMITY_K = 10

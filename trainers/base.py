@@ -19,26 +19,19 @@ A method module subclasses it, sets ``cfg_node`` (its ``TRAINER.<NODE>``), and i
   carries ``probs``/``targets`` (1 / 0 / -1) instead of ``labels``;
 * evaluation: text features of image-independent prompts once per evaluation
   (``before_evaluation``), image features passed to the evaluator (PIECE), the training-set
-  proximity pool when ``TEST.PROXIMITY_POOL`` is ``train``, and the opt-in cache of frozen image
-  features (``TEST.CACHE_FEATURES``) under ``<cache>/features/``, keyed by backbone (weights
-  fingerprint), precision, dataset, split, test transform and the list of image paths; shared by
-  every method and seed. Features are L2-normalised float32.
+  proximity pool when ``TEST.PROXIMITY_POOL`` is ``train``, and the cache of frozen image features
+  (``TEST.CACHE_FEATURES``, :mod:`engine.feature_cache`), shared by every method and seed.
 """
-import hashlib
-import io
-import json
-import os
-import re
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from engine import feature_cache
 from engine.config import resolve_cache_dir
 from engine.optim import build_lr_scheduler, build_optimizer
-from engine.trainer import TrainerX, get_rank, is_distributed
-from engine.utils import atomic_write_bytes, count_num_param
+from engine.trainer import TrainerX, get_rank
+from engine.utils import count_num_param
 from trainers.clip import load_clip
 from trainers.config import LOSS_CHOICES, PREC_CHOICES
 
@@ -60,10 +53,6 @@ def masked_bce(logits, targets):
     known = (targets >= 0).to(logits.dtype)
     per = F.binary_cross_entropy_with_logits(logits, (targets == 1).to(logits.dtype), reduction="none")
     return (per * known).sum() / known.sum().clamp_min(1.0)
-
-
-def _slug(text):
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
 
 
 class ClipPromptTrainer(TrainerX):
@@ -448,61 +437,32 @@ class ClipPromptTrainer(TrainerX):
                           num_workers=cfg.DATALOADER.NUM_WORKERS,
                           pin_memory=cfg.DATALOADER.PIN_MEMORY and self.device.type == "cuda")
 
-    def _backbone_fingerprint(self):
-        if getattr(self, "_fingerprint", None) is None:
-            h = hashlib.sha1()
-            for name, p in self.clip.model.visual.named_parameters():
-                flat = p.detach().flatten()
-                sample = flat[:: max(1, flat.numel() // 2048)].float().cpu().numpy()
-                h.update(name.encode())
-                h.update(sample.tobytes())
-            self._fingerprint = h.hexdigest()[:16]
-        return self._fingerprint
-
-    def feature_cache_path(self, data_source, split):
-        """Cache file and key for the frozen image features of ``data_source``."""
-        paths = "\n".join(d.impath for d in data_source)
-        key = {
-            "backbone": self.clip.name, "arch": self.clip.arch, "tag": self.clip.source.get("tag", ""),
-            "weights": self._backbone_fingerprint(), "precision": self.clip.precision,
-            "dataset": self.dataset_name, "variant": str(self.cfg.DATASET.get("VARIANT", "")), "split": split,
-            "transform": repr(self.dm.tfm_test), "items": hashlib.sha1(paths.encode()).hexdigest(),
-            "n": len(data_source),
-        }
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-        folder = os.path.join(resolve_cache_dir(self.cfg), "features", _slug(self.dataset_name),
-                              _slug(f"{self.clip.name}-{self.clip.source.get('tag', '')}"))
-        return os.path.join(folder, f"{_slug(split)}-{digest}.pt"), key
-
     @torch.no_grad()
     def split_image_features(self, data_source, split):
         """L2-normalised image features ``(N, E)`` of ``data_source`` (test transform), in order.
 
-        Frozen encoders with ``TEST.CACHE_FEATURES`` read/write the cache; returns
-        ``(features on the device, from_cache)``.
+        Frozen encoders with ``TEST.CACHE_FEATURES`` read/write the on-disk cache
+        (:mod:`engine.feature_cache`); returns ``(features on the device, from_cache)``.
         """
         use_cache = bool(self.cfg.TEST.CACHE_FEATURES) and self.frozen_image_encoder
-        path, key = self.feature_cache_path(data_source, split) if use_cache else (None, None)
-        if use_cache and os.path.isfile(path):
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("key") == json.dumps(key, sort_keys=True):
-                return blob["features"].to(self.device), True
-        if use_cache and is_distributed() and get_rank() != 0:
-            torch.distributed.barrier()  # rank 0 writes the file
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            return blob["features"].to(self.device), True
+        if use_cache:
+            root = resolve_cache_dir(self.cfg)
+            key = feature_cache.make_key(self.clip, self.dm.tfm_test, [d.impath for d in data_source],
+                                         self.device, cache_root=root)
+            feats = feature_cache.load(root, key)
+            if feats is not None and feats.shape[0] == len(data_source):
+                self.logger.info(f"Image features of {split} ({feats.shape[0]} x {feats.shape[1]}) read from the "
+                                 f"cache {feature_cache.entry_path(root, key)}")
+                return feats.to(self.device), True
         feats = []
         for batch in self._plain_loader(data_source):
             with self.clip.autocast():
                 feats.append(self.image_features(batch["img"].to(self.device)).float())
         feats = torch.cat(feats)
         if use_cache:
-            buf = io.BytesIO()
-            torch.save({"features": feats.cpu(), "key": json.dumps(key, sort_keys=True)}, buf)
-            atomic_write_bytes(buf.getvalue(), path)
-            self.logger.info(f"Cached image features of {split} ({feats.shape[0]} x {feats.shape[1]}) at {path}")
-            if is_distributed():
-                torch.distributed.barrier()
+            path = feature_cache.store(root, key, feats, self.cfg.TEST.CACHE_MAX_MB) if get_rank() == 0 else None
+            self.logger.info(f"Image features of {split} ({feats.shape[0]} x {feats.shape[1]}) computed (not in the "
+                             f"cache)" + (f", written to {path}" if path else ""))
         return feats, False
 
     @torch.no_grad()
@@ -510,14 +470,12 @@ class ClipPromptTrainer(TrainerX):
         if not (self.cfg.TEST.CACHE_FEATURES and self.frozen_image_encoder):
             return super().collect_outputs(loader, split)
         data_source = loader.dataset.data_source
-        feats, hit = self.split_image_features(data_source, split)
-        if hit:
-            self.logger.info(f"Image features of {split} read from the cache")
+        feats, _ = self.split_image_features(data_source, split)
         logits = []
         bs = self.cfg.DATALOADER.TEST.BATCH_SIZE
         for i in range(0, feats.shape[0], bs):
             with self.clip.autocast():
                 logits.append(self.calibration_logits(self.logits_from_features(feats[i:i + bs]).float()).cpu())
-        labels = torch.as_tensor([d.label for d in data_source])
+        labels = torch.stack([torch.as_tensor(d.label) for d in data_source])  # class ids or multi-hot rows
         return {"logits": torch.cat(logits), "features": feats.cpu(), "labels": labels,
                 "index": torch.arange(len(data_source))}

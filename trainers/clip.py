@@ -25,6 +25,14 @@ prompt with learnable context spliced in (:class:`PromptLearner`), positional em
 transformer with the causal mask, final LayerNorm, EOT token (argmax of the token ids for CLIP's
 BPE), projection. Deep prompts (MaPLe) replace, before layer ``i`` (``1 <= i <= k``), the context
 tokens of the text tower and the appended prompt tokens of the vision tower; any widths.
+
+Short text path (``MODEL.BACKBONE.SHORT_TEXT``, on by default): under a causal mask the pooled
+feature at position ``p`` depends on positions ``0..p`` only, so a batch is run on its first
+``max(pooled position) + 1`` positions (positional embedding and mask cut alike) with the same
+result as the full context. Used only where that is exact, decided from the model: every entry
+above the diagonal of the text tower's attention mask is masked, and the pooling reads one
+position per row (``argmax``/``eos``/``first``); otherwise (no mask, e.g. SigLIP-style towers,
+or another pool type) the full context runs (:attr:`ClipBackbone.short_text_exact`).
 """
 from __future__ import annotations
 
@@ -273,11 +281,12 @@ def _cast_low_precision(model, precision):
         convert_weights_to_lp(model, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 
-def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pretrained=None):
+def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pretrained=None, short_text=None):
     """Build a frozen :class:`ClipBackbone` (eval mode) on ``device``.
 
     ``cfg_or_name``: a config (reads ``MODEL.BACKBONE.NAME``, ``.PRETRAINED_TAG``,
-    ``.PRETRAINED``) or a backbone name. ``pretrained=False`` builds the architecture with random
+    ``.PRETRAINED``, ``.SHORT_TEXT``) or a backbone name. ``short_text``: the short text path
+    (default on; see the module docstring). ``pretrained=False`` builds the architecture with random
     weights (no file needed). ``precision`` is the requested one; the CPU runs fp32.
     """
     if hasattr(cfg_or_name, "MODEL"):
@@ -286,9 +295,12 @@ def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pr
         pretrained_tag = pretrained_tag or getattr(bb, "PRETRAINED_TAG", "")
         if pretrained is None:
             pretrained = bool(getattr(bb, "PRETRAINED", True))
+        if short_text is None:
+            short_text = bool(getattr(bb, "SHORT_TEXT", True))
     else:
         name = cfg_or_name
     pretrained = True if pretrained is None else bool(pretrained)
+    short_text = True if short_text is None else bool(short_text)
     if not name:
         raise BackboneError("MODEL.BACKBONE.NAME is empty; set e.g. 'ViT-B/16' or 'world-tiny'")
     device = torch.device(device)
@@ -348,7 +360,8 @@ def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pr
         tokenizer = bpe_tokenizer(_text_parts(model).positional_embedding.shape[0])
     model = model.float()
     _cast_low_precision(model, prec)
-    backbone = ClipBackbone(model, tokenizer, precision=prec, name=name, arch=arch, source=source)
+    backbone = ClipBackbone(model, tokenizer, precision=prec, name=name, arch=arch, source=source,
+                            short_text=short_text)
     return backbone.to(device)
 
 
@@ -372,6 +385,16 @@ class _TextParts:
     pool_type = property(lambda self: getattr(self.owner, "text_pool_type", getattr(self.owner, "pool_type", "argmax")))
     eos_id = property(lambda self: getattr(self.owner, "text_eos_id", getattr(self.owner, "eos_id", None)))
     cls_emb = property(lambda self: getattr(self.owner, "cls_emb", None))
+
+
+def _masks_future(mask):
+    """True when ``mask`` (L, L) hides every position ``j > i`` from ``i`` (a causal mask)."""
+    if mask is None or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        return False
+    upper = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
+    if mask.dtype == torch.bool:  # nn.MultiheadAttention convention: True = not allowed
+        return bool(mask[upper].all())
+    return bool(torch.isneginf(mask[upper]).all())
 
 
 def _text_parts(model):
@@ -406,10 +429,11 @@ class ClipBackbone(nn.Module):
     Attributes: ``model`` (the open_clip model), ``tokenizer``, ``precision`` (effective),
     ``dtype`` (of the transformer weights), ``text_width``, ``vision_width`` (None unless a ViT),
     ``embed_dim``, ``context_length``, ``n_text_layers``, ``n_vision_layers``, ``name``, ``arch``,
-    ``source`` (dict: name, tag, file; used in cache keys).
+    ``source`` (dict: name, tag, file; used in cache keys), ``short_text`` (the short text path is
+    requested), ``short_text_exact`` (it is exact for this text tower; see the module docstring).
     """
 
-    def __init__(self, model, tokenizer, precision="fp32", name="", arch="", source=None):
+    def __init__(self, model, tokenizer, precision="fp32", name="", arch="", source=None, short_text=True):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -426,6 +450,9 @@ class ClipBackbone(nn.Module):
         self.text_width = t.token_embedding.weight.shape[1]
         self.context_length = t.positional_embedding.shape[0]
         self.n_text_layers = len(t.transformer.resblocks)
+        # short text path: requested (MODEL.BACKBONE.SHORT_TEXT) and exact for this text tower
+        self.short_text = bool(short_text)
+        self.short_text_exact = _masks_future(t.attn_mask) and t.pool_type in ("argmax", "eos", "first")
         v = model.visual
         self.is_vit = all(hasattr(v, a) for a in ("conv1", "class_embedding", "positional_embedding",
                                                   "ln_pre", "transformer", "ln_post"))
@@ -511,6 +538,15 @@ class ClipBackbone(nn.Module):
                               device=token_ids.device)
         raise BackboneError(f"text pool type {t.pool_type!r} is not supported")
 
+    def text_keep_length(self, token_ids, min_length=0):
+        """Positions the text transformer runs for ``token_ids`` ``(..., L)``: ``L``, or with the short
+        path (requested and exact) ``max(pooled position) + 1``, at least ``min_length``."""
+        n_tok = token_ids.shape[-1]
+        if not (self.short_text and self.short_text_exact) or token_ids.numel() == 0:
+            return n_tok
+        pos = self.eot_positions(token_ids.reshape(-1, n_tok))
+        return min(n_tok, max(int(pos.max()) + 1, int(min_length)))
+
     def encode_text_embeddings(self, x, token_ids, deep_prompts=None, ctx_slice=None, return_tokens=False):
         """Text features ``(N, embed_dim)`` (float32, not normalised) of prompt embeddings.
 
@@ -521,32 +557,37 @@ class ClipBackbone(nn.Module):
         With ``return_tokens`` also returns the features of every position ``(N, L, embed_dim)``
         (float32, not normalised): the final LayerNorm and the projection applied to each token,
         as for the EOT token (TaI-DPT's token-level text features); row ``i`` of the pooled
-        output equals the tokens' entry at the EOT position.
+        output equals the tokens' entry at the EOT position. With the short path the positions
+        after the batch's longest prefix (all after every row's EOT) are not computed and are 0.
         """
         t = self._text
         dtype = self.dtype
-        n_tok = x.shape[1]
-        x = x.to(dtype) + t.positional_embedding[:n_tok].to(dtype)
-        mask = t.attn_mask
-        if mask is not None:
-            mask = mask[:n_tok, :n_tok]
+        n_full = x.shape[1]
         deep_prompts = list(deep_prompts or [])
         if len(deep_prompts) >= self.n_text_layers:
             raise ValueError(f"{len(deep_prompts)} deep text prompts for a {self.n_text_layers}-layer text tower")
         if deep_prompts and ctx_slice is None:
             ctx_slice = (1, 1 + deep_prompts[0].shape[-2])
+        token_ids = token_ids.to(x.device)
+        n_tok = self.text_keep_length(token_ids, ctx_slice[1] if deep_prompts else 0)
+        pos = self.eot_positions(token_ids)
+        x = x[:, :n_tok].to(dtype) + t.positional_embedding[:n_tok].to(dtype)
+        mask = t.attn_mask
+        if mask is not None:
+            mask = mask[:n_tok, :n_tok]
         batch_first = getattr(t.transformer, "batch_first", False)
         for i, block in enumerate(t.transformer.resblocks):
             if 1 <= i <= len(deep_prompts):
                 x = _replace_tokens(x, deep_prompts[i - 1], *ctx_slice)
             x = _run_block(block, x, mask, batch_first)
-        pos = self.eot_positions(token_ids.to(x.device))
         proj = t.text_projection
         if return_tokens:
             tokens = t.ln_final(x)
             if proj is not None:
                 tokens = proj(tokens) if isinstance(proj, nn.Linear) else tokens @ proj.to(tokens.dtype)
             tokens = tokens.float()
+            if n_tok < n_full:
+                tokens = F.pad(tokens, (0, 0, 0, n_full - n_tok))
             return tokens[torch.arange(x.shape[0], device=x.device), pos], tokens
         x = x[torch.arange(x.shape[0], device=x.device), pos]
         x = t.ln_final(x)
@@ -859,8 +900,12 @@ def encode_prompts(clip, embeds, token_ids, deep_prompts=None, max_rows=None):
     """Encode prompt embeddings of any leading shape ``(..., C, L, D)`` -> ``(..., C, E)``.
 
     ``token_ids`` ``(C, L)`` is broadcast over the leading dims; ``max_rows`` encodes in chunks
-    of at most that many sequences (CoCoOp's per-image prompts).
+    of at most that many sequences (CoCoOp's per-image prompts). With the short text path the
+    prompts are cut to the positions the transformer needs before they are flattened.
     """
+    min_length = 1 + deep_prompts[0].shape[-2] if deep_prompts else 0
+    keep = clip.text_keep_length(token_ids, min_length)
+    embeds, token_ids = embeds[..., :keep, :], token_ids[..., :keep]
     lead = embeds.shape[:-2]
     flat = embeds.reshape(-1, *embeds.shape[-2:])
     ids = token_ids.expand(*lead, token_ids.shape[-1]).reshape(-1, token_ids.shape[-1])

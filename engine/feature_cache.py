@@ -1,0 +1,233 @@
+"""On-disk cache of frozen image features (``TEST.CACHE_FEATURES``, on by default).
+
+An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under
+one frozen image encoder. Its key is everything the features depend on:
+
+* the weights: the SHA-256 of the weights file (memoised in ``weights-sha256.json`` by path,
+  size and modification time, so a file is hashed once), or for a model without a file (random
+  weights) the SHA-256 of every image-tower tensor;
+* the backbone name, open_clip architecture, precision and device type;
+* the test transform (its ``repr``) and what the features are (``kind``);
+* the ordered image paths with their sizes and modification times (ns).
+
+A change in any of them gives another key: a miss, never a stale hit. Files live in
+``<CACHE_DIR>/features/<sha256 of the key>.pt`` and store the key itself, which is compared on
+read. Writes go to a temporary file in the same folder and are renamed into place
+(:func:`engine.utils.atomic_write_bytes`): concurrent sweep workers writing the same entry each
+write a whole file, and a reader never sees half of one; an unreadable entry is a miss.
+
+Disk use is bounded by ``TEST.CACHE_MAX_MB`` (default 4096): after a write the least recently
+used entries (modification time, refreshed on every hit) are removed until the folder fits.
+Clear it with ``python -m engine.feature_cache clear [--cache-dir DIR]`` (``info`` prints the
+use), or delete the folder.
+"""
+import argparse
+import glob
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+
+import torch
+
+from engine.utils import atomic_write_bytes
+
+SUBDIR = "features"
+HASHES = "weights-sha256.json"
+DEFAULT_MAX_MB = 4096
+STALE_TMP_S = 3600  # temporary files of a crashed writer older than this are removed
+
+logger = logging.getLogger("cpt")
+
+
+def cache_folder(cache_root):
+    return os.path.join(cache_root, SUBDIR)
+
+
+def file_sha256(path, cache_root=None):
+    """SHA-256 of ``path``; memoised under ``cache_root`` by (path, size, mtime_ns)."""
+    st = os.stat(path)
+    tag = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    memo_path = os.path.join(cache_folder(cache_root), HASHES) if cache_root else None
+    memo = {}
+    if memo_path and os.path.isfile(memo_path):
+        try:
+            with open(memo_path) as f:
+                memo = json.load(f)
+        except (OSError, ValueError):
+            memo = {}
+    if tag in memo:
+        return memo[tag]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if memo_path:
+        memo = {k: v for k, v in memo.items() if not k.startswith(os.path.abspath(path) + "|")}
+        memo[tag] = digest
+        try:
+            atomic_write_bytes(json.dumps(memo, indent=0).encode(), memo_path)
+        except OSError:
+            pass  # a read-only cache: the hash is recomputed next time
+    return digest
+
+
+def module_sha256(module):
+    """SHA-256 of every tensor of ``module`` (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def weights_digest(clip, cache_root=None):
+    """The weights part of the key: the weights file's SHA-256, else the image tower's tensors."""
+    path = (clip.source or {}).get("file", "")
+    if path and os.path.isfile(path):
+        return "file:" + file_sha256(path, cache_root)
+    if getattr(clip, "_visual_sha256", None) is None:  # frozen: hashed once per backbone object
+        clip._visual_sha256 = module_sha256(clip.model.visual)
+    return "tensors:" + clip._visual_sha256
+
+
+def images_digest(paths):
+    """SHA-256 of the ordered ``(path, size, mtime_ns)`` list; a missing file raises."""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            raise FileNotFoundError(f"image {p} of the dataset cannot be read: {e}") from e
+        h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def make_key(clip, transform, paths, device, kind="image_features:l2:float32", cache_root=None):
+    """The cache key (a dict of strings) of the features of ``paths`` under ``clip``."""
+    return {
+        "kind": kind, "weights": weights_digest(clip, cache_root), "name": str(clip.name),
+        "arch": str(clip.arch), "tag": str((clip.source or {}).get("tag", "")), "precision": str(clip.precision),
+        "device": torch.device(device).type, "transform": repr(transform), "n": str(len(paths)),
+        "images": images_digest(paths),
+    }
+
+
+def entry_path(cache_root, key):
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return os.path.join(cache_folder(cache_root), digest[:40] + ".pt")
+
+
+def load(cache_root, key):
+    """Features of ``key`` (CPU tensor), or None on a miss (absent, unreadable, other key)."""
+    path = entry_path(cache_root, key)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # a damaged or foreign file is a miss, recomputed and replaced
+        logger.warning(f"feature cache entry {path} is unreadable ({type(e).__name__}: {e}); recomputing")
+        return None
+    if not isinstance(blob, dict) or blob.get("key") != json.dumps(key, sort_keys=True):
+        return None
+    try:
+        os.utime(path)  # least recently used eviction
+    except OSError:
+        pass
+    return blob["features"]
+
+
+def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
+    """Write an entry atomically and evict to ``max_mb``; returns its path, or None if not written."""
+    path = entry_path(cache_root, key)
+    buf = io.BytesIO()
+    torch.save({"features": features.detach().float().cpu().contiguous(),
+                "key": json.dumps(key, sort_keys=True)}, buf)
+    data = buf.getvalue()
+    if max_mb is not None and len(data) > max_mb * (1 << 20):
+        logger.info(f"feature cache: {len(data) / (1 << 20):.1f} MB entry exceeds TEST.CACHE_MAX_MB={max_mb}; "
+                    f"not cached")
+        return None
+    try:
+        atomic_write_bytes(data, path)
+    except OSError as e:
+        logger.warning(f"feature cache: cannot write {path} ({e}); features are not cached")
+        return None
+    if max_mb is not None:
+        evict(cache_root, max_mb, keep=path)
+    return path
+
+
+def entries(cache_root):
+    """``[(path, size, mtime)]`` of the cache entries, oldest first."""
+    out = []
+    for p in glob.glob(os.path.join(cache_folder(cache_root), "*.pt")):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        out.append((p, st.st_size, st.st_mtime))
+    return sorted(out, key=lambda e: e[2])
+
+
+def evict(cache_root, max_mb, keep=None):
+    """Remove least recently used entries until the total is at most ``max_mb``; returns the count."""
+    now = time.time()
+    for tmp in glob.glob(os.path.join(cache_folder(cache_root), ".tmp-*")):
+        try:
+            if now - os.stat(tmp).st_mtime > STALE_TMP_S:
+                os.remove(tmp)
+        except OSError:
+            pass
+    items = entries(cache_root)
+    total = sum(s for _, s, _ in items)
+    removed = 0
+    for p, size, _ in items:
+        if total <= max_mb * (1 << 20):
+            break
+        if p == keep:
+            continue
+        try:
+            os.remove(p)
+        except OSError:
+            continue  # another worker removed it
+        total -= size
+        removed += 1
+    return removed
+
+
+def clear(cache_root):
+    """Remove every entry (and the weights-hash memo); returns the number of files removed."""
+    n = 0
+    folder = cache_folder(cache_root)
+    for p in glob.glob(os.path.join(folder, "*.pt")) + glob.glob(os.path.join(folder, ".tmp-*")) + \
+            glob.glob(os.path.join(folder, HASHES)):
+        try:
+            os.remove(p)
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def main(argv=None):
+    from engine.config import default_cache_dir
+    p = argparse.ArgumentParser(description="Inspect or clear the frozen image-feature cache.")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--cache-dir", default="", help="the CACHE_DIR of the runs (default: $CPT_CACHE_DIR or "
+                                                    "~/.cache/calibrated-prompt-tuning)")
+    args = p.parse_args(argv)
+    root = args.cache_dir or default_cache_dir()
+    if args.action == "clear":
+        print(f"removed {clear(root)} files from {cache_folder(root)}")
+        return
+    items = entries(root)
+    print(f"{cache_folder(root)}: {len(items)} entries, {sum(s for _, s, _ in items) / (1 << 20):.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
