@@ -1,4 +1,12 @@
+"""Install as one package, ``cpt``: ``pip install -e .`` (or ``pip install .``).
+
+The source folders ``engine/``, ``calibration/``, ``trainers/``, ``datasets/``,
+``dassl_patches/`` and ``configs/`` become ``cpt.engine``, ... ``cpt.configs``; nothing is
+installed under a top-level name like ``datasets`` (which is Hugging Face's).
+"""
 from setuptools import setup
+
+SOURCE_PACKAGES = ["engine", "engine.data", "calibration", "trainers", "datasets", "dassl_patches"]
 
 with open("requirements.txt") as f:
     requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]
@@ -7,10 +15,12 @@ setup(
     name="calibrated-prompt-tuning",
     version="0.1.0",
     description="Calibrated prompt tuning of CLIP: Dassl-compatible engine, prompt learners, calibration",
-    packages=["engine", "engine.data", "calibration", "trainers", "datasets", "dassl_patches"],
-    py_modules=["train"],
-    package_data={"trainers": ["weights/*"], "calibration": ["data/*"]},
-    include_package_data=True,
+    packages=["cpt", "cpt.configs"] + [f"cpt.{p}" for p in SOURCE_PACKAGES],
+    package_dir={"cpt": "cpt", "cpt.configs": "configs",
+                 **{f"cpt.{p}": p.replace(".", "/") for p in SOURCE_PACKAGES}},
+    package_data={"cpt.trainers": ["weights/*"], "cpt.calibration": ["data/*"], "cpt.datasets": ["data/*"],
+                  "cpt.configs": ["*/*.yaml", "*/*/*.yaml"], "cpt.dassl_patches": ["README.md"]},
+    entry_points={"console_scripts": ["cpt-train = cpt.cli:cli"]},
     python_requires=">=3.9",
     install_requires=requirements,
 )

@@ -31,11 +31,11 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from engine.config import get_cfg_default  # noqa: E402
-from engine.data import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
-from engine.trainer import build_trainer  # noqa: E402
-from trainers.config import extend_cfg  # noqa: E402
-import trainers  # noqa: E402,F401  (registers the trainers)
+from cpt.engine.config import get_cfg_default  # noqa: E402
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
+from cpt.engine.trainer import build_trainer  # noqa: E402
+from cpt.trainers.config import extend_cfg  # noqa: E402
+from cpt import trainers  # noqa: E402,F401  (registers the trainers)
 from bench_eval import write_images  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 _SPEC = {}

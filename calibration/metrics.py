@@ -7,7 +7,7 @@ np.bincount, with bins decided by exact float64 comparisons), so 3.2M samples
 take tens of milliseconds. Confidences and proximities must be finite
 (NaN/inf raise ValueError).
 
-Conventions (the TCPT evaluator's, see DESIGN.md section 5.3):
+Conventions (the TCPT evaluator's, see docs/design.md section 5.3):
 
 * ``ece``: ``n_bins`` equal-width bins with edges ``np.linspace(0, 1, n_bins+1)``;
   a confidence c falls in bin ``(lo, hi]``. A sample with c = 0 (or c outside

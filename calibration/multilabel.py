@@ -4,7 +4,7 @@ Label encoding (the project's): ``targets[i, j]`` is 1 (positive), 0 (negative)
 or -1 (unknown / ignored). Entries with -1 are dropped from every metric.
 ``probs`` are per-class probabilities (e.g. ``sigmoid(logits)``), shape (N, C).
 
-Top-label decomposition (DESIGN.md section 5.3): each valid (image, class) pair
+Top-label decomposition (docs/design.md section 5.3): each valid (image, class) pair
 is a binary prediction ``1[p >= 0.5]`` with confidence ``max(p, 1 - p)``,
 correct when the prediction equals the label; those pairs go through the
 single-label ``ece`` / ``mce`` / ``adaptive_ece`` / ``piece`` of

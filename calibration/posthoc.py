@@ -1,4 +1,4 @@
-"""Post-hoc calibrators applied to logits at test time (DESIGN.md section 5.2).
+"""Post-hoc calibrators applied to logits at test time (docs/design.md section 5.2).
 
 Functional core: :func:`fit_temperature` / :func:`apply_temperature`,
 :func:`dac_factors` / :func:`apply_dac`, :func:`sals_logits`. Dispatch:

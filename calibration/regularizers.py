@@ -1,4 +1,4 @@
-"""Training-time calibration regularizers (DESIGN.md section 5.1).
+"""Training-time calibration regularizers (docs/design.md section 5.1).
 
 Two layers:
 

@@ -3,13 +3,13 @@
 Defines what the upstream module defines (``EvaluatorBase`` and ``Classification``
 registered in ``EVALUATOR_REGISTRY``) and reports, in percent, accuracy,
 error rate and macro-F1 as upstream does plus the calibration metrics of this
-project's ``calibration`` package (DESIGN.md 5.3 conventions):
+project's ``calibration`` package (docs/design.md 5.3 conventions):
 
     accuracy, error_rate, macro_f1, ece, mce, adaptive_ece, [piece], mce_max, nll, brier
 
 ``piece`` appears when the trainer passes image features:
 ``evaluator.process(output, label, features)``. Upstream trainers call
-``process(output, label)`` and are unaffected. The ``calibration`` package must
+``process(output, label)`` and are unaffected. The ``cpt.calibration`` package must
 be importable (``pip install -e .`` of this project). Install with
 ``python dassl_patches/install.py`` (see dassl_patches/README.md).
 """
@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import torch
 
-from calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
+from cpt.calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
 
 from .build import EVALUATOR_REGISTRY
 

@@ -2,8 +2,8 @@
 
 Every module in this package except the helpers listed in ``_NOT_DATASETS`` is
 imported so its ``@DATASET_REGISTRY.register()`` classes are available.
-Install the project into a dedicated environment: this top-level name would
-shadow Hugging Face's ``datasets`` package.
+The package is ``cpt.datasets`` (see ``cpt/__init__.py``): nothing named ``datasets`` is
+installed at the top level, so Hugging Face's package keeps its name.
 """
 import importlib
 import pkgutil

@@ -1,4 +1,4 @@
-"""Check a dataset folder: ``python -m datasets.check --root ROOT --dataset NAME [--json]``.
+"""Check a dataset folder: ``python -m cpt.datasets.check --root ROOT --dataset NAME [--json]``.
 
 ``NAME`` is a registry name (``OxfordPets``) or a dataset yaml stem (``oxford_pets``). The
 dataset is built as training builds it (defaults + the dataset yaml), with all shots and all
@@ -16,7 +16,9 @@ import sys
 
 import numpy as np
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets")
+import cpt
+
+CONFIG_DIR = cpt.resource_path("configs", "datasets")
 
 
 def _yaml_name(path):
@@ -29,8 +31,8 @@ def _yaml_name(path):
 
 def resolve(name):
     """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem."""
-    import datasets  # noqa: F401  (registers every dataset)
-    from engine.data import DATASET_REGISTRY
+    from cpt import datasets  # noqa: F401  (registers every dataset)
+    from cpt.engine.data import DATASET_REGISTRY
 
     yamls = {}
     if os.path.isdir(CONFIG_DIR):
@@ -55,9 +57,9 @@ def resolve(name):
 
 
 def build(root, name, cache_dir="", opts=()):
-    import datasets  # noqa: F401
-    from engine.config import get_cfg_default
-    from engine.data import build_dataset
+    from cpt import datasets  # noqa: F401
+    from cpt.engine.config import get_cfg_default
+    from cpt.engine.data import build_dataset
 
     reg, yaml_path = resolve(name)
     cfg = get_cfg_default()
@@ -93,7 +95,7 @@ def summary(ds):
 
 def open_some(ds, per_split):
     """Decode up to ``per_split`` images per split, spread over it (first and last first)."""
-    from engine.utils import read_image
+    from cpt.engine.utils import read_image
 
     for items in (ds.train_x, ds.val, ds.test):
         if not items or per_split <= 0:
@@ -104,7 +106,7 @@ def open_some(ds, per_split):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m datasets.check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cpt.datasets.check", description=__doc__.split("\n")[0])
     p.add_argument("--root", required=True, help="folder holding the datasets (DATASET.ROOT)")
     p.add_argument("--dataset", required=True, help="registry name (OxfordPets) or yaml stem (oxford_pets)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -112,7 +114,7 @@ def main(argv=None):
     p.add_argument("--open", type=int, default=2, help="images to decode per split (default 2; 0: none)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config pairs")
     args = p.parse_args(argv)
-    from datasets.common import DatasetLayoutError
+    from cpt.datasets.common import DatasetLayoutError
 
     try:
         ds = build(args.root, args.dataset, args.cache_dir, args.opts)

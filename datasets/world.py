@@ -1,4 +1,4 @@
-"""The offline world: a procedural image-caption generator of coloured shapes (DESIGN.md §8).
+"""The offline world: a procedural image-caption generator of coloured shapes (docs/design.md §8).
 
 Everything here is numpy + Pillow only (no engine/, no torch, no open_clip import), so the
 pretraining script, the tests and the dataset module can all use it.

@@ -12,8 +12,8 @@ import zipfile
 
 import torch
 
-from engine.faults import fault_point
-from engine.utils import atomic_write_bytes, mkdir_if_missing
+from cpt.engine.faults import fault_point
+from cpt.engine.utils import atomic_write_bytes, mkdir_if_missing
 
 
 class CheckpointError(RuntimeError):

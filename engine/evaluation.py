@@ -5,17 +5,17 @@
 (the first entry is the model-selection metric) and prints Dassl's
 ``=> result`` block, one ``* <key>: X%`` line per metric.
 
-Metrics come from ``calibration`` and follow its conventions (DESIGN.md 5.3).
+Metrics come from ``calibration`` and follow its conventions (docs/design.md 5.3).
 """
 import logging
 from collections import OrderedDict
 
 import torch
 
-from calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
+from cpt.calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
                                       result_block)
-from engine.registry import Registry
-from engine.utils import get_logger
+from cpt.engine.registry import Registry
+from cpt.engine.utils import get_logger
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ write a whole file, and a reader never sees half of one; an unreadable entry is 
 
 Disk use is bounded by ``TEST.CACHE_MAX_MB`` (default 4096): after a write the least recently
 used entries (modification time, refreshed on every hit) are removed until the folder fits.
-Clear it with ``python -m engine.feature_cache clear [--cache-dir DIR]`` (``info`` prints the
+Clear it with ``python -m cpt.engine.feature_cache clear [--cache-dir DIR]`` (``info`` prints the
 use), or delete the folder.
 """
 import argparse
@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from engine.utils import atomic_write_bytes
+from cpt.engine.utils import atomic_write_bytes
 
 SUBDIR = "features"
 HASHES = "weights-sha256.json"
@@ -215,7 +215,7 @@ def clear(cache_root):
 
 
 def main(argv=None):
-    from engine.config import default_cache_dir
+    from cpt.engine.config import default_cache_dir
     p = argparse.ArgumentParser(description="Inspect or clear the frozen image-feature cache.")
     p.add_argument("action", choices=["info", "clear"])
     p.add_argument("--cache-dir", default="", help="the CACHE_DIR of the runs (default: $CPT_CACHE_DIR or "

@@ -20,7 +20,7 @@
 #   GPU       GPU id (CUDA_VISIBLE_DEVICES); the optional GPU argument wins over it
 #   DRY_RUN=1 print the commands instead of running them
 #
-# Output layout (DESIGN.md section 7, calibrator in the path):
+# Output layout (docs/design.md section 7, calibrator in the path):
 #   $OUTPUT/base2new/{train_base,test_new}/<dataset>/shots_<K>/<Trainer>/<cfgdir>/seed<S>
 # with <cfgdir> = <cfg> when CALIB is none, else <cfg>_<CALIB>.
 # A run whose results.json says "status": "finished" is skipped; any other existing run dir is

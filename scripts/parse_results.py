@@ -9,7 +9,7 @@ Usage::
         [--datasets D ...] [--seeds S ...] [--no-std] [--strict]
         [--multilabel] [--dg]
 
-Layout read (DESIGN.md section 7, the calibrator in the path)::
+Layout read (docs/design.md section 7, the calibrator in the path)::
 
     OUTPUT_ROOT/base2new/train_base/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>/results.json
     OUTPUT_ROOT/base2new/test_new/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>/results.json
@@ -851,7 +851,7 @@ def main(argv=None):
     if args.plot:
         if REPO_ROOT not in sys.path:
             sys.path.insert(0, REPO_ROOT)
-        from calibration.plots import save_summary_figure  # lazy: needs matplotlib
+        from cpt.calibration.plots import save_summary_figure  # lazy: needs matplotlib
         save_summary_figure(summary_rows(groups), args.plot)
         print(f"summary figure saved to {args.plot}", file=sys.stderr)
     if args.strict and problems:

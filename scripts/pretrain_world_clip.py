@@ -1,6 +1,6 @@
 """Pretrain the offline world's tiny CLIP and write trainers/weights/world_tiny.{pt,json}.
 
-Recipe (DESIGN.md §8): AdamW (lr 1e-3, weight decay 0.1 on matrices, none on norms, biases,
+Recipe (docs/design.md §8): AdamW (lr 1e-3, weight decay 0.1 on matrices, none on norms, biases,
 embeddings and the logit scale), batch 256, linear warmup then cosine to 0, logit scale
 initialised at 30 and clamped at 100. Data: a pre-generated pool of single-object images
 (captions resampled at every use: about half made-up name only, some "a watt, a red circle.",
@@ -58,7 +58,7 @@ def _load_world():
 
 
 world = _load_world()
-from trainers import world_clip as wc  # noqa: E402
+from cpt.trainers import world_clip as wc  # noqa: E402
 
 
 class TokenCache:

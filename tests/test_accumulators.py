@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from calibration import accumulators as A
-from calibration import metrics as M
-from calibration import multilabel as ML
+from cpt.calibration import accumulators as A
+from cpt.calibration import metrics as M
+from cpt.calibration import multilabel as ML
 
 
 def test_classification_batches_equal_one_shot_and_reset():

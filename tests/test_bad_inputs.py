@@ -360,7 +360,7 @@ def test_two_runs_into_one_output_folder(capsys, dtd, out):
 
 
 def test_lock_of_another_host_or_reused_pid(tmp_path):
-    from engine.runlock import RunLock, RunLockError, is_stale, process_start_time
+    from cpt.engine.runlock import RunLock, RunLockError, is_stale, process_start_time
     import socket
 
     me = {"pid": os.getpid(), "host": socket.gethostname(), "start": process_start_time(os.getpid())}
@@ -414,9 +414,9 @@ def test_checked_merge_equals_yacs_on_every_shipped_config():
     """engine/config_check.merge_file gives what yacs' merge_from_file gives on every yaml in configs/."""
     import glob
 
-    from engine.config import get_cfg_default
-    from engine.config_check import merge_file
-    from trainers.config import extend_cfg
+    from cpt.engine.config import get_cfg_default
+    from cpt.engine.config_check import merge_file
+    from cpt.trainers.config import extend_cfg
 
     paths = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
     assert len(paths) > 40

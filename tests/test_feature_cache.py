@@ -7,7 +7,7 @@ import shutil
 
 import torch
 
-from engine import feature_cache as fc
+from cpt.engine import feature_cache as fc
 from tests.test_trainers import INIT, root, run  # noqa: F401  (fixture)
 
 

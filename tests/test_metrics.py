@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from calibration import metrics as M
+from cpt.calibration import metrics as M
 
 # ---------------------------------------------------------------------------
-# Independent loop references, written from the conventions of DESIGN.md 5.3
+# Independent loop references, written from the conventions of docs/design.md 5.3
 # (the TCPT evaluator's definitions, with the linear quantile rule).
 # ---------------------------------------------------------------------------
 
@@ -428,11 +428,11 @@ def test_plots_write_png_atomically(tmp_path):
     import subprocess
     import sys
 
-    code = "import sys, calibration; print('matplotlib' in sys.modules)"
+    code = "import sys, cpt.calibration; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
                          env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])})
     assert out.stdout.strip() == "False", out.stderr  # importing calibration does not import matplotlib
-    from calibration.plots import save_reliability_diagram, save_summary_figure
+    from cpt.calibration.plots import save_reliability_diagram, save_summary_figure
 
     conf, correct, _ = _random_case(10, 500)
     p1 = save_reliability_diagram(conf, correct, tmp_path / "sub" / "rd.png", title="t")

@@ -314,7 +314,7 @@ def test_no_runs(tmp_path, capsys):
 
 
 def test_plot(tree, tmp_path, capsys):
-    plots = pytest.importorskip("calibration.plots")
+    plots = pytest.importorskip("cpt.calibration.plots")
     if not hasattr(plots, "save_summary_figure"):
         pytest.skip("calibration.plots.save_summary_figure not written yet")
     add_other_groups(tree)

@@ -1,4 +1,4 @@
-"""Tests of calibration/regularizers.py (DESIGN.md section 5.1)."""
+"""Tests of calibration/regularizers.py (docs/design.md section 5.1)."""
 import glob
 import math
 import os
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from calibration.regularizers import (
+from cpt.calibration.regularizers import (
     DEFAULT_VOCAB_PATH,
     REGULARIZERS,
     RegContext,
@@ -143,7 +143,7 @@ def test_gradcheck_ccr():
 # ---------------------------------------------------------------- CCR estimator
 
 def ref_ccr(p, t, s, rel_tol=1e-5):
-    """Loop reference of DESIGN.md 5.1's estimator; returns (loss, corr, defined)."""
+    """Loop reference of docs/design.md 5.1's estimator; returns (loss, corr, defined)."""
     p, t, s = np.asarray(p, float), np.asarray(t), np.asarray(s, float)
     c = p.shape[1]
     corr = np.full((c, c), np.nan)
@@ -343,13 +343,13 @@ def test_apply_regularizers_sum_and_logs():
 
 
 def test_presets_merge_and_build():
-    from engine.config import get_cfg_default
+    from cpt.engine.config import get_cfg_default
 
     files = sorted(glob.glob(os.path.join(REPO, "configs", "calibration", "*.yaml")))
     names = {os.path.splitext(os.path.basename(f))[0] for f in files}
     assert names >= {"tcpt", "ccr", "mbls", "zs_norm", "penalty", "dor", "dor_coop",
                      "temperature", "dac", "sals"}
-    from calibration.posthoc import build_posthoc
+    from cpt.calibration.posthoc import build_posthoc
 
     for f in files:
         cfg = get_cfg_default()

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 import train
-import trainers  # noqa: F401  (registers the trainers)
+from cpt import trainers  # noqa: F401  (registers the trainers)
 from tests.engine_fixtures import write_fixture_tree
-from trainers.clip import ClipBackbone, bpe_tokenizer, encode_prompts, load_clip
-from trainers.taidpt import softmax_pool
+from cpt.trainers.clip import ClipBackbone, bpe_tokenizer, encode_prompts, load_clip
+from cpt.trainers.taidpt import softmax_pool
 
 TOL = 1e-5
 

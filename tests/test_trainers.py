@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import train
-import trainers  # noqa: F401  (registers the trainers)
-from engine.checkpoint import latest_checkpoint
-from engine.trainer import TRAINER_REGISTRY
+from cpt import trainers  # noqa: F401  (registers the trainers)
+from cpt.engine.checkpoint import latest_checkpoint
+from cpt.engine.trainer import TRAINER_REGISTRY
 from tests.engine_fixtures import write_fixture_tree
 
 CLIP_TRAINERS = sorted(n for n, c in TRAINER_REGISTRY._obj_map.items()
-                       if c.__module__.startswith("trainers."))
+                       if c.__module__.startswith("cpt.trainers."))
 INIT = {"CoOp": ["TRAINER.COOP.CTX_INIT", "a photo of a"],
         "KgCoOp": ["TRAINER.KGCOOP.CTX_INIT", "a photo of a"],
         "CoCoOp": ["TRAINER.COCOOP.CTX_INIT", "a photo of a"],
@@ -128,8 +128,8 @@ def test_regularizer_inputs_checked_at_build(root, tmp_path):
 def test_every_trainer_config_loads_with_the_trainer_keys():
     import glob
 
-    from engine.config import get_cfg_default
-    from trainers.config import extend_cfg
+    from cpt.engine.config import get_cfg_default
+    from cpt.trainers.config import extend_cfg
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "trainers")
     node = {"CoOp": "COOP", "CoCoOp": "COCOOP", "KgCoOp": "KGCOOP", "MaPLe": "MAPLE", "ZeroshotCLIP": "ZSCLIP",
             "TaIDPT": "TAIDPT"}
@@ -141,7 +141,7 @@ def test_every_trainer_config_loads_with_the_trainer_keys():
         trainer = os.path.basename(os.path.dirname(path))
         assert trainer in node and cfg.TRAINER[node[trainer]].PREC in ("fp16", "fp32"), path
         assert cfg.MODEL.BACKBONE.NAME in ("ViT-B/16", "world-tiny", "world-tiny-scenes", "RN50"), path
-    # base-to-new defaults of DESIGN.md section 4
+    # base-to-new defaults of docs/design.md section 4
     cfg = extend_cfg(get_cfg_default())
     cfg.merge_from_file(os.path.join(folder, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx.yaml"))
     assert (cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.DATALOADER.TRAIN_X.BATCH_SIZE) == (0.0035, 5, 4)

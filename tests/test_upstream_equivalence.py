@@ -131,7 +131,7 @@ def test_maple_fp16_rounding_is_what_separates_the_fixtures(setup, tmp_path):
 
 
 def test_template_tables_are_upstreams():
-    from trainers.templates import method_templates
+    from cpt.trainers.templates import method_templates
     with open(os.path.join(FIX, "templates_upstream.json")) as f:
         up = json.load(f)
     uses = {"ZeroshotCLIP": "ZeroshotCLIP", "CoOp": "ZeroshotCLIP", "CoCoOp": "ZeroshotCLIP", "MaPLe": "MaPLe",

@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 
-import datasets  # noqa: F401  (registers the benchmarks)
-from engine.config import get_cfg_default
-from engine.data import build_dataset
-from engine.data import fewshot
-from engine.data.fewshot import UpstreamFileError
+from cpt import datasets  # noqa: F401  (registers the benchmarks)
+from cpt.engine.config import get_cfg_default
+from cpt.engine.data import build_dataset
+from cpt.engine.data import fewshot
+from cpt.engine.data.fewshot import UpstreamFileError
 from tests import upstream_layouts as layouts
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "upstream")

@@ -1,4 +1,4 @@
-"""The CLIP backbone adapter on open_clip (DESIGN.md section 3): the one place that loads CLIP.
+"""The CLIP backbone adapter on open_clip (docs/design.md section 3): the one place that loads CLIP.
 
 ``load_clip`` resolves ``MODEL.BACKBONE.NAME`` (+ ``MODEL.BACKBONE.PRETRAINED_TAG``) to a frozen
 :class:`ClipBackbone`:
@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainers import world_clip as _world_clip
+from cpt.trainers import world_clip as _world_clip
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
 WORLD_NAMES = tuple(_world_clip.CHECKPOINTS)  # "world-tiny", "world-tiny-scenes"

@@ -1,4 +1,4 @@
-"""``CALIB.POSTHOC`` inside the prompt-learner trainers (DESIGN.md 5.2).
+"""``CALIB.POSTHOC`` inside the prompt-learner trainers (docs/design.md 5.2).
 
 One object per trainer, :class:`PosthocStep`, owns the calibrator of ``calibration.posthoc``:
 
@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from calibration.posthoc import PosthocCalibrator, build_posthoc
+from cpt.calibration.posthoc import PosthocCalibrator, build_posthoc
 
 POSTHOC_FILE = "posthoc.json"
 CLASSNAMES_FILE = "train_classnames.json"

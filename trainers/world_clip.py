@@ -1,4 +1,4 @@
-"""The offline world's tiny CLIP (DESIGN.md §8): config, builder and offline loader.
+"""The offline world's tiny CLIP (docs/design.md §8): config, builder and offline loader.
 
 Self-contained: imports torch, numpy and open_clip only (never ``datasets/``).
 

@@ -29,7 +29,7 @@ import pickle
 import random
 from collections import OrderedDict
 
-from engine.utils import get_logger
+from cpt.engine.utils import get_logger
 
 VAL_SHOTS = 4  # CoOp: validation set gets min(NUM_SHOTS, 4) per class
 _listdir = os.listdir  # the folder listing upstream's ImageNet order comes from (tests replace it)

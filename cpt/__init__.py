@@ -1,0 +1,44 @@
+"""Calibrated prompt tuning of CLIP, as one importable package: ``cpt``.
+
+Sub-packages: ``cpt.engine`` (Dassl-compatible engine), ``cpt.calibration`` (metrics,
+regularizers, post-hoc calibrators), ``cpt.trainers`` (the CLIP adapter and prompt learners),
+``cpt.datasets`` (one module per benchmark and the offline world), ``cpt.dassl_patches``;
+``cpt.cli`` is ``train.py``'s command line (installed as ``cpt-train``).
+
+Where the code lives: in a source checkout the sub-packages are the top-level folders users of
+the Dassl/CoOp forks know (``trainers/``, ``datasets/``, ...) and this file adds the checkout
+root to the package path; an installed copy (``pip install .``) holds them inside this folder,
+with ``configs/`` beside them. Nothing is installed under a top-level name such as ``datasets``,
+so Hugging Face's ``datasets`` and ours live side by side.
+"""
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+SUBPACKAGES = ("engine", "calibration", "trainers", "datasets", "dassl_patches")
+
+if os.path.isfile(os.path.join(_HERE, "engine", "__init__.py")):
+    PACKAGE_ROOT = _HERE  # installed copy
+else:
+    PACKAGE_ROOT = os.path.dirname(_HERE)  # source checkout: sub-packages beside this folder
+    __path__.append(PACKAGE_ROOT)
+
+
+def resource_path(*parts):
+    """Path of a shipped resource, e.g. ``resource_path("configs", "datasets")``."""
+    return os.path.join(PACKAGE_ROOT, *parts)
+
+
+def check_imports():
+    """Raise ``ImportError`` naming the module when something else answers to one of our names.
+
+    Catches a folder or file named like a sub-package (``cpt/engine.py`` left by an old copy, a
+    stale install) that would otherwise surface later as an unrelated registry error.
+    """
+    import importlib
+
+    for name in SUBPACKAGES:
+        mod = importlib.import_module(f"{__name__}.{name}")
+        where = [os.path.abspath(p) for p in getattr(mod, "__path__", [])] or [getattr(mod, "__file__", None)]
+        if os.path.join(PACKAGE_ROOT, name) not in where:
+            raise ImportError(f"{__name__}.{name} resolves to {where[0]}, not this project's "
+                              f"{os.path.join(PACKAGE_ROOT, name)}: another module shadows it")

@@ -1,0 +1,345 @@
+"""Train or evaluate a prompt learner (flag-compatible with CoOp/MaPLe's train.py).
+
+Config merge order: engine defaults, trainer keys (``trainers.config.extend_cfg``),
+``--dataset-config-file``, ``--config-file``, ``--calib-config-file``, flags,
+trailing ``KEY VALUE`` opts. Each run writes ``log.txt`` and ``results.json``
+(status, metrics in percent, wall time) into ``--output-dir``.
+"""
+import argparse
+import hashlib
+import io
+import os
+import sys
+import time
+import traceback
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line and exit status 2 (argparse prints the whole usage block)."""
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser():
+    p = _Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=str, default="", help="path to the datasets")
+    p.add_argument("--output-dir", type=str, default="", help="output directory")
+    p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
+    p.add_argument("--seed", type=int, default=-1, help="seed (0 is valid; < 0: not seeded)")
+    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    p.add_argument("--config-file", type=str, default="", help="method config (yaml)")
+    p.add_argument("--dataset-config-file", type=str, default="", help="dataset config (yaml)")
+    p.add_argument("--calib-config-file", type=str, default="", help="calibration preset (yaml)")
+    p.add_argument("--trainer", type=str, default="", help="name of trainer")
+    p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    p.add_argument("--head", type=str, default="", help="name of head")
+    p.add_argument("--eval-only", action="store_true", help="evaluation only")
+    p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
+    p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error print the traceback too (also: environment variable CPT_DEBUG=1)")
+    p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                   help="modify config options using the command-line")
+    return p
+
+
+def resolve_config_path(path):
+    """``path`` as given, else the shipped file of that name (``configs/...`` from any folder)."""
+    if os.path.isfile(path) or os.path.isabs(path):
+        return path
+    import cpt
+
+    shipped = cpt.resource_path(os.path.normpath(path))
+    return shipped if os.path.isfile(shipped) else path
+
+
+def _merge_file(cfg, path, what):
+    from cpt.engine.config_check import merge_file
+
+    if path:
+        merge_file(cfg, resolve_config_path(path), what)
+
+
+def setup_cfg(args):
+    from cpt.engine.config import get_cfg_default
+    from cpt.trainers.config import extend_cfg
+
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
+    _merge_file(cfg, args.config_file, "--config-file")
+    _merge_file(cfg, args.calib_config_file, "--calib-config-file")
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed is not None and args.seed >= 0:
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+    if args.opts:
+        from cpt.engine.config_check import merge_opts
+
+        merge_opts(cfg, args.opts, flags=[o for a in build_parser()._actions for o in a.option_strings])
+    cfg.freeze()
+    return cfg
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0] if path else ""
+
+
+def run_metadata(cfg, args):
+    from cpt.engine.config import calib_name
+
+    dump = cfg.dump()
+    return {
+        "trainer": cfg.TRAINER.NAME,
+        "config": _stem(args.config_file) or cfg.TRAINER.NAME.lower(),
+        "dataset": _stem(args.dataset_config_file) or cfg.DATASET.NAME,
+        "dataset_name": cfg.DATASET.NAME,
+        "shots": cfg.DATASET.NUM_SHOTS,
+        "seed": cfg.SEED,
+        "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
+        "calibration": calib_name(cfg),
+        "posthoc": cfg.CALIB.POSTHOC,
+        "eval_only": bool(args.eval_only),
+        "config_hash": hashlib.sha256(dump.encode()).hexdigest()[:16],
+    }
+
+
+def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start=None):
+    from cpt.engine.utils import versions, write_json
+
+    out = dict(meta)
+    out["status"] = status
+    out["metrics"] = metrics or {}
+    out["wall_time_s"] = round(time.time() - start, 3) if start else None
+    out["versions"] = versions()
+    if extra:
+        out.update(extra)
+    if error:
+        out["error"] = error
+    write_json(out, os.path.join(cfg.OUTPUT_DIR, "results.json"))
+
+
+def _init_distributed():
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.distributed.get_rank()
+    return 0
+
+
+def _save_reliability(cfg, trainer, split):
+    ev = trainer.evaluator
+    conf, correct = getattr(ev, "confidences", None), getattr(ev, "correct", None)
+    if not cfg.TEST.RELIABILITY_DIAGRAM or conf is None or correct is None:
+        return None
+    try:
+        from cpt.calibration.plots import save_reliability_diagram
+    except ImportError:
+        return None
+    path = os.path.join(cfg.OUTPUT_DIR, f"reliability_{split}.png")
+    title = f"{cfg.TRAINER.NAME} {cfg.DATASET.NAME} ({cfg.DATASET.SUBSAMPLE_CLASSES})"
+    save_reliability_diagram(conf, correct, path, title=title)
+    return os.path.basename(path)
+
+
+def _save_outputs(cfg, trainer, split):
+    """Write ``outputs_<split>.npz`` (``TEST.SAVE_OUTPUTS``): the evaluated scores, labels, index."""
+    scores = getattr(trainer, "last_scores", None)
+    if not cfg.TEST.SAVE_OUTPUTS or scores is None:
+        return None
+    import numpy as np
+
+    from cpt.engine.utils import atomic_write_bytes
+    outputs = trainer.last_outputs
+    buf = io.BytesIO()
+    np.savez(buf, scores=scores.detach().float().cpu().numpy(), labels=outputs["labels"].cpu().numpy(),
+             index=outputs["index"].cpu().numpy())
+    name = f"outputs_{split}.npz"
+    atomic_write_bytes(buf.getvalue(), os.path.join(cfg.OUTPUT_DIR, name))
+    return name
+
+
+def main(args):
+    start = time.time()
+    cfg = setup_cfg(args)
+    rank = _init_distributed()
+
+    from cpt import datasets  # noqa: F401  (registers the datasets)
+    from cpt import trainers  # noqa: F401  (registers the trainers)
+    from cpt.engine.trainer import TRAINER_REGISTRY, build_trainer
+    from cpt.engine.data import DATASET_REGISTRY
+    from cpt.engine.evaluation import EVALUATOR_REGISTRY
+    from cpt.engine.runlock import RunLock
+    from cpt.engine.utils import set_random_seed
+
+    # Fail fast on names, before any work.
+    TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    DATASET_REGISTRY.get(cfg.DATASET.NAME)
+    EVALUATOR_REGISTRY.get(cfg.TEST.EVALUATOR)
+    if args.eval_only and not args.model_dir and cfg.TRAINER.NAME != "ZeroshotCLIP":
+        raise ValueError("--eval-only needs --model-dir (the directory of a trained run)")
+    _preflight(cfg, args)
+
+    if cfg.SEED >= 0:
+        set_random_seed(cfg.SEED)  # same on every rank: identical initialisation
+    lock = RunLock(cfg.OUTPUT_DIR).acquire() if rank == 0 else None
+    try:
+        return _run(cfg, args, rank, start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _preflight(cfg, args):
+    """Value checks that need no data: a bad value fails before the output folder is touched."""
+    from cpt.calibration.posthoc import build_posthoc
+    from cpt.calibration.regularizers import build_regularizers
+    from cpt.engine.config_check import check_values
+
+    check_values(cfg)
+    build_regularizers(list(cfg.CALIB.METHOD), cfg.CALIB)
+    build_posthoc(cfg.CALIB.POSTHOC)
+    if args.model_dir and not os.path.isdir(args.model_dir):
+        raise FileNotFoundError(f"--model-dir {args.model_dir} does not exist")
+
+
+def _log_file_only(logger, text):
+    """Write ``text`` to the log file handlers only (a traceback for log.txt, not the terminal)."""
+    import logging
+
+    record = logging.LogRecord(logger.name, logging.ERROR, __file__, 0, text, None, None)
+    for h in logger.handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(record)
+
+
+def _clean_partial_writes(folder):
+    """Remove temporary files a killed run left in ``folder`` (we hold its lock; another run's lock
+    attempt, ``.tmp-lock-*``, is its own to remove)."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith(".tmp-") and not name.startswith(".tmp-lock-") and os.path.isfile(path):
+            os.remove(path)
+
+
+def _run(cfg, args, rank, start):
+    import math
+
+    from cpt.engine.trainer import build_trainer
+    from cpt.engine.utils import collect_env_info, setup_logger
+
+    if rank == 0:
+        _clean_partial_writes(cfg.OUTPUT_DIR)
+    logger = setup_logger(cfg.OUTPUT_DIR, rank=rank)
+    logger.info("*** Config ***")
+    logger.info(cfg.dump())
+    logger.info("Collecting env info ...")
+    logger.info("** System info **\n" + collect_env_info() + "\n")
+
+    meta = run_metadata(cfg, args)
+    trainer = None
+    try:
+        trainer = build_trainer(cfg)
+        if args.eval_only:
+            if args.model_dir:
+                trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            trainer.test()
+        elif not args.no_train:
+            trainer.train(0, cfg.OPTIM.MAX_EPOCH)
+        if rank == 0 and (args.eval_only or not args.no_train) and not cfg.TEST.NO_TEST:
+            split = cfg.TEST.SPLIT
+            metrics = trainer.last_results.get(split, {})
+            extra = {"epoch": getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
+                     "classnames": trainer.classnames}
+            extra.update(getattr(trainer, "results_extra", lambda: {})())
+            fig = _save_reliability(cfg, trainer, split)
+            if fig:
+                extra["reliability_diagram"] = fig
+            saved = _save_outputs(cfg, trainer, split)
+            if saved:
+                extra["outputs"] = saved
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+            if bad:
+                raise FloatingPointError(f"test metrics {', '.join(bad)} are not finite (the model's outputs are "
+                                         f"NaN or inf); the run is not reported as finished")
+            write_results(cfg, meta, "finished", metrics, extra, start=start)
+    except KeyboardInterrupt:
+        if rank == 0:
+            epoch = getattr(trainer, "epoch", None)
+            where = f" in epoch {epoch + 1}" if epoch is not None and not args.eval_only else ""
+            write_results(cfg, meta, "interrupted", error=f"interrupted (SIGINT){where}; re-run the same command "
+                          "to resume from the last complete epoch", start=start)
+            logger.info(f"Interrupted{where}; re-run the same command to resume from the last complete epoch")
+        raise
+    except BaseException as e:
+        if rank == 0:
+            write_results(cfg, meta, "failed", error=error_text(e), start=start)
+            _log_file_only(logger, traceback.format_exc())
+        raise
+    return trainer
+
+
+# Errors that mean "this input cannot run" (exit status 2, one line); others are bugs (traceback).
+INPUT_ERRORS = (KeyError, ValueError, OSError, RuntimeError, AssertionError, FloatingPointError, ImportError)
+
+
+def error_text(e):
+    """``<Type>: <message>`` of ``e``; for an error re-raised from a DataLoader worker, the original one."""
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    if "Original Traceback" in msg:  # the worker's traceback is in the message; its last line is the error
+        return [ln for ln in msg.splitlines() if ln.strip()][-1]
+    return f"{type(e).__name__}: {msg}"
+
+
+def error_line(e):
+    """The first line of ``error_text(e)`` (what the terminal gets)."""
+    return error_text(e).splitlines()[0]
+
+
+def cli(argv=None):
+    """The ``train.py`` / ``cpt-train`` command: exit 2 with one line on bad input."""
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("CPT_DEBUG", "") not in ("", "0")
+    try:
+        import cpt
+
+        cpt.check_imports()  # another module answering to one of our names: say which
+        main(args)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except INPUT_ERRORS as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
