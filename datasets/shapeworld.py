@@ -56,6 +56,18 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
     return target
 
 
+def _read_scene_split(folder, split_file):
+    """``(train, val, test, captions)`` of a multi-label split file ``[[path, multi_hot, caption]]``."""
+    with open(os.path.join(folder, split_file)) as f:
+        split = json.load(f)
+
+    def convert(items):
+        return [Datum(os.path.join(folder, p), np.asarray(y, dtype=np.int64), 0, cap) for p, y, cap in items]
+
+    captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
+    return convert(split["train"]), convert(split["val"]), convert(split["test"]), captions
+
+
 def _check_variant(variant):
     try:
         world.cast_strength(variant)
@@ -105,14 +117,7 @@ class ShapeWorldML(DatasetBase):
             lambda d: world.materialize_multilabel_split(d, variant=variant, seed=world.WORLD_SEED,
                                                          split_file=self.split_file, **SCENE_COUNTS),
             self.split_file)
-        with open(os.path.join(folder, self.split_file)) as f:
-            split = json.load(f)
-
-        def convert(items):
-            return [Datum(os.path.join(folder, p), np.asarray(y, dtype=np.int64), 0, cap) for p, y, cap in items]
-
-        train, val, test = convert(split["train"]), convert(split["val"]), convert(split["test"])
-        self._captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
+        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
         classnames = list(world.WORLD_NAMES)
         n = len(classnames)
         train, val, test, classnames = apply_fewshot_and_subsample(
@@ -158,14 +163,7 @@ class ShapeWorldRender(DatasetBase):
             lambda d: world.materialize_rendered_split(d, rendering=variant, seed=world.WORLD_SEED,
                                                        split_file=self.split_file, **RENDER_COUNTS),
             self.split_file)
-        with open(os.path.join(folder, self.split_file)) as f:
-            split = json.load(f)
-
-        def convert(items):
-            return [Datum(os.path.join(folder, p), np.asarray(y, dtype=np.int64), 0, cap) for p, y, cap in items]
-
-        train, val, test = convert(split["train"]), convert(split["val"]), convert(split["test"])
-        self._captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
+        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
         groups = common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES)
         classnames = list(world.WORLD_NAMES)
         n = len(classnames)

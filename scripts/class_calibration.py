@@ -69,6 +69,14 @@ def load_run(run_dir, split):
     return 1.0 / (1.0 + np.exp(-logits)), labels, metrics
 
 
+def _finished(run_dir):
+    path = os.path.join(run_dir, "results.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return json.load(f).get("status") == "finished"
+
+
 def _fmt(vals):
     vals = [v for v in vals if v is not None and np.isfinite(v)]
     if not vals:
@@ -85,6 +93,9 @@ def collect(root, dataset, shots, split, counts):
     rows = {}
     pattern = os.path.join(root, "base2new", "train_base", dataset, f"shots_{shots}", "*", "*", "seed*")
     for base_dir in sorted(glob.glob(pattern)):
+        if not _finished(base_dir):
+            print(f"skipped (unfinished): {base_dir}", file=sys.stderr)
+            continue
         rel = os.path.relpath(base_dir, os.path.join(root, "base2new", "train_base"))
         new_dir = os.path.join(root, "base2new", "test_new", rel)
         parts = rel.split(os.sep)
@@ -96,7 +107,7 @@ def collect(root, dataset, shots, split, counts):
             row.setdefault(f"base {name}", []).append(100 * g[name])
         for label, key in METRICS:
             row.setdefault(f"{label} base", []).append(res.get(key))
-        if os.path.isdir(new_dir):
+        if _finished(new_dir):
             p, y, res = load_run(new_dir, split)
             gaps, _ = signed_class_calibration(p, y)
             row.setdefault("new", []).append(100 * float(np.nanmean(gaps)))
