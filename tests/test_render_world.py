@@ -181,3 +181,60 @@ def test_render_checkpoint_ships_with_its_manifest_and_loads():
                                                        m["vintage_probability_map"]["bias"])
         assert cfg["MODEL"]["BACKBONE"]["NAME"] == "world-tiny-render"
     assert load_clip("world-tiny-render").source["file"] == path
+
+
+def test_pretraining_positives_respect_the_rendering():
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("_pretrain", os.path.join(root, "scripts", "pretrain_world_clip.py"))
+    pre = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pre)
+    pool, scenes = pre.build_pools(1, 40, 20, ["vintage", "neon"], 0.5)
+    rend = [m["rendering"] for m in pool[2]]
+    assert rend.count(None) == 20 and rend.count("vintage") == 10 and rend.count("neon") == 10
+    x, caps, pos = pre.make_batch(np.random.default_rng(0), pool, scenes, 64, 0.5, 0.4, p_word=0.75)
+    words = [("vintage" if "vintage" in c else "neon" if "neon" in c else None) for c in caps]
+    assert "vintage" in words and "neon" in words and None in words
+
+    def frame(img):  # an image's rendering, read from its frame colour (corner pixel)
+        corner = img[0, 0].astype(float) / 255
+        for name, r in world.RENDERINGS.items():
+            if np.abs(corner - np.array(r["tint"])).max() < 0.2:
+                return name
+        return None
+    img_r = [frame(img) for img in x]
+    assert bool(pos.diagonal().all())  # each image's own caption
+    # a caption naming a rendering is a positive only of images drawn in that rendering
+    for j, w in enumerate(words):
+        if w is not None:
+            assert all(img_r[i] == w for i in range(len(caps)) if pos[i, j])
+            assert img_r[j] == w
+    # without renderings, build_pools gives exactly the plain pools
+    plain = pre.build_pools(1, 10, 6)
+    ref = (world.generate_single_pool(1, 10, stream="pretrain"), world.generate_scene_pool(1, 6, stream="pretrain_scene"))
+    assert plain[0][0].tobytes() == ref[0][0].tobytes() and plain[1][1] == ref[1][1]
+
+
+def test_class_calibration_script_prints_group_gaps(tmp_path, capsys):
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("_cc", os.path.join(root, "scripts", "class_calibration.py"))
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    counts = np.zeros(4, dtype=int)
+    counts[:2] = [150, 5]  # base classes 0, 1: head, tail
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train_counts": counts.tolist()}))
+    logits = np.log(np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.4]]) / (1 - np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.4]])))
+    labels = np.array([[1, 0], [0, 1], [0, 0]])
+    for phase in ("train_base", "test_new"):
+        d = tmp_path / "out" / "base2new" / phase / "shapeworld_render" / "shots_16" / "CoOp" / "cfg" / "seed1"
+        d.mkdir(parents=True)
+        np.savez(d / "outputs_test.npz", scores=logits, labels=labels, index=np.arange(3))
+        (d / "results.json").write_text(json.dumps({"status": "finished", "metrics": {"mAP": 50.0, "ece": 1.5}}))
+    cc.main([str(tmp_path / "out"), "--counts", str(split)])
+    out = capsys.readouterr().out
+    # class 0: conf (.9 + .6 + .7) / 3 = .7333, acc 2/3 -> +6.67%; class 1: .7 - 1 -> -30%
+    row = [line for line in out.splitlines() if line.startswith("| CoOp/cfg |")]
+    assert row[0].split("|")[2:7] == [" 6.67 ", " - ", " -30.00 ", " -11.67 ", " -11.67 "]
+    assert row[1].split("|")[2:4] == [" 50.00 ", " 50.00 "]
