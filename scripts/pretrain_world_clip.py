@@ -28,6 +28,19 @@ model, e.g. the scene-heavy ``world_tiny_scenes.pt`` (the multi-label world's ba
     python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny.pt --name world-tiny-scenes \
         --steps 1000 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.75 \
         --out trainers/weights/world_tiny_scenes.pt
+
+Renderings (``--renderings vintage,neon``): a fraction ``--render-frac`` of both pools is drawn in
+the named renderings of ``datasets/world.py`` (palette cycle, colour grade, frame), and a rendered
+image's caption names its rendering with probability ``--render-word``. A caption that names a
+rendering is a positive only for images drawn in it. The manifest adds each rendering's zero-shot
+scene mAP with the default prompt and with prompts naming the rendering, plus its probability map
+(fitted on validation-stream scenes). The rendered world's backbone (``world_tiny_render.pt``,
+986 s on one thread):
+
+    python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny_scenes.pt \
+        --name world-tiny-render --renderings vintage,neon --render-frac 0.6 --render-word 0.75 \
+        --steps 800 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.6 --pool 30000 \
+        --scene-pool 15000 --eval-every 200 --threads 1 --out trainers/weights/world_tiny_render.pt
 """
 
 from __future__ import annotations
