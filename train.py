@@ -47,8 +47,8 @@ def _merge_file(cfg, path, what):
 
 
 def setup_cfg(args):
-    from engine.config import get_cfg_default
-    from trainers.config import extend_cfg
+    from cpt.engine.config import get_cfg_default
+    from cpt.trainers.config import extend_cfg
 
     cfg = get_cfg_default()
     extend_cfg(cfg)
@@ -88,7 +88,7 @@ def _stem(path):
 
 
 def run_metadata(cfg, args):
-    from engine.config import calib_name
+    from cpt.engine.config import calib_name
 
     dump = cfg.dump()
     return {
@@ -107,7 +107,7 @@ def run_metadata(cfg, args):
 
 
 def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start=None):
-    from engine.utils import versions, write_json
+    from cpt.engine.utils import versions, write_json
 
     out = dict(meta)
     out["status"] = status
@@ -139,7 +139,7 @@ def _save_reliability(cfg, trainer, split):
     if not cfg.TEST.RELIABILITY_DIAGRAM or conf is None or correct is None:
         return None
     try:
-        from calibration.plots import save_reliability_diagram
+        from cpt.calibration.plots import save_reliability_diagram
     except ImportError:
         return None
     path = os.path.join(cfg.OUTPUT_DIR, f"reliability_{split}.png")
@@ -155,7 +155,7 @@ def _save_outputs(cfg, trainer, split):
         return None
     import numpy as np
 
-    from engine.utils import atomic_write_bytes
+    from cpt.engine.utils import atomic_write_bytes
     outputs = trainer.last_outputs
     buf = io.BytesIO()
     np.savez(buf, scores=scores.detach().float().cpu().numpy(), labels=outputs["labels"].cpu().numpy(),
@@ -170,12 +170,12 @@ def main(args):
     cfg = setup_cfg(args)
     rank = _init_distributed()
 
-    import datasets  # noqa: F401  (registers the datasets)
-    import trainers  # noqa: F401  (registers the trainers)
-    from engine.trainer import TRAINER_REGISTRY, build_trainer
-    from engine.data import DATASET_REGISTRY
-    from engine.evaluation import EVALUATOR_REGISTRY
-    from engine.utils import collect_env_info, mkdir_if_missing, set_random_seed, setup_logger
+    from cpt import datasets  # noqa: F401  (registers the datasets)
+    from cpt import trainers  # noqa: F401  (registers the trainers)
+    from cpt.engine.trainer import TRAINER_REGISTRY, build_trainer
+    from cpt.engine.data import DATASET_REGISTRY
+    from cpt.engine.evaluation import EVALUATOR_REGISTRY
+    from cpt.engine.utils import collect_env_info, mkdir_if_missing, set_random_seed, setup_logger
 
     # Fail fast on names, before any work.
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME)

@@ -19,10 +19,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import datasets  # noqa: E402,F401
-from datasets import common  # noqa: E402
-from engine.config import get_cfg_default  # noqa: E402
-from engine.data import build_dataset  # noqa: E402
+from cpt import datasets  # noqa: E402,F401
+from cpt.datasets import common  # noqa: E402
+from cpt.engine.config import get_cfg_default  # noqa: E402
+from cpt.engine.data import build_dataset  # noqa: E402
 
 
 def write_fake_imagenet(root, per_class, n_classes=1000, test_per_class=50):

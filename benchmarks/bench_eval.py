@@ -22,11 +22,11 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from engine.config import get_cfg_default  # noqa: E402
-from engine.data import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
-from engine.trainer import build_trainer  # noqa: E402
-from trainers.config import extend_cfg  # noqa: E402
-import trainers  # noqa: E402,F401  (registers CoOp)
+from cpt.engine.config import get_cfg_default  # noqa: E402
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
+from cpt.engine.trainer import build_trainer  # noqa: E402
+from cpt.trainers.config import extend_cfg  # noqa: E402
+from cpt import trainers  # noqa: E402,F401  (registers CoOp)
 
 _SPEC = {}
 
@@ -129,7 +129,7 @@ def main():
     p.add_argument("--skip-vit-b16", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from trainers import world_clip
+    from cpt.trainers import world_clip
     with tempfile.TemporaryDirectory() as tmp:
         has_world = os.path.isfile(world_clip.DEFAULT_CHECKPOINT)
         bench("world-tiny" + ("" if has_world else " (random)"), "world-tiny", has_world, 32, args, tmp)

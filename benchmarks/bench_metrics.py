@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from calibration import metrics as M  # noqa: E402
+from cpt.calibration import metrics as M  # noqa: E402
 
 
 # ---------------------------------------------------------------------------

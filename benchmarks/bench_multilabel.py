@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from calibration.multilabel import multilabel_metrics  # noqa: E402
+from cpt.calibration.multilabel import multilabel_metrics  # noqa: E402
 
 
 def make_data(n_images, n_classes, seed):

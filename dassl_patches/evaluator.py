@@ -19,7 +19,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from calibration.metrics import classification_metrics, classification_stats, knn_proximity
+from cpt.calibration.metrics import classification_metrics, classification_stats, knn_proximity
 
 from .build import EVALUATOR_REGISTRY
 

@@ -8,7 +8,7 @@ phrases that also name it in a caption); the matching rule is
 """
 import os
 
-from engine.data.captions import register_synonyms
+from cpt.engine.data.captions import register_synonyms
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

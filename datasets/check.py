@@ -29,8 +29,8 @@ def _yaml_name(path):
 
 def resolve(name):
     """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem."""
-    import datasets  # noqa: F401  (registers every dataset)
-    from engine.data import DATASET_REGISTRY
+    from cpt import datasets  # noqa: F401  (registers every dataset)
+    from cpt.engine.data import DATASET_REGISTRY
 
     yamls = {}
     if os.path.isdir(CONFIG_DIR):
@@ -55,9 +55,9 @@ def resolve(name):
 
 
 def build(root, name, cache_dir="", opts=()):
-    import datasets  # noqa: F401
-    from engine.config import get_cfg_default
-    from engine.data import build_dataset
+    from cpt import datasets  # noqa: F401
+    from cpt.engine.config import get_cfg_default
+    from cpt.engine.data import build_dataset
 
     reg, yaml_path = resolve(name)
     cfg = get_cfg_default()
@@ -93,7 +93,7 @@ def summary(ds):
 
 def open_some(ds, per_split):
     """Decode up to ``per_split`` images per split, spread over it (first and last first)."""
-    from engine.utils import read_image
+    from cpt.engine.utils import read_image
 
     for items in (ds.train_x, ds.val, ds.test):
         if not items or per_split <= 0:
@@ -112,7 +112,7 @@ def main(argv=None):
     p.add_argument("--open", type=int, default=2, help="images to decode per split (default 2; 0: none)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config pairs")
     args = p.parse_args(argv)
-    from datasets.common import DatasetLayoutError
+    from cpt.datasets.common import DatasetLayoutError
 
     try:
         ds = build(args.root, args.dataset, args.cache_dir, args.opts)

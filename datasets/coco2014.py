@@ -10,8 +10,8 @@ TaI-DPT's text-only training source.
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY
 
 NAME = "COCO2014"
 LAYOUT = """\

@@ -8,8 +8,8 @@ long-tail groups (``COCOLT``).
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY
 
 NAME = "COCO2017"
 LAYOUT = """\

@@ -27,9 +27,9 @@ import textwrap
 
 import numpy as np
 
-from engine.config import resolve_cache_dir
-from engine.data.datasets import DatasetBase, Datum, apply_fewshot_and_subsample, class_split_indices
-from engine.utils import atomic_write_bytes, get_logger, listdir_nohidden
+from cpt.engine.config import resolve_cache_dir
+from cpt.engine.data.datasets import DatasetBase, Datum, apply_fewshot_and_subsample, class_split_indices
+from cpt.engine.utils import atomic_write_bytes, get_logger, listdir_nohidden
 
 FULL_CHECK_LIMIT = 20000
 SAMPLE_SIZE = 1000
@@ -199,7 +199,7 @@ def read_split_file(path, image_dir, name):
 
 
 def _read_split_file(path, base, name):
-    from engine.utils import read_json
+    from cpt.engine.utils import read_json
 
     try:
         blob = read_json(path)
@@ -375,7 +375,7 @@ def finish_single_label(cfg, name, train, val, test, classnames):
 
 def finish_test_only(cfg, name, test, classnames):
     """Test-only datasets: no few-shot; base/new applies to the test set."""
-    from engine.data.datasets import subsample_classes
+    from cpt.engine.data.datasets import subsample_classes
 
     test, classnames = subsample_classes(test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
     return dict(train_x=[], val=[], test=test, classnames=classnames)
@@ -501,7 +501,7 @@ def lt_groups(train, subsample):
 def caption_multihot(caption, classnames, synonyms=None, dataset_name="COCO2014"):
     """Multi-hot (int8, 1/0) of the classes a caption names: the class name, a plural, or a synonym
     (``synonyms`` dict, default: the registered file of ``dataset_name``)."""
-    from engine.data.captions import CaptionMatcher, synonyms_for
+    from cpt.engine.data.captions import CaptionMatcher, synonyms_for
     return CaptionMatcher(classnames, synonyms_for(dataset_name) if synonyms is None else synonyms)(caption)
 
 
@@ -521,8 +521,8 @@ class MultiLabelDataset(DatasetBase):
         if path is None:
             raise DatasetLayoutError(f"{type(self).__name__}: no captions file; looked for "
                                      f"{', '.join(self.caption_files)}")
-        from engine.data.captions import CaptionMatcher, synonyms_for
-        import datasets.captions  # noqa: F401  (registers the synonym files)
+        from cpt.engine.data.captions import CaptionMatcher, synonyms_for
+        import cpt.datasets.captions  # noqa: F401  (registers the synonym files)
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
         matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))

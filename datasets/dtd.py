@@ -5,8 +5,8 @@ of ``images/<class>/``, saved to the cache.
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase
 
 NAME = "DescribableTextures"
 LAYOUT = """\

@@ -5,8 +5,8 @@ Always the official split: ``images_variant_{train,val,test}.txt`` (lines
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
 
 NAME = "FGVCAircraft"
 LAYOUT = """\

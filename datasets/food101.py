@@ -5,8 +5,8 @@ Split: ``split_zhou_Food101.json`` if present, else (as CoOp) a 50/20/30 per-cla
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase
 
 NAME = "Food101"
 LAYOUT = """\

@@ -10,8 +10,8 @@ As in CoOp, the dataset's ``val`` is its ``test`` (no held-out validation split 
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, DatasetBase, apply_fewshot_and_subsample
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase, apply_fewshot_and_subsample
 
 NAME = "ImageNet"
 LAYOUT = """\

@@ -7,8 +7,8 @@ labels 0..199 index that sorted list (a 200-way problem, as in CoOp). Base/new c
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase
 
 NAME = "ImageNetR"
 LAYOUT = """\

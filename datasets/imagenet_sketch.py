@@ -5,8 +5,8 @@ Folders are ImageNet wnids; label = the wnid's line in ``classnames.txt``
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase
 
 NAME = "ImageNetSketch"
 LAYOUT = """\

@@ -6,8 +6,8 @@ Base/new applies to the test set (ImageNet's 500/500).
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase
 
 NAME = "ImageNetV2"
 LAYOUT = """\

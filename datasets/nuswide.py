@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum
 
 NAME = "NUSWIDE"
 LAYOUT = """\

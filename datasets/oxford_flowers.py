@@ -7,9 +7,9 @@ from ``imagelabels.mat`` (``labels``: 1..102 for image_00001.jpg, image_00002.jp
 import os
 import random
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum, DatasetBase
-from engine.utils import read_json
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.engine.utils import read_json
 
 NAME = "OxfordFlowers"
 LAYOUT = """\

@@ -7,8 +7,8 @@ train/val split of trainval, saved to the cache.
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
 
 NAME = "OxfordPets"
 LAYOUT = """\

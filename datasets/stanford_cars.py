@@ -7,8 +7,8 @@ Split: ``split_zhou_StanfordCars.json`` if present, else built from the devkit's
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
 
 NAME = "StanfordCars"
 LAYOUT = """\

@@ -10,8 +10,8 @@ them with spaces).
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
 
 NAME = "SUN397"
 LAYOUT = """\

@@ -9,8 +9,8 @@ folder (and the class name) splits the CamelCase action at capitals with undersc
 import os
 import re
 
-from datasets import common
-from engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
 
 NAME = "UCF101"
 LAYOUT = """\

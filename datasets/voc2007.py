@@ -9,8 +9,8 @@ All listed images are kept. Class names are prompt-friendly ("dining table", "po
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY
 
 NAME = "VOC2007"
 LAYOUT = """\

@@ -8,8 +8,8 @@ sampling (6/6/8 classes), indexed in the classes kept by ``SUBSAMPLE_CLASSES``.
 """
 import os
 
-from datasets import common
-from engine.data import DATASET_REGISTRY
+from cpt.datasets import common
+from cpt.engine.data import DATASET_REGISTRY
 
 NAME = "VOCLT"
 LAYOUT = """\

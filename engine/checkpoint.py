@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from engine.utils import atomic_write_bytes, mkdir_if_missing
+from cpt.engine.utils import atomic_write_bytes, mkdir_if_missing
 
 
 def learnable_state_dict(module):

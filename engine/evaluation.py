@@ -13,10 +13,10 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from calibration.metrics import classification_metrics, classification_stats, knn_proximity
-from calibration.multilabel import multilabel_metrics
-from engine.registry import Registry
-from engine.utils import get_logger
+from cpt.calibration.metrics import classification_metrics, classification_stats, knn_proximity
+from cpt.calibration.multilabel import multilabel_metrics
+from cpt.engine.registry import Registry
+from cpt.engine.utils import get_logger
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 logger = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from engine.checkpoint import (latest_checkpoint, learnable_state_dict, load_checkpoint,
+from cpt.engine.checkpoint import (latest_checkpoint, learnable_state_dict, load_checkpoint,
                                load_learnable_state, save_checkpoint)
-from engine.data import DataManager
-from engine.evaluation import build_evaluator
-from engine.registry import Registry
-from engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing
+from cpt.engine.data import DataManager
+from cpt.engine.evaluation import build_evaluator
+from cpt.engine.registry import Registry
+from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing
 
 TRAINER_REGISTRY = Registry("TRAINER")
 

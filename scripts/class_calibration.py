@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from calibration.multilabel import signed_class_calibration  # noqa: E402
+from cpt.calibration.multilabel import signed_class_calibration  # noqa: E402
 
 METRICS = (("mAP", "mAP"), ("ECE", "ece"), ("ACE", "adaptive_ece"), ("MCE", "mce"), ("PIECE", "piece"))
 
@@ -46,7 +46,7 @@ def lt_group_indices(counts, kept):
 
 def world_train_counts(seed=0, n_train=1200):
     """Positives per class of ShapeWorldRender's training split (label draws only, no images)."""
-    from datasets import world
+    from cpt.datasets import world
     w = world.long_tail_weights()
     counts = np.zeros(world.N_CLASSES, dtype=np.int64)
     for i in range(n_train):

@@ -847,7 +847,7 @@ def main(argv=None):
     if args.plot:
         if REPO_ROOT not in sys.path:
             sys.path.insert(0, REPO_ROOT)
-        from calibration.plots import save_summary_figure  # lazy: needs matplotlib
+        from cpt.calibration.plots import save_summary_figure  # lazy: needs matplotlib
         save_summary_figure(summary_rows(groups), args.plot)
         print(f"summary figure saved to {args.plot}", file=sys.stderr)
     if args.strict and problems:

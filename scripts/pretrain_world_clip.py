@@ -71,7 +71,7 @@ def _load_world():
 
 
 world = _load_world()
-from trainers import world_clip as wc  # noqa: E402
+from cpt.trainers import world_clip as wc  # noqa: E402
 
 
 class TokenCache:

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from calibration.multilabel import mean_average_precision  # noqa: E402
+from cpt.calibration.multilabel import mean_average_precision  # noqa: E402
 
 
 def load_outputs(run_dir, split="test"):

@@ -7,9 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from engine.data import DATASET_REGISTRY, DatasetBase, apply_fewshot_and_subsample, read_split, save_split, Datum
-from engine.optim import build_lr_scheduler, build_optimizer
-from engine.trainer import TRAINER_REGISTRY, TrainerX
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase, apply_fewshot_and_subsample, read_split, save_split, Datum
+from cpt.engine.optim import build_lr_scheduler, build_optimizer
+from cpt.engine.trainer import TRAINER_REGISTRY, TrainerX
 
 CLASSNAMES = ["red", "green", "blue", "yellow", "cyan"]
 _COLORS = np.array([[220, 30, 30], [30, 200, 30], [30, 30, 220], [220, 220, 30], [30, 220, 220]])

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.clip_fixtures import rn_clip_file
-from trainers import clip as clip_mod
-from trainers.clip import (BackboneError, PretrainedWeightsNotFound, PromptLearner, effective_precision,
+from cpt.trainers import clip as clip_mod
+from cpt.trainers.clip import (BackboneError, PretrainedWeightsNotFound, PromptLearner, effective_precision,
                            encode_prompts, find_pretrained_file, load_clip)
 
 NAMES = ["gloss", "red circle", "blue_square"]
@@ -231,7 +231,7 @@ def test_low_precision_weights_keep_fp32_prompts(tiny):
 
 
 def test_templates_and_the_ensemble(tiny):
-    from trainers.templates import DATASET_TEMPLATES, ENSEMBLE_TEMPLATES, get_ensemble_templates, get_template
+    from cpt.trainers.templates import DATASET_TEMPLATES, ENSEMBLE_TEMPLATES, get_ensemble_templates, get_template
     for t in list(DATASET_TEMPLATES.values()) + ENSEMBLE_TEMPLATES:
         assert t.count("{}") == 1
     assert get_template("EuroSAT") == "a centered satellite photo of {}."
@@ -248,7 +248,7 @@ def test_templates_and_the_ensemble(tiny):
 
 
 def test_the_shipped_world_clip_loads_through_the_adapter():
-    from trainers import world_clip
+    from cpt.trainers import world_clip
     if not os.path.isfile(world_clip.DEFAULT_CHECKPOINT):
         pytest.skip("trainers/weights/world_tiny.pt not built yet")
     clip = load_clip("world-tiny")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from calibration import metrics as M
+from cpt.calibration import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "dassl_patches" / "install.py"

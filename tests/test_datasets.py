@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-import datasets  # noqa: F401  (registers the benchmarks)
-from datasets import check, common
-from datasets.common import DatasetLayoutError
-from engine.config import get_cfg_default
-from engine.data import DATASET_REGISTRY, build_dataset
+from cpt import datasets  # noqa: F401  (registers the benchmarks)
+from cpt.datasets import check, common
+from cpt.datasets.common import DatasetLayoutError
+from cpt.engine.config import get_cfg_default
+from cpt.engine.data import DATASET_REGISTRY, build_dataset
 from tests import dataset_fixtures as fx
 
 NAMES = list(fx.WRITERS)
@@ -214,7 +214,7 @@ def test_large_split_check_is_sampled(tmp_path, monkeypatch):
     rows[5][0] = "baby_back_ribs/missing_a.jpg"  # not sampled: found later by the loader
     fx.jdump(os.path.join(ddir, "split_zhou_Food101.json"), {"train": rows, "val": [], "test": rows[:2]})
     ds = build(root, "Food101", tmp_path / "c1")
-    from engine.utils import read_image
+    from cpt.engine.utils import read_image
 
     with pytest.raises(FileNotFoundError, match="missing_a.jpg"):
         read_image(ds.train_x[5].impath)
@@ -299,7 +299,7 @@ def test_corrupt_image_is_named_when_loaded(tmp_path, capsys):
     with open(bad, "wb") as f:
         f.write(b"this is not a jpeg")
     ds = build(root, "Food101", tmp_path / "cache")
-    from engine.data import DatasetWrapper
+    from cpt.engine.data import DatasetWrapper
 
     items = ds.train_x + ds.val + ds.test
     wrapper = DatasetWrapper(items, lambda im: im)

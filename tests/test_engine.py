@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import train
-from engine.config import get_cfg_default
-from engine.data import Datum, generate_fewshot, subsample_classes
-from engine.optim import build_lr_scheduler, build_optimizer
-from engine.registry import Registry
-from engine.trainer import TRAINER_REGISTRY
+from cpt.engine.config import get_cfg_default
+from cpt.engine.data import Datum, generate_fewshot, subsample_classes
+from cpt.engine.optim import build_lr_scheduler, build_optimizer
+from cpt.engine.registry import Registry
+from cpt.engine.trainer import TRAINER_REGISTRY
 from tests import engine_fixtures
 from tests.engine_fixtures import CLASSNAMES, EngineTiny, write_fixture_tree
 
@@ -94,13 +94,13 @@ def _args(root, out, *extra, epochs=3, seed=1):
 
 
 def _weights(out):
-    from engine.checkpoint import latest_checkpoint
+    from cpt.engine.checkpoint import latest_checkpoint
 
     return torch.load(latest_checkpoint(os.path.join(out, "model")), weights_only=False)["state_dict"]
 
 
 def test_train_checkpoint_resume_and_eval_only(fixture_root, tmp_path):
-    from engine.utils import read_json
+    from cpt.engine.utils import read_json
 
     full = str(tmp_path / "full")
     trainer = train.main(train.build_parser().parse_args(_args(fixture_root, full)))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from calibration import metrics as M
-from calibration import multilabel as ML
-from engine.config import get_cfg_default
-from engine.evaluation import (
+from cpt.calibration import metrics as M
+from cpt.calibration import multilabel as ML
+from cpt.engine.config import get_cfg_default
+from cpt.engine.evaluation import (
     EVALUATOR_REGISTRY,
     Classification,
     EvaluatorBase,
@@ -41,7 +41,7 @@ def test_block_is_printed_without_a_configured_logger(capsys, monkeypatch):
 
 def test_result_block_goes_through_the_run_logger(tmp_path, monkeypatch):
     monkeypatch.setattr(logging.getLogger("cpt"), "handlers", [])
-    from engine.utils import setup_logger
+    from cpt.engine.utils import setup_logger
 
     logger = setup_logger(str(tmp_path))
     try:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from calibration import metrics as M
+from cpt.calibration import metrics as M
 
 # ---------------------------------------------------------------------------
 # Independent loop references, written from the conventions of DESIGN.md 5.3
@@ -432,7 +432,7 @@ def test_plots_write_png_atomically(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
                          env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])})
     assert out.stdout.strip() == "False", out.stderr  # importing calibration does not import matplotlib
-    from calibration.plots import save_reliability_diagram, save_summary_figure
+    from cpt.calibration.plots import save_reliability_diagram, save_summary_figure
 
     conf, correct, _ = _random_case(10, 500)
     p1 = save_reliability_diagram(conf, correct, tmp_path / "sub" / "rd.png", title="t")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score
 
-from calibration import metrics as M
-from calibration import multilabel as ML
+from cpt.calibration import metrics as M
+from cpt.calibration import multilabel as ML
 
 
 def test_golden_design_5_3():

@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import datasets  # noqa: F401  (registers the datasets and the synonym files)
+from cpt import datasets  # noqa: F401  (registers the datasets and the synonym files)
 import train
-import trainers  # noqa: F401  (registers the trainers)
-from datasets import world
-from engine.checkpoint import latest_checkpoint
-from engine.data.captions import CaptionMatcher, caption_multihot, synonyms_for
-from trainers.base import masked_bce
-from trainers.taidpt import ranking_loss, softmax_pool
+from cpt import trainers  # noqa: F401  (registers the trainers)
+from cpt.datasets import world
+from cpt.engine.checkpoint import latest_checkpoint
+from cpt.engine.data.captions import CaptionMatcher, caption_multihot, synonyms_for
+from cpt.trainers.base import masked_bce
+from cpt.trainers.taidpt import ranking_loss, softmax_pool
 
 N_TRAIN, N_VAL, N_TEST = 40, 16, 24
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
 
-from calibration.posthoc import (
+from cpt.calibration.posthoc import (
     apply_dac,
     apply_temperature,
     build_posthoc,
@@ -19,7 +19,7 @@ from calibration.posthoc import (
     posthoc_names,
     sals_logits,
 )
-from calibration.regularizers import zs_norm_logits
+from cpt.calibration.regularizers import zs_norm_logits
 
 
 def unit(deg):

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from calibration.posthoc import fit_temperature
+from cpt.calibration.posthoc import fit_temperature
 from tests.engine_fixtures import write_fixture_tree
 from tests.test_trainers import INIT, run
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from calibration.regularizers import (
+from cpt.calibration.regularizers import (
     DEFAULT_VOCAB_PATH,
     REGULARIZERS,
     RegContext,
@@ -343,13 +343,13 @@ def test_apply_regularizers_sum_and_logs():
 
 
 def test_presets_merge_and_build():
-    from engine.config import get_cfg_default
+    from cpt.engine.config import get_cfg_default
 
     files = sorted(glob.glob(os.path.join(REPO, "configs", "calibration", "*.yaml")))
     names = {os.path.splitext(os.path.basename(f))[0] for f in files}
     assert names >= {"tcpt", "ccr", "mbls", "zs_norm", "penalty", "dor", "dor_coop",
                      "temperature", "dac", "sals"}
-    from calibration.posthoc import build_posthoc
+    from cpt.calibration.posthoc import build_posthoc
 
     for f in files:
         cfg = get_cfg_default()

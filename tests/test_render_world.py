@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from calibration.multilabel import signed_class_calibration
-from datasets import world
+from cpt.calibration.multilabel import signed_class_calibration
+from cpt.datasets import world
 
 
 def _h(a):
@@ -135,9 +135,9 @@ def test_signed_class_calibration_hand_computed():
 
 
 def test_dataset_groups_by_training_count_and_reads_the_user_folder(tmp_path):
-    import datasets  # noqa: F401  (registers the datasets)
-    from datasets.shapeworld import ShapeWorldRender
-    from engine.config import get_cfg_default
+    from cpt import datasets  # noqa: F401  (registers the datasets)
+    from cpt.datasets.shapeworld import ShapeWorldRender
+    from cpt.engine.config import get_cfg_default
     world.materialize_rendered_split(str(tmp_path / "shapeworldrender" / "vintage"), "vintage", seed=0,
                                      n_train=60, n_val=8, n_test=10)
     with open(tmp_path / "shapeworldrender" / "vintage" / "split_ShapeWorldRender.json") as f:
@@ -163,8 +163,8 @@ def test_dataset_groups_by_training_count_and_reads_the_user_folder(tmp_path):
 def test_render_checkpoint_ships_with_its_manifest_and_loads():
     """``world-tiny-render``: under 8 MB, manifest hash and parent recorded, renderings listed, the
     config maps equal to the manifest's vintage map, and it loads through the backbone registry."""
-    from trainers import world_clip as wc
-    from trainers.clip import load_clip
+    from cpt.trainers import world_clip as wc
+    from cpt.trainers.clip import load_clip
     path = wc.CHECKPOINTS["world-tiny-render"]
     m = json.load(open(wc.manifest_path(path)))
     parent = json.load(open(wc.manifest_path(wc.CHECKPOINTS["world-tiny-scenes"])))

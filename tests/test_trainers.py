@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import train
-import trainers  # noqa: F401  (registers the trainers)
-from engine.checkpoint import latest_checkpoint
-from engine.trainer import TRAINER_REGISTRY
+from cpt import trainers  # noqa: F401  (registers the trainers)
+from cpt.engine.checkpoint import latest_checkpoint
+from cpt.engine.trainer import TRAINER_REGISTRY
 from tests.engine_fixtures import write_fixture_tree
 
 CLIP_TRAINERS = sorted(n for n, c in TRAINER_REGISTRY._obj_map.items()
@@ -129,8 +129,8 @@ def test_regularizer_inputs_checked_at_build(root, tmp_path):
 def test_every_trainer_config_loads_with_the_trainer_keys():
     import glob
 
-    from engine.config import get_cfg_default
-    from trainers.config import extend_cfg
+    from cpt.engine.config import get_cfg_default
+    from cpt.trainers.config import extend_cfg
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "trainers")
     node = {"CoOp": "COOP", "CoCoOp": "COCOOP", "KgCoOp": "KGCOOP", "MaPLe": "MAPLE", "ZeroshotCLIP": "ZSCLIP",
             "TaIDPT": "TAIDPT"}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import world
-from trainers import world_clip as wc
+from cpt.datasets import world
+from cpt.trainers import world_clip as wc
 
 
 def _files(root):
@@ -188,8 +188,8 @@ def test_scene_checkpoint_continues_the_shipped_one_and_is_stronger_on_scenes():
     """``world-tiny-scenes`` (the multi-label world's backbone) was continued from ``world-tiny``
     on mostly scenes: its manifest names the parent by hash, and on fresh clean scenes its
     zero-shot mAP is higher while its single-object zero-shot stays above the 80% bar."""
-    from calibration.multilabel import mean_average_precision
-    from trainers.clip import load_clip
+    from cpt.calibration.multilabel import mean_average_precision
+    from cpt.trainers.clip import load_clip
     path = wc.CHECKPOINTS["world-tiny-scenes"]
     m0 = json.load(open(wc.manifest_path(wc.DEFAULT_CHECKPOINT)))
     m1 = json.load(open(wc.manifest_path(path)))

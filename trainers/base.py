@@ -35,15 +35,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from engine.config import resolve_cache_dir
-from engine.optim import build_lr_scheduler, build_optimizer
-from engine.trainer import TrainerX, get_rank, is_distributed
-from engine.utils import atomic_write_bytes, count_num_param
-from trainers.clip import load_clip
-from trainers.config import LOSS_CHOICES, PREC_CHOICES
+from cpt.engine.config import resolve_cache_dir
+from cpt.engine.optim import build_lr_scheduler, build_optimizer
+from cpt.engine.trainer import TrainerX, get_rank, is_distributed
+from cpt.engine.utils import atomic_write_bytes, count_num_param
+from cpt.trainers.clip import load_clip
+from cpt.trainers.config import LOSS_CHOICES, PREC_CHOICES
 
 ML_EVALUATOR = "MultiLabelClassification"
-from trainers.templates import get_template
+from cpt.trainers.templates import get_template
 
 # RegContext fields every ClipPromptTrainer can fill.
 _BASE_FIELDS = {"logits", "labels", "image_features", "logit_scale", "zs_text_features", "zs_logits",
@@ -142,7 +142,7 @@ class ClipPromptTrainer(TrainerX):
             self.learner.to(self.device)
             self.model["prompt_learner"] = self.learner
             if cfg.MODEL.INIT_WEIGHTS:
-                from engine.checkpoint import load_checkpoint, load_learnable_state
+                from cpt.engine.checkpoint import load_checkpoint, load_learnable_state
                 ckpt = load_checkpoint(cfg.MODEL.INIT_WEIGHTS)
                 load_learnable_state(self.learner, ckpt.get("state_dict", ckpt), cfg.MODEL.INIT_WEIGHTS)
             n_learn = sum(p.numel() for p in self.learner.parameters() if p.requires_grad)
@@ -156,7 +156,7 @@ class ClipPromptTrainer(TrainerX):
         if cfg.TEST.CACHE_FEATURES and not self.frozen_image_encoder:
             self.logger.info(f"TEST.CACHE_FEATURES ignored: {type(self).__name__} prompts the image encoder")
         self.trained_here = False
-        from trainers.posthoc import PosthocStep
+        from cpt.trainers.posthoc import PosthocStep
         self.posthoc = PosthocStep(self)
         self._eval_split = None
 
@@ -233,7 +233,7 @@ class ClipPromptTrainer(TrainerX):
         methods = list(self.cfg.CALIB.METHOD)
         if not methods:
             return []
-        from calibration.regularizers import build_regularizers, check_requirements
+        from cpt.calibration.regularizers import build_regularizers, check_requirements
         regs = build_regularizers(methods, self.cfg.CALIB)
         for r in regs:
             need = sorted({"probs", "targets"} & set(r.requires))
@@ -252,7 +252,7 @@ class ClipPromptTrainer(TrainerX):
         self.outlier_words, self._outlier_idx = None, None
         if self.dor is None:
             return
-        from calibration.regularizers import load_outlier_vocab
+        from cpt.calibration.regularizers import load_outlier_vocab
         self.outlier_words = load_outlier_vocab(self.dor.params["vocab"] or None, exclude=self.classnames)
         self.outlier_zs = self.clip.zero_shot_text_features(self.outlier_words, self.template)
         self.logger.info(f"DOR: {len(self.outlier_words)} outlier words, {self.dor.params['num_outliers']} per epoch")
@@ -260,7 +260,7 @@ class ClipPromptTrainer(TrainerX):
     def before_epoch(self):
         super().before_epoch()
         if self.dor is not None:
-            from calibration.regularizers import select_outliers
+            from cpt.calibration.regularizers import select_outliers
             n = self.dor.params["num_outliers"]
             g = torch.Generator().manual_seed(max(self.cfg.SEED, 0) * 100003 + self.epoch)
             self._outlier_idx = select_outliers(self.outlier_zs, self.zs_text_features, n, pool=4 * n,
@@ -322,7 +322,7 @@ class ClipPromptTrainer(TrainerX):
             logits = self.calibration_logits(out["logits"].float())
             task = self.compute_task_loss(out, logits, labels)
             if self.regularizers:
-                from calibration.regularizers import apply_regularizers
+                from cpt.calibration.regularizers import apply_regularizers
                 loss, logs = apply_regularizers(self.regularizers, self._reg_context(out, logits, labels, images),
                                                 task)
             else:
@@ -355,7 +355,7 @@ class ClipPromptTrainer(TrainerX):
         self.scaler.update()
 
     def _reg_context(self, out, logits, labels, images):
-        from calibration.regularizers import RegContext
+        from cpt.calibration.regularizers import RegContext
         needed = set().union(*(r.requires for r in self.regularizers))
         ml = self.multilabel_loss
         ctx = RegContext(logits=logits, labels=None if ml else labels, image_features=out.get("image_features"),
@@ -415,7 +415,7 @@ class ClipPromptTrainer(TrainerX):
 
     def before_train(self):
         super().before_train()
-        from trainers.posthoc import save_train_classnames
+        from cpt.trainers.posthoc import save_train_classnames
         self.trained_here = True  # post-hoc and probability-map fits happen only in a training run
         if self.learner is not None:
             save_train_classnames(self.output_dir, self.classnames)
@@ -439,7 +439,7 @@ class ClipPromptTrainer(TrainerX):
 
     # --- image-feature cache --------------------------------------------
     def _plain_loader(self, data_source):
-        from engine.data import DatasetWrapper
+        from cpt.engine.data import DatasetWrapper
         cfg = self.cfg
         ds = DatasetWrapper(data_source, self.dm.tfm_test)
         return DataLoader(ds, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, shuffle=False,

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainers import world_clip as _world_clip
+from cpt.trainers import world_clip as _world_clip
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
 WORLD_NAMES = tuple(_world_clip.CHECKPOINTS)  # "world-tiny", "world-tiny-scenes"

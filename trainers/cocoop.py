@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.trainer import TRAINER_REGISTRY
-from trainers.base import ClipPromptTrainer
-from trainers.clip import PromptLearner, encode_prompts
-from trainers.coop import build_coop_learner
+from cpt.engine.trainer import TRAINER_REGISTRY
+from cpt.trainers.base import ClipPromptTrainer
+from cpt.trainers.clip import PromptLearner, encode_prompts
+from cpt.trainers.coop import build_coop_learner
 
 
 class CoCoOpPromptLearner(PromptLearner):

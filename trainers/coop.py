@@ -6,9 +6,9 @@ configured calibration regularizers).
 """
 import torch.nn.functional as F
 
-from engine.trainer import TRAINER_REGISTRY
-from trainers.base import ClipPromptTrainer
-from trainers.clip import PromptLearner, encode_prompts
+from cpt.engine.trainer import TRAINER_REGISTRY
+from cpt.trainers.base import ClipPromptTrainer
+from cpt.trainers.clip import PromptLearner, encode_prompts
 
 
 def build_coop_learner(trainer, cls=PromptLearner, **extra):

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.trainer import TRAINER_REGISTRY
-from trainers.base import ClipPromptTrainer
-from trainers.clip import BackboneError, PromptLearner, encode_prompts
+from cpt.engine.trainer import TRAINER_REGISTRY
+from cpt.trainers.base import ClipPromptTrainer
+from cpt.trainers.clip import BackboneError, PromptLearner, encode_prompts
 
 
 class MaPLePromptLearner(PromptLearner):

@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from calibration.posthoc import PosthocCalibrator, build_posthoc
+from cpt.calibration.posthoc import PosthocCalibrator, build_posthoc
 
 POSTHOC_FILE = "posthoc.json"
 CLASSNAMES_FILE = "train_classnames.json"

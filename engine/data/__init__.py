@@ -1,5 +1,5 @@
-from engine.data.datasets import (DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample,
+from cpt.engine.data.datasets import (DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample,
                                   build_dataset, class_split_indices, generate_fewshot, read_split,
                                   save_split, subsample_classes)
-from engine.data.data_manager import DataManager, DatasetWrapper, build_data_loader
-from engine.data.transforms import build_transform
+from cpt.engine.data.data_manager import DataManager, DatasetWrapper, build_data_loader
+from cpt.engine.data.transforms import build_transform

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from engine.data.datasets import build_dataset
-from engine.data.transforms import build_transform
-from engine.utils import get_logger, read_image
+from cpt.engine.data.datasets import build_dataset
+from cpt.engine.data.transforms import build_transform
+from cpt.engine.utils import get_logger, read_image
 
 
 class DatasetWrapper(Dataset):

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from engine.registry import Registry
+from cpt.engine.registry import Registry
 
 DATASET_REGISTRY = Registry("DATASET")
 
@@ -231,7 +231,7 @@ def class_split_indices(n, subsample):
 
 def read_split(filepath, path_prefix):
     """Read a CoOp split file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``."""
-    from engine.utils import read_json
+    from cpt.engine.utils import read_json
 
     split = read_json(filepath)
 
@@ -243,7 +243,7 @@ def read_split(filepath, path_prefix):
 
 def save_split(train, val, test, filepath, path_prefix):
     """Write a CoOp split file with paths relative to ``path_prefix`` (atomic)."""
-    from engine.utils import write_json
+    from cpt.engine.utils import write_json
 
     def convert(items):
         out = []
@@ -256,7 +256,7 @@ def save_split(train, val, test, filepath, path_prefix):
 
 
 def fewshot_cache_dir(cfg, dataset_name):
-    from engine.config import resolve_cache_dir
+    from cpt.engine.config import resolve_cache_dir
 
     return os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name)
 
@@ -271,7 +271,7 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames)
 
     Returns ``(train, val, test, classnames)``.
     """
-    from engine.utils import read_json, write_json
+    from cpt.engine.utils import read_json, write_json
 
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots and num_shots >= 1:
