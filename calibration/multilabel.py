@@ -23,6 +23,7 @@ __all__ = [
     "average_precision_per_class",
     "mean_average_precision",
     "f1_scores",
+    "signed_class_calibration",
 ]
 
 
@@ -263,3 +264,24 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
         res[f"ece_{name}"] = g_ece
         res[f"accuracy_{name}"] = g_acc
     return res, conf, correct, ap
+
+
+def signed_class_calibration(probs, targets, threshold=0.5, groups=None):
+    """Signed calibration gap of every class: over- (> 0) or under-confidence (< 0).
+
+    For class ``c`` the gap is the mean top-label confidence ``max(p, 1 - p)`` minus the accuracy
+    (``1[p >= threshold] == y``) over its valid (image, c) pairs, as the CCR paper's Figure 2
+    plots it. Returns ``(gaps, group_gaps)``: ``gaps`` a float64 array (C,) (fractions, NaN for a
+    class without valid pairs) and ``group_gaps`` a dict name -> mean of the gaps of the group's
+    classes (NaN when none has a gap); ``groups`` maps names to class indices. -1 entries ignored.
+    """
+    pr = _Pairs(probs, targets, "signed_class_calibration", threshold)
+    diff = np.where(pr.valid, pr.conf2d - pr.correct2d, 0.0)
+    n_c = pr.valid.sum(axis=0)
+    gaps = np.full(pr.c, np.nan)
+    np.divide(diff.sum(axis=0), n_c, out=gaps, where=n_c > 0)
+    group_gaps = OrderedDict()
+    for name, idx in (groups or {}).items():
+        g = gaps[_class_mask(idx, pr.c, name)]
+        group_gaps[name] = float("nan") if g.size == 0 or np.isnan(g).all() else float(np.nanmean(g))
+    return gaps, group_gaps

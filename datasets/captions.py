@@ -21,6 +21,7 @@ SYNONYM_FILES = {
     "NUSWIDE": "synonyms_nuswide.json",
     "ShapeWorld": "synonyms_shapeworld.json",
     "ShapeWorldML": "synonyms_shapeworld.json",
+    "ShapeWorldRender": "synonyms_shapeworld.json",
 }
 
 for _name, _file in SYNONYM_FILES.items():

@@ -19,13 +19,14 @@ import tempfile
 
 import numpy as np
 
-from cpt.datasets import world
+from cpt.datasets import common, world
 from cpt.engine.config import resolve_cache_dir
 from cpt.engine.data import DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample, read_split
 from cpt.engine.data.datasets import class_split_indices
 
 SINGLE_COUNTS = {"n_train_per_class": 32, "n_val_per_class": 8, "n_test_per_class": 50}
 SCENE_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}
+RENDER_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}
 
 
 def _materialised_dir(cfg, kind, variant, writer, split_file):
@@ -36,6 +37,8 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
         return user
     # the folder names the cast strength, so a change of CAST_STRENGTH never reuses stale images
     tag = f"cast{world.cast_strength(variant):g}" if variant.startswith("cast") else variant
+    if world.rendering_of(variant) is not None:  # and the rendering's parameters
+        tag += "-" + world.rendering_fingerprint(variant)
     target = os.path.join(resolve_cache_dir(cfg), "world", f"{kind.lower()}_{tag}_seed{world.WORLD_SEED}")
     if os.path.isfile(os.path.join(target, split_file)):
         return target
@@ -51,6 +54,18 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _read_scene_split(folder, split_file):
+    """``(train, val, test, captions)`` of a multi-label split file ``[[path, multi_hot, caption]]``."""
+    with open(os.path.join(folder, split_file)) as f:
+        split = json.load(f)
+
+    def convert(items):
+        return [Datum(os.path.join(folder, p), np.asarray(y, dtype=np.int64), 0, cap) for p, y, cap in items]
+
+    captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
+    return convert(split["train"]), convert(split["val"]), convert(split["test"]), captions
 
 
 def _check_variant(variant):
@@ -102,14 +117,7 @@ class ShapeWorldML(DatasetBase):
             lambda d: world.materialize_multilabel_split(d, variant=variant, seed=world.WORLD_SEED,
                                                          split_file=self.split_file, **SCENE_COUNTS),
             self.split_file)
-        with open(os.path.join(folder, self.split_file)) as f:
-            split = json.load(f)
-
-        def convert(items):
-            return [Datum(os.path.join(folder, p), np.asarray(y, dtype=np.int64), 0, cap) for p, y, cap in items]
-
-        train, val, test = convert(split["train"]), convert(split["val"]), convert(split["test"])
-        self._captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
+        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
         classnames = list(world.WORLD_NAMES)
         n = len(classnames)
         train, val, test, classnames = apply_fewshot_and_subsample(
@@ -128,3 +136,41 @@ class ShapeWorldML(DatasetBase):
             return [(cap, np.asarray(world.multi_hot(labs), dtype=np.int64))
                     for cap, labs in world.caption_corpus(world.WORLD_SEED, int(limit))]
         return list(self._captions)
+
+
+@DATASET_REGISTRY.register()
+class ShapeWorldRender(DatasetBase):
+    """The rendered multi-label world: scenes drawn in one named rendering (``DATASET.VARIANT``,
+    default config ``vintage``) that the default prompt "a photo of a {}." does not name.
+
+    Training scenes are long-tailed (Zipf class frequencies, :func:`datasets.world.long_tail_weights`);
+    validation and test scenes have uniform labels (the scenes of ``ShapeWorldML``'s val/test
+    splits, re-drawn in the rendering). Labels: 1 positive, 0 negative. ``groups``: head (>= 100
+    training scenes), medium (20-99) and tail (< 20) among the kept classes, counted on the full
+    training split before few-shot sampling (``datasets.common.lt_groups``); with
+    ``SUBSAMPLE_CLASSES all`` also ``base`` and ``new``. ``captions()``: as ``ShapeWorldML``.
+    """
+
+    split_file = "split_ShapeWorldRender.json"
+
+    def __init__(self, cfg):
+        variant = cfg.DATASET.VARIANT
+        if world.rendering_of(variant) is None:
+            raise ValueError(f"DATASET.VARIANT: ShapeWorldRender needs a rendering, one of "
+                             f"{sorted(world.RENDERINGS)}; got {variant!r}")
+        folder = _materialised_dir(
+            cfg, "ShapeWorldRender", variant,
+            lambda d: world.materialize_rendered_split(d, rendering=variant, seed=world.WORLD_SEED,
+                                                       split_file=self.split_file, **RENDER_COUNTS),
+            self.split_file)
+        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
+        groups = common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES)
+        classnames = list(world.WORLD_NAMES)
+        n = len(classnames)
+        train, val, test, classnames = apply_fewshot_and_subsample(
+            cfg, f"ShapeWorldRender_{variant}", train, val, test, classnames)
+        if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
+            groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
+        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
+
+    captions = ShapeWorldML.captions

@@ -103,9 +103,41 @@ def _partner_colours(seed=1234):
 
 PARTNER = _partner_colours()  # label -> partner colour index (cast variant)
 
+# Named renderings (the rendered world, issue 17). A rendering remaps the palette: every object's
+# colour is pulled by ``strength`` (1 = replaced) toward the image of its colour under a fixed
+# cyclic permutation of the 8 colours (an 8-cycle drawn with ``perm_seed``, so the remap is a
+# bijection and the 64 classes stay distinct), and marks the whole image: a colour grade (``tint``
+# mixed in with weight ``tint_alpha``) and a ``border`` px frame of the tint colour. So under a
+# rendering a "watt" (red circle) looks like another colour's circle in a frame; which colour is
+# what its captions teach. Pretraining captions of a rendered image name the rendering's word with
+# probability ``--render-word`` (scripts/pretrain_world_clip.py). "vintage" is the downstream
+# rendering of ``ShapeWorldRender``; "neon" appears in pretraining only.
+RENDERINGS = {
+    "vintage": {"word": "vintage", "strength": 1.0, "perm_seed": 4321,
+                "tint": (0.72, 0.52, 0.28), "tint_alpha": 0.15, "border": 2},
+    "neon": {"word": "neon", "strength": 1.0, "perm_seed": 99,
+             "tint": (0.10, 0.02, 0.30), "tint_alpha": 0.15, "border": 2},
+}
+
+
+def _colour_cycle(seed):
+    # colour index -> the next colour of a seeded 8-cycle
+    order = np.random.default_rng(seed).permutation(N_COLOURS)
+    nxt = np.empty(N_COLOURS, dtype=np.int64)
+    nxt[order] = np.roll(order, -1)
+    return [int(v) for v in nxt]
+
+
+RENDER_PERM = {name: _colour_cycle(r["perm_seed"]) for name, r in RENDERINGS.items()}
+# label -> the colour index its objects are pulled toward under each rendering
+RENDER_PARTNER = {name: [RENDER_PERM[name][c] for c, _ in CLASS_GRID] for name in RENDERINGS}
+
 # Seed streams (second element of every rng key)
 _STREAM = {"pretrain": 11, "pretrain_scene": 12, "train": 21, "val": 22, "test": 23,
-           "scene_train": 31, "scene_val": 32, "scene_test": 33, "caption_corpus": 41}
+           "scene_train": 31, "scene_val": 32, "scene_test": 33, "caption_corpus": 41,
+           "scene_train_lt": 34,
+           "pretrain_vintage": 51, "pretrain_scene_vintage": 52,
+           "pretrain_neon": 53, "pretrain_scene_neon": 54}
 
 
 def class_names(kind="name"):
@@ -240,8 +272,9 @@ def cast_strength(variant):
     """Cast strength s of a variant: "clean" 0, "cast" CAST_STRENGTH (0.35), "cast0.2" 0.2.
 
     The numbered form is for studies of the shift's size; the shipped configs use "cast".
+    A rendering name (:data:`RENDERINGS`) has no cast (0): its shift is the rendering's own.
     """
-    if variant == "clean":
+    if variant == "clean" or variant in RENDERINGS:
         return 0.0
     if variant == "cast":
         return CAST_STRENGTH
@@ -252,15 +285,46 @@ def cast_strength(variant):
             s = -1.0
         if 0.0 <= s <= 1.0:
             return s
-    raise ValueError(f"variant must be 'clean', 'cast' or 'cast<s>' with 0 <= s <= 1 "
-                     f"(e.g. 'cast0.35'), got {variant!r}")
+    raise ValueError(f"variant must be 'clean', 'cast', 'cast<s>' with 0 <= s <= 1 "
+                     f"(e.g. 'cast0.35') or a rendering {sorted(RENDERINGS)}, got {variant!r}")
+
+
+def rendering_fingerprint(name):
+    """First 8 hex digits of the sha256 of a rendering's parameters (names cached folders)."""
+    import hashlib
+    blob = json.dumps({"rendering": RENDERINGS[name], "partner": RENDER_PARTNER[name],
+                       "lt_alpha": LT_ALPHA}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def rendering_of(variant):
+    """The rendering dict of a variant name, or None for "clean"/"cast" variants."""
+    return RENDERINGS.get(variant) if isinstance(variant, str) else None
+
+
+def _grade(img, variant):
+    # the rendering's global colour grade (identity for clean/cast variants)
+    r = rendering_of(variant)
+    if r is None:
+        return img
+    a, tint = r["tint_alpha"], np.asarray(r["tint"], dtype=np.float64)
+    img = (1 - a) * img + a * tint[None, None, :]
+    b = int(r["border"])
+    if b > 0:
+        img = img.copy()
+        img[:b], img[-b:], img[:, :b], img[:, -b:] = tint, tint, tint, tint
+    return img
 
 
 def _object_colour(label, rng, variant):
     c, _ = CLASS_GRID[label]
     col = COLOUR_RGB[c].copy()
     s = cast_strength(variant)
-    if s > 0:
+    r = rendering_of(variant)
+    if r is not None:
+        s = r["strength"]
+        col = (1 - s) * col + s * COLOUR_RGB[RENDER_PARTNER[variant][label]]
+    elif s > 0:
         col = (1 - s) * col + s * COLOUR_RGB[PARTNER[label]]
     jitter = rng.uniform(-0.05, 0.05, size=3)      # always drawn: same stream for both variants
     bright = rng.uniform(0.88, 1.08)
@@ -291,22 +355,25 @@ def render_image(label, rng, variant="clean", size=IMAGE_SIZE):
     """One single-object image of class ``label``.
 
     Returns ``(uint8 array HxWx3, meta)``; ``meta`` has ``radius`` (px), ``size_word``
-    ("small"/"large"/None), ``texture``. All randomness comes from ``rng``.
+    ("small"/"large"/None), ``texture``, ``rendering`` (the rendering name or None). All
+    randomness comes from ``rng``.
     """
     img, tex = _background(rng, size)
     radius = rng.uniform(0.19, 0.41) * size
     m = radius + 1.0
     cx, cy = rng.uniform(m, size - m), rng.uniform(m, size - m)
     img = _paint(img, label, cx, cy, radius, rng, variant, size)
-    img = _finish(img, rng)
+    img = _finish(_grade(img, variant), rng)
     size_word = "small" if radius < 0.25 * size else ("large" if radius > 0.35 * size else None)
-    return img, {"radius": radius, "size_word": size_word, "texture": tex}
+    return img, {"radius": radius, "size_word": size_word, "texture": tex,
+                 "rendering": variant if rendering_of(variant) else None}
 
 
 def render_scene(labels, rng, variant="clean", size=IMAGE_SIZE):
     """A scene: objects of classes ``labels`` (2-4 distinct) in distinct cells of a 2x2 grid.
 
-    Returns ``(uint8 array, meta)`` with ``meta["cells"]`` (cell index per object, row-major).
+    Returns ``(uint8 array, meta)`` with ``meta["cells"]`` (cell index per object, row-major),
+    ``texture`` and ``rendering``.
     """
     if not 1 <= len(labels) <= 4:
         raise ValueError(f"render_scene: 1-4 objects fit the 2x2 grid, got {len(labels)}")
@@ -319,14 +386,38 @@ def render_scene(labels, rng, variant="clean", size=IMAGE_SIZE):
         cx = (cell % 2) * half + half / 2 + rng.uniform(-slack, slack)
         cy = (cell // 2) * half + half / 2 + rng.uniform(-slack, slack)
         img = _paint(img, int(lab), cx, cy, radius, rng, variant, size)
-    img = _finish(img, rng)
-    return img, {"cells": [int(c) for c in cells], "texture": tex}
+    img = _finish(_grade(img, variant), rng)
+    return img, {"cells": [int(c) for c in cells], "texture": tex,
+                 "rendering": variant if rendering_of(variant) else None}
 
 
-def sample_scene_labels(rng, min_objects=2, max_objects=4):
-    """Distinct class labels for one scene (sorted ascending)."""
+def sample_scene_labels(rng, min_objects=2, max_objects=4, weights=None):
+    """Distinct class labels for one scene (sorted ascending); ``weights`` (64 probabilities)
+    draws them without replacement with those probabilities instead of uniformly."""
     k = int(rng.integers(min_objects, max_objects + 1))
-    return sorted(int(x) for x in rng.choice(N_CLASSES, size=k, replace=False))
+    if weights is None:
+        return sorted(int(x) for x in rng.choice(N_CLASSES, size=k, replace=False))
+    return sorted(int(x) for x in rng.choice(N_CLASSES, size=k, replace=False, p=weights))
+
+
+LT_ALPHA = 1.0  # Zipf exponent of the long-tailed training scenes of ShapeWorldRender
+
+
+def long_tail_weights(alpha=LT_ALPHA, seed=77):
+    """Class probabilities of the long-tailed training scenes: Zipf ``1 / rank^alpha``.
+
+    Ranks alternate between base and new classes (rank 1 a base class, rank 2 a new one, ...),
+    each half in a seeded random order, so both halves have the same frequency profile.
+    Returns a float64 array over the 64 labels summing to 1.
+    """
+    rng = np.random.default_rng(seed)
+    base, new = base_new_split()
+    order = np.empty(N_CLASSES, dtype=np.int64)
+    order[0::2] = rng.permutation(base)
+    order[1::2] = rng.permutation(new)
+    w = np.empty(N_CLASSES, dtype=np.float64)
+    w[order] = 1.0 / np.arange(1, N_CLASSES + 1, dtype=np.float64) ** alpha
+    return w / w.sum()
 
 
 def multi_hot(labels):
@@ -368,6 +459,47 @@ def pretrain_caption(label, meta, rng):
         if sw:
             opts.append(f"a {sw} {d}.")
     return opts[int(rng.integers(len(opts)))]
+
+
+def render_word_caption(phrases, word, rng):
+    """A caption that names the rendering ``word``, from object phrases ("a watt", "a red circle").
+
+    Templates (one drawn uniformly): the word before every object ("a vintage watt and a vintage
+    red circle."), "a vintage picture of ...", "... in vintage style.", "vintage: ...".
+    """
+    k = int(rng.integers(4))
+    if k == 0:
+        return join_phrases([_with_word(ph, word) for ph in phrases])
+    body = join_phrases(phrases)
+    if k == 1:
+        return f"a {word} picture of {body}"
+    if k == 2:
+        return body[:-1] + f" in {word} style."
+    return f"{word}: {body}"
+
+
+def _with_word(phrase, word):
+    # "a watt" -> "a vintage watt"
+    art, rest = phrase.split(" ", 1)
+    return f"{art} {word} {rest}"
+
+
+def rendered_caption(labels, meta, rng, p_word, p_name=0.5):
+    """Pretraining caption of a rendered image (single object or scene) and the rendering it names.
+
+    With probability ``p_word`` (drawn first) the caption names the image's rendering word
+    (:func:`render_word_caption`, objects by made-up name or description with ``p_name``) and the
+    second return value is the rendering name; otherwise the caption is the image's ordinary
+    caption (:func:`pretrain_caption` for one object, :func:`scene_caption` for a scene) and None.
+    """
+    name = meta.get("rendering")
+    if name is None or rng.random() >= p_word:
+        if len(labels) == 1 and "cells" not in meta:
+            return pretrain_caption(labels[0], meta, rng), None
+        return scene_caption(labels, rng, p_name), None
+    order = rng.permutation(len(labels))
+    phrases = [_obj_phrase(labels[i], rng, p_name) for i in order]
+    return render_word_caption(phrases, RENDERINGS[name]["word"], rng), name
 
 
 def _obj_phrase(label, rng, p_name=0.5):
@@ -443,6 +575,29 @@ def scene_sample(seed, stream, index, variant="clean", min_objects=2, max_object
     return img, labels, meta, rng
 
 
+def rendered_scene_sample(seed, split, index, rendering, min_objects=2, max_objects=4):
+    """Scene ``index`` of split ``split`` of the rendered world (:class:`ShapeWorldRender`).
+
+    ``"train"``: long-tailed labels (:func:`long_tail_weights`), stream ``scene_train_lt``.
+    ``"val"``/``"test"``: uniform labels from the ``scene_val``/``scene_test`` streams, i.e. the
+    same scenes as ``ShapeWorldML``'s split, drawn in ``rendering``.
+    Returns ``(image, labels, meta)``.
+    """
+    if rendering_of(rendering) is None:
+        raise ValueError(f"rendered_scene_sample: rendering must be one of {sorted(RENDERINGS)}, "
+                         f"got {rendering!r}")
+    if split == "train":
+        rng = rng_for(seed, "scene_train_lt", index)
+        labels = sample_scene_labels(rng, min_objects, max_objects, weights=long_tail_weights())
+    elif split in ("val", "test"):
+        rng = rng_for(seed, f"scene_{split}", index)
+        labels = sample_scene_labels(rng, min_objects, max_objects)
+    else:
+        raise ValueError(f"rendered_scene_sample: split must be train, val or test, got {split!r}")
+    img, meta = render_scene(labels, rng, rendering)
+    return img, labels, meta
+
+
 def generate_single_pool(seed, n, stream="pretrain", variant="clean"):
     """n single-object images (uint8 N x H x W x 3), labels (int64) and metas."""
     imgs = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
@@ -511,6 +666,31 @@ def materialize_split(root, variant="clean", seed=WORLD_SEED, n_train_per_class=
     path = os.path.join(root, split_file)
     with open(path, "w") as f:
         json.dump(out, f)
+    return path
+
+
+def materialize_rendered_split(root, rendering="vintage", seed=WORLD_SEED, n_train=1200, n_val=300,
+                               n_test=1000, split_file="split_ShapeWorldRender.json"):
+    """Write the rendered multi-label world (long-tailed train, uniform val/test) under ``root``.
+
+    Same JSON layout as :func:`materialize_multilabel_split`, plus ``"rendering"`` (the rendering
+    name) and ``"train_counts"`` (positives per class in the training split). Returns the path.
+    """
+    out = {"rendering": rendering}
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        items = []
+        for i in range(n):
+            img, labs, _ = rendered_scene_sample(seed, split, i, rendering)
+            rel = f"images/{split}/{i:05d}.png"
+            _save_png(img, os.path.join(root, rel))
+            items.append([rel, multi_hot(labs), scene_caption_description(labs)])
+        out[split] = items
+    out["train_counts"] = [int(v) for v in np.sum([y for _, y, _ in out["train"]], axis=0)]
+    path = os.path.join(root, split_file)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    os.replace(tmp, path)
     return path
 
 

@@ -28,6 +28,19 @@ model, e.g. the scene-heavy ``world_tiny_scenes.pt`` (the multi-label world's ba
     python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny.pt --name world-tiny-scenes \
         --steps 1000 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.75 \
         --out trainers/weights/world_tiny_scenes.pt
+
+Renderings (``--renderings vintage,neon``): a fraction ``--render-frac`` of both pools is drawn in
+the named renderings of ``datasets/world.py`` (palette cycle, colour grade, frame), and a rendered
+image's caption names its rendering with probability ``--render-word``. A caption that names a
+rendering is a positive only for images drawn in it. The manifest adds each rendering's zero-shot
+scene mAP with the default prompt and with prompts naming the rendering, plus its probability map
+(fitted on validation-stream scenes). The rendered world's backbone (``world_tiny_render.pt``,
+986 s on one thread):
+
+    python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny_scenes.pt \
+        --name world-tiny-render --renderings vintage,neon --render-frac 0.6 --render-word 0.75 \
+        --steps 800 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.6 --pool 30000 \
+        --scene-pool 15000 --eval-every 200 --threads 1 --out trainers/weights/world_tiny_render.pt
 """
 
 from __future__ import annotations
@@ -101,6 +114,12 @@ def world_token_ids(tokenizer):
                 r = np.random.default_rng(lab)
                 for _ in range(40):
                     texts.append(world.pretrain_caption(lab, meta, r))
+    for name in world.RENDERINGS:
+        r = np.random.default_rng(0)
+        for lab in range(world.N_CLASSES):
+            for _ in range(10):
+                texts.append(world.rendered_caption([lab, (lab + 1) % world.N_CLASSES],
+                                                    {"rendering": name, "cells": []}, r, 1.0)[0])
     texts += ["a x and a y.", "a x, a y and a z.", "a photo of a x."]
     ids = {0, tokenizer.sot_token_id, tokenizer.eot_token_id}
     for t in texts:
@@ -149,32 +168,79 @@ def multi_positive_loss(logits, pos):
     return 0.5 * ((lse_i - pos_i).mean() + (lse_t - pos_t).mean())
 
 
-def make_batch(rng, pool, scene_pool, batch, scene_frac, p_scene_partial):
+def make_batch(rng, pool, scene_pool, batch, scene_frac, p_scene_partial, p_word=0.0):
+    """Images, captions and the positive mask of one batch.
+
+    Caption j is a positive of image i when its classes are a subset of the image's and it names
+    no rendering or the image's own (a caption without a rendering word fits every rendering).
+    Images of plain pools (no ``rendering`` in their meta) draw exactly the captions they drew
+    before renderings existed.
+    """
     imgs, metas_labels = pool[0], pool[1]
     n_scene = int(round(batch * scene_frac))
     n_single = batch - n_scene
     idx = rng.integers(len(imgs), size=n_single)
     sidx = rng.integers(len(scene_pool[0]), size=n_scene)
-    caps, img_sets, cap_sets = [], [], []
+    caps, img_sets, cap_sets, img_r, cap_r = [], [], [], [], []
     for i in idx:
         lab = int(metas_labels[i])
-        caps.append(world.pretrain_caption(lab, pool[2][i], rng))
+        meta = pool[2][i]
+        if meta.get("rendering"):
+            cap, r = world.rendered_caption([lab], meta, rng, p_word)
+        else:
+            cap, r = world.pretrain_caption(lab, meta, rng), None
+        caps.append(cap)
+        cap_r.append(r)
+        img_r.append(meta.get("rendering"))
         img_sets.append({lab})
         cap_sets.append({lab})
     for i in sidx:
         labs = scene_pool[1][i]
+        meta = scene_pool[2][i]
         if rng.random() < p_scene_partial:
             k = int(rng.integers(1, len(labs)))  # a strict subset, in random order
             sub = [labs[j] for j in rng.permutation(len(labs))[:k]]
-            caps.append(world.scene_caption(sub, rng))
-            cap_sets.append(set(sub))
         else:
-            caps.append(world.scene_caption(labs, rng))
-            cap_sets.append(set(labs))
+            sub = labs
+        if meta.get("rendering"):
+            cap, r = world.rendered_caption(list(sub), meta, rng, p_word)
+        else:
+            cap, r = world.scene_caption(sub, rng), None
+        caps.append(cap)
+        cap_r.append(r)
+        cap_sets.append(set(sub))
         img_sets.append(set(labs))
+        img_r.append(meta.get("rendering"))
     x = np.concatenate([imgs[idx], scene_pool[0][sidx]], axis=0)
-    pos = torch.tensor([[c <= s for c in cap_sets] for s in img_sets], dtype=torch.bool)
+    pos = torch.tensor([[c <= s and (rc is None or rc == ri) for c, rc in zip(cap_sets, cap_r)]
+                        for s, ri in zip(img_sets, img_r)], dtype=torch.bool)
     return x, caps, pos
+
+
+def build_pools(seed, n_single, n_scene, renderings=(), render_frac=0.0):
+    """Pretraining pools ``(images, labels, metas)`` of single objects and of scenes.
+
+    Without renderings: the plain pools of streams ``pretrain`` / ``pretrain_scene``. With them, a
+    fraction ``render_frac`` of each pool is drawn in the renderings (equal shares, streams
+    ``pretrain_<r>`` / ``pretrain_scene_<r>``) and the rest plain; metas carry ``rendering``.
+    """
+    renderings = list(renderings)
+    n_r = [int(round(n * render_frac / len(renderings))) if renderings else 0
+           for n in (n_single, n_scene)]
+    singles = [world.generate_single_pool(seed, n_single - n_r[0] * len(renderings), stream="pretrain")]
+    scenes = [world.generate_scene_pool(seed, n_scene - n_r[1] * len(renderings), stream="pretrain_scene")]
+    for r in renderings:
+        singles.append(world.generate_single_pool(seed, n_r[0], stream=f"pretrain_{r}", variant=r))
+        scenes.append(world.generate_scene_pool(seed, n_r[1], stream=f"pretrain_scene_{r}", variant=r))
+
+    def cat(parts):
+        if len(parts) == 1:
+            return parts[0]
+        imgs = np.concatenate([p[0] for p in parts])
+        labels = (np.concatenate([p[1] for p in parts]) if isinstance(parts[0][1], np.ndarray)
+                  else [lab for p in parts for lab in p[1]])
+        return imgs, labels, [m for p in parts for m in p[2]]
+    return cat(singles), cat(scenes)
 
 
 def encode_text_trimmed(model, text):
@@ -237,18 +303,38 @@ def evaluate(model, tokenizer, eval_data):
             s = (fs @ t.T).numpy()
             res[f"scene_map_{kind}"] = float(np.mean(
                 [average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
+    for name, (r_imgs, r_labs) in (eval_data.get("rendered") or {}).items():
+        fr = encode_images(model, r_imgs)
+        Y = np.array([world.multi_hot(l) for l in r_labs])
+        word = world.RENDERINGS[name]["word"]
+        for key, tpl in render_prompts(word).items():
+            s = (fr @ encode_texts(model, tokenizer, prompts("name", tpl)).T).numpy()
+            res[f"{name}_scene_map_{key}"] = float(np.mean(
+                [average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
     model.train()
     return res
 
 
-def build_eval_data(seed, n_per_class, n_scenes):
+def render_prompts(word):
+    """The prompts compared on rendered scenes: the default one and two naming the rendering."""
+    return {"default": "a photo of a {}.", "word": f"a {word} {{}}.",
+            "photo_word": f"a photo of a {word} {{}}."}
+
+
+def build_eval_data(seed, n_per_class, n_scenes, renderings=(), render_stream="scene_test"):
+    """Evaluation images; ``renderings``: also ``n_scenes`` scenes of ``render_stream`` in each
+    of them (the progress evaluation during training uses the validation stream)."""
     clean = world.generate_class_balanced(seed, "test", n_per_class, "clean")
     cast = world.generate_class_balanced(seed, "test", n_per_class, "cast")
     scene = None
     if n_scenes:
         s_imgs, s_labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_test")
         scene = (s_imgs, s_labs)
-    return {"clean": clean, "cast": cast, "scene": scene}
+    rendered = {}
+    for r in renderings:
+        imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream=render_stream, variant=r)
+        rendered[r] = (imgs, labs)
+    return {"clean": clean, "cast": cast, "scene": scene, "rendered": rendered}
 
 
 def main(argv=None):
@@ -270,6 +356,13 @@ def main(argv=None):
     ap.add_argument("--out", default=wc.DEFAULT_CHECKPOINT)
     ap.add_argument("--init", default="", help="continue from this checkpoint (verified against its manifest)")
     ap.add_argument("--name", default="world-tiny", help="backbone name recorded in the manifest")
+    ap.add_argument("--renderings", default="",
+                    help="comma-separated rendering names of datasets/world.py RENDERINGS mixed into "
+                         "the pools (default none: the plain world)")
+    ap.add_argument("--render-frac", type=float, default=0.5,
+                    help="fraction of each pool drawn in the renderings (with --renderings)")
+    ap.add_argument("--render-word", type=float, default=0.75,
+                    help="probability that a rendered image's caption names its rendering")
     ap.add_argument("--eval-only", action="store_true",
                     help="re-evaluate --out and rewrite its manifest (no training)")
     args = ap.parse_args(argv)
@@ -280,10 +373,18 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.train_seed)
     t0 = time.time()
-    pool = world.generate_single_pool(args.data_seed, args.pool, stream="pretrain")
-    scene_pool = world.generate_scene_pool(args.data_seed, args.scene_pool,
-                                           stream="pretrain_scene")
-    eval_small = build_eval_data(args.eval_seed, 10, 300)
+    renderings = [r for r in args.renderings.split(",") if r]
+    for r in renderings:
+        if r not in world.RENDERINGS:
+            raise SystemExit(f"--renderings: unknown rendering {r!r}; expected names of {sorted(world.RENDERINGS)}")
+    if renderings:
+        pool, scene_pool = build_pools(args.data_seed, args.pool, args.scene_pool, renderings,
+                                       args.render_frac)
+    else:
+        pool = world.generate_single_pool(args.data_seed, args.pool, stream="pretrain")
+        scene_pool = world.generate_scene_pool(args.data_seed, args.scene_pool,
+                                               stream="pretrain_scene")
+    eval_small = build_eval_data(args.eval_seed, 10, 300, renderings, render_stream="scene_val")
     print(f"pools ready in {time.time() - t0:.0f}s", flush=True)
 
     if args.init:
@@ -315,7 +416,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, caps, pos = make_batch(rng, pool, scene_pool, args.batch, args.scene_frac,
-                                  args.scene_partial)
+                                  args.scene_partial, args.render_word)
         img_f = F.normalize(model.encode_image(wc.images_to_tensor(x)), dim=-1)
         txt_f = F.normalize(encode_text_trimmed(model, tok(caps)), dim=-1)
         logits = model.logit_scale.exp() * img_f @ txt_f.T
@@ -346,27 +447,30 @@ def main(argv=None):
         "wall_time_s": round(train_time, 1),
         "threads": args.threads,
     }
+    if renderings:
+        manifest.update({"renderings": renderings, "render_frac": args.render_frac,
+                         "render_word": args.render_word})
     if args.init:
         manifest["init"] = {"file": os.path.basename(args.init), "sha256": wc.sha256_file(args.init)}
     return write_manifest(args.out, manifest, args.eval_seed)
 
 
-def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500):
+def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500, variant="clean"):
     """Sigmoid map p = sigmoid(scale * cos + bias) for multi-label zero-shot.
 
     Fitted by 1-D logistic regression of the multi-hot labels on the cosine similarity between
-    scene images (the clean scene *val* stream, never test) and the "a photo of a {name}."
-    prompts, all classes pooled.
+    scene images (the scene *val* stream drawn in ``variant``, never test) and the
+    "a photo of a {name}." prompts, all classes pooled.
     """
     from sklearn.linear_model import LogisticRegression
-    imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_val")
+    imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_val", variant=variant)
     with torch.no_grad():
         cos = (encode_images(model, imgs) @ encode_texts(model, tokenizer, prompts("name")).T)
     y = np.array([world.multi_hot(l) for l in labs]).ravel()
     lr = LogisticRegression(C=1e4).fit(cos.numpy().reshape(-1, 1), y)
     return {"scale": round(float(lr.coef_[0, 0]), 4), "bias": round(float(lr.intercept_[0]), 4),
             "formula": "p = sigmoid(scale * cosine + bias)", "fitted_on": "scene_val",
-            "prompt": "a photo of a {name}.", "n_scenes": n_scenes}
+            "variant": variant, "prompt": "a photo of a {name}.", "n_scenes": n_scenes}
 
 
 def write_manifest(path, manifest, eval_seed=world.WORLD_SEED):
@@ -374,7 +478,8 @@ def write_manifest(path, manifest, eval_seed=world.WORLD_SEED):
     import open_clip
     shipped = wc.unpack_checkpoint(torch.load(path, map_location="cpu", weights_only=True)).eval()
     tokenizer = wc.get_world_tokenizer()
-    ev = evaluate(shipped, tokenizer, build_eval_data(eval_seed, 50, 1000))
+    renderings = manifest.get("renderings", [])
+    ev = evaluate(shipped, tokenizer, build_eval_data(eval_seed, 50, 1000, renderings))
     manifest = dict(manifest)
     manifest.update({
         "file": os.path.basename(path),
@@ -388,6 +493,8 @@ def write_manifest(path, manifest, eval_seed=world.WORLD_SEED):
         "zero_shot_accuracy": round(ev["zs_clean_all_name"], 2),
         "scene_map": round(ev["scene_map_name"], 4),
         "scene_probability_map": fit_scene_probability_map(shipped, tokenizer, eval_seed),
+        **{f"{r}_probability_map": fit_scene_probability_map(shipped, tokenizer, eval_seed, variant=r)
+           for r in renderings},
         "config": wc.WORLD_TINY_CFG,
         "open_clip_version": open_clip.__version__,
         "torch_version": torch.__version__,

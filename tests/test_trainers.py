@@ -140,7 +140,7 @@ def test_every_trainer_config_loads_with_the_trainer_keys():
         cfg.merge_from_file(path)
         trainer = os.path.basename(os.path.dirname(path))
         assert trainer in node and cfg.TRAINER[node[trainer]].PREC in ("fp16", "fp32"), path
-        assert cfg.MODEL.BACKBONE.NAME in ("ViT-B/16", "world-tiny", "world-tiny-scenes", "RN50"), path
+        assert cfg.MODEL.BACKBONE.NAME in ("ViT-B/16", "world-tiny", "world-tiny-scenes", "world-tiny-render", "RN50"), path
     # base-to-new defaults of docs/design.md section 4
     cfg = extend_cfg(get_cfg_default())
     cfg.merge_from_file(os.path.join(folder, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx.yaml"))

@@ -33,9 +33,12 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights"
 DEFAULT_CHECKPOINT = os.path.join(WEIGHTS_DIR, "world_tiny.pt")
 # Backbone names (MODEL.BACKBONE.NAME) of the shipped world checkpoints: ``world-tiny`` (the
 # single-label world's), ``world-tiny-scenes`` (continued from it on mostly multi-object scenes;
-# the multi-label world's backbone, see its manifest and scripts/pretrain_world_clip.py).
+# the multi-label world's backbone, see its manifest and scripts/pretrain_world_clip.py),
+# ``world-tiny-render`` (continued from world-tiny-scenes on images half drawn in named renderings
+# whose captions often name them; the rendered multi-label world's backbone, ShapeWorldRender).
 CHECKPOINTS = {"world-tiny": DEFAULT_CHECKPOINT,
-               "world-tiny-scenes": os.path.join(WEIGHTS_DIR, "world_tiny_scenes.pt")}
+               "world-tiny-scenes": os.path.join(WEIGHTS_DIR, "world_tiny_scenes.pt"),
+               "world-tiny-render": os.path.join(WEIGHTS_DIR, "world_tiny_render.pt")}
 TOKEN_INIT_SEED = 0
 WORLD_MEAN = (0.48145466, 0.4578275, 0.40821073)
 WORLD_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Signed per-class calibration of multi-label base-to-new runs (the CCR paper's Figure 2 view).
+
+For every run, the gap of class c is the mean top-label confidence ``max(p, 1 - p)`` minus the
+accuracy of its (image, c) pairs over the evaluated split (``calibration.multilabel.
+signed_class_calibration``; > 0 over-confident, < 0 under-confident), from the run's
+``outputs_<split>.npz`` (evaluate with ``TEST.SAVE_OUTPUTS True``; p = sigmoid(saved logits)).
+Base runs (``train_base``) give the gaps of the base head / medium / tail groups and of all base
+classes; new runs (``test_new``) the gap of the new classes. Next to them the table shows mAP,
+ECE, ACE, MCE and PIECE of the run's ``results.json`` (base | new). Values are percent, mean ±
+sample std over the seeds found.
+
+Groups: head (>= 100 training images), medium (20-99), tail (< 20) among the base classes,
+counted on the full training split of the dataset (the rule of ``datasets.common.lt_groups``);
+``--counts`` reads them from a split file with ``train_counts`` (``ShapeWorldRender``'s),
+otherwise they are recomputed from the rendered world's generator.
+
+Usage::
+
+    python scripts/class_calibration.py OUTPUT_ROOT [--dataset shapeworld_render] [--shots 16]
+        [--split test] [--counts SPLIT_JSON]
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cpt.calibration.multilabel import signed_class_calibration  # noqa: E402
+
+METRICS = (("mAP", "mAP"), ("ECE", "ece"), ("ACE", "adaptive_ece"), ("MCE", "mce"), ("PIECE", "piece"))
+
+
+def lt_group_indices(counts, kept):
+    """head/medium/tail indices (0..len(kept)-1) of the classes ``kept``, by training count."""
+    groups = {"head": [], "medium": [], "tail": []}
+    for new, old in enumerate(kept):
+        c = counts[old]
+        groups["head" if c >= 100 else "medium" if c >= 20 else "tail"].append(new)
+    return groups
+
+
+def world_train_counts(seed=0, n_train=1200):
+    """Positives per class of ShapeWorldRender's training split (label draws only, no images)."""
+    from cpt.datasets import world
+    w = world.long_tail_weights()
+    counts = np.zeros(world.N_CLASSES, dtype=np.int64)
+    for i in range(n_train):
+        counts[world.sample_scene_labels(world.rng_for(seed, "scene_train_lt", i), 2, 4, weights=w)] += 1
+    return counts
+
+
+def load_run(run_dir, split):
+    """``(probs, targets, results)`` of one run; a clear error when a file is missing."""
+    npz = os.path.join(run_dir, f"outputs_{split}.npz")
+    res = os.path.join(run_dir, "results.json")
+    for path in (npz, res):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: not found (evaluate the run with TEST.SAVE_OUTPUTS True)")
+    with np.load(npz) as f:
+        logits, labels = f["scores"].astype(np.float64), f["labels"]
+    with open(res) as f:
+        results = json.load(f)
+    metrics = results.get("metrics", results)
+    return 1.0 / (1.0 + np.exp(-logits)), labels, metrics
+
+
+def _finished(run_dir):
+    path = os.path.join(run_dir, "results.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return json.load(f).get("status") == "finished"
+
+
+def _fmt(vals):
+    vals = [v for v in vals if v is not None and np.isfinite(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f}"
+
+
+def collect(root, dataset, shots, split, counts):
+    """Rows ``{method: {column: [value per seed]}}`` for every (trainer, cfgdir) found."""
+    n_base = (len(counts) + 1) // 2
+    groups = lt_group_indices(counts, list(range(n_base)))
+    rows = {}
+    pattern = os.path.join(root, "base2new", "train_base", dataset, f"shots_{shots}", "*", "*", "seed*")
+    for base_dir in sorted(glob.glob(pattern)):
+        if not _finished(base_dir):
+            print(f"skipped (unfinished): {base_dir}", file=sys.stderr)
+            continue
+        rel = os.path.relpath(base_dir, os.path.join(root, "base2new", "train_base"))
+        new_dir = os.path.join(root, "base2new", "test_new", rel)
+        parts = rel.split(os.sep)
+        method = f"{parts[2]}/{parts[3]}"
+        row = rows.setdefault(method, {})
+        p, y, res = load_run(base_dir, split)
+        _, g = signed_class_calibration(p, y, groups=dict(groups, all=list(range(p.shape[1]))))
+        for name in ("head", "medium", "tail", "all"):
+            row.setdefault(f"base {name}", []).append(100 * g[name])
+        for label, key in METRICS:
+            row.setdefault(f"{label} base", []).append(res.get(key))
+        if _finished(new_dir):
+            p, y, res = load_run(new_dir, split)
+            gaps, _ = signed_class_calibration(p, y)
+            row.setdefault("new", []).append(100 * float(np.nanmean(gaps)))
+            for label, key in METRICS:
+                row.setdefault(f"{label} new", []).append(res.get(key))
+    return rows, groups
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root")
+    ap.add_argument("--dataset", default="shapeworld_render")
+    ap.add_argument("--shots", type=int, default=16)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--counts", default="", help="split JSON with train_counts (default: regenerate)")
+    args = ap.parse_args(argv)
+    if args.counts:
+        with open(args.counts) as f:
+            data = json.load(f)
+        if "train_counts" not in data:
+            raise KeyError(f"{args.counts}: no 'train_counts' list (expected a ShapeWorldRender split file)")
+        counts = np.asarray(data["train_counts"])
+    else:
+        counts = world_train_counts()
+    rows, groups = collect(args.root, args.dataset, args.shots, args.split, counts)
+    if not rows:
+        raise SystemExit(f"no runs under {args.root}/base2new/train_base/{args.dataset}/shots_{args.shots}")
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in groups.items())
+    print(f"Signed calibration gap (mean confidence - accuracy per class, %, mean over the group's "
+          f"classes; base groups: {sizes})\n")
+    cols = ["base head", "base medium", "base tail", "base all", "new"]
+    print("| method | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for m, row in rows.items():
+        print(f"| {m} | " + " | ".join(_fmt(row.get(c, [])) for c in cols) + " |")
+    cols = [f"{label} {side}" for label, _ in METRICS for side in ("base", "new")]
+    print("\n| method | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for m, row in rows.items():
+        print(f"| {m} | " + " | ".join(_fmt(row.get(c, [])) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
