@@ -28,7 +28,9 @@ def test_gpu_check_cpu_mode_runs_both_benchmarks(tmp_path):
     assert [r[0] for r in rows] == ["CoOp", "MaPLe"]
     for r in rows:  # median times, their ratio and the loss difference of the two paths
         short, full, ratio, dloss = float(r[5]), float(r[6]), float(r[7].rstrip("x")), float(r[8])
-        assert short > 0 and full > 0 and ratio == pytest.approx(full / short, rel=0.02, abs=0.01)
+        # the times are printed to 1 ms and the ratio to 0.01: compare within that rounding
+        lo, hi = (full - 5e-4) / (short + 5e-4), (full + 5e-4) / max(short - 5e-4, 1e-9)
+        assert short > 0 and full > 0 and lo - 0.005 <= ratio <= hi + 0.005
         assert dloss < 1e-4
     assert "sweep of 2 runs sharing the cache" in out and out.rstrip().endswith("gpu_check.sh: done")
     with open(log) as f:
