@@ -189,7 +189,7 @@ def main(args):
 
     from cpt import datasets  # noqa: F401  (registers the datasets)
     from cpt import trainers  # noqa: F401  (registers the trainers)
-    from cpt.engine.trainer import TRAINER_REGISTRY, build_trainer
+    from cpt.engine.trainer import TRAINER_REGISTRY
     from cpt.engine.data import DATASET_REGISTRY
     from cpt.engine.evaluation import EVALUATOR_REGISTRY
     from cpt.engine.runlock import RunLock
@@ -236,23 +236,14 @@ def _log_file_only(logger, text):
             h.handle(record)
 
 
-def _clean_partial_writes(folder):
-    """Remove temporary files a killed run left in ``folder`` (we hold its lock; another run's lock
-    attempt, ``.tmp-lock-*``, is its own to remove)."""
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if name.startswith(".tmp-") and not name.startswith(".tmp-lock-") and os.path.isfile(path):
-            os.remove(path)
-
-
 def _run(cfg, args, rank, start):
     import math
 
     from cpt.engine.trainer import build_trainer
-    from cpt.engine.utils import collect_env_info, setup_logger
+    from cpt.engine.utils import collect_env_info, remove_partial_writes, setup_logger
 
     if rank == 0:
-        _clean_partial_writes(cfg.OUTPUT_DIR)
+        remove_partial_writes(cfg.OUTPUT_DIR)  # this run holds the folder's lock
     logger = setup_logger(cfg.OUTPUT_DIR, rank=rank)
     logger.info("*** Config ***")
     logger.info(cfg.dump())

@@ -68,6 +68,23 @@ def _read_scene_split(folder, split_file):
     return convert(split["train"]), convert(split["val"]), convert(split["test"]), captions
 
 
+def _scene_splits(cfg, name, variant, split_file, build, groups_of=None):
+    """A multi-label world dataset: materialise (``build``) and read its split, few-shot and
+    base/new as every dataset. Returns ``(train, val, test, classnames, groups, captions)``;
+    ``groups``: ``groups_of(train)`` on the full training split (e.g. head/medium/tail), plus the
+    ``base``/``new`` columns when ``SUBSAMPLE_CLASSES`` is ``all``; None when empty."""
+    folder = _materialised_dir(cfg, name, variant, build, split_file)
+    train, val, test, captions = _read_scene_split(folder, split_file)
+    groups = dict(groups_of(train)) if groups_of else {}
+    classnames = list(world.WORLD_NAMES)
+    n = len(classnames)
+    train, val, test, classnames = apply_fewshot_and_subsample(cfg, f"{name}_{variant}", train, val, test,
+                                                               classnames)
+    if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
+        groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
+    return train, val, test, classnames, groups or None, captions
+
+
 def _check_variant(variant):
     try:
         world.cast_strength(variant)
@@ -112,19 +129,10 @@ class ShapeWorldML(DatasetBase):
     def __init__(self, cfg):
         variant = cfg.DATASET.VARIANT
         _check_variant(variant)
-        folder = _materialised_dir(
-            cfg, "ShapeWorldML", variant,
+        train, val, test, classnames, groups, self._captions = _scene_splits(
+            cfg, "ShapeWorldML", variant, self.split_file,
             lambda d: world.materialize_multilabel_split(d, variant=variant, seed=world.WORLD_SEED,
-                                                         split_file=self.split_file, **SCENE_COUNTS),
-            self.split_file)
-        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
-        classnames = list(world.WORLD_NAMES)
-        n = len(classnames)
-        train, val, test, classnames = apply_fewshot_and_subsample(
-            cfg, f"ShapeWorldML_{variant}", train, val, test, classnames)
-        groups = None
-        if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
-            groups = {"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")}
+                                                         split_file=self.split_file, **SCENE_COUNTS))
         super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
 
     def captions(self, limit=0):
@@ -158,19 +166,11 @@ class ShapeWorldRender(DatasetBase):
         if world.rendering_of(variant) is None:
             raise ValueError(f"DATASET.VARIANT: ShapeWorldRender needs a rendering, one of "
                              f"{sorted(world.RENDERINGS)}; got {variant!r}")
-        folder = _materialised_dir(
-            cfg, "ShapeWorldRender", variant,
+        train, val, test, classnames, groups, self._captions = _scene_splits(
+            cfg, "ShapeWorldRender", variant, self.split_file,
             lambda d: world.materialize_rendered_split(d, rendering=variant, seed=world.WORLD_SEED,
                                                        split_file=self.split_file, **RENDER_COUNTS),
-            self.split_file)
-        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
-        groups = common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES)
-        classnames = list(world.WORLD_NAMES)
-        n = len(classnames)
-        train, val, test, classnames = apply_fewshot_and_subsample(
-            cfg, f"ShapeWorldRender_{variant}", train, val, test, classnames)
-        if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
-            groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
+            groups_of=lambda train: common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES))
         super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
 
     captions = ShapeWorldML.captions

@@ -14,7 +14,7 @@ import difflib
 
 from yacs.config import CfgNode
 
-SUBSAMPLE_CHOICES = ("all", "base", "new")
+from cpt.engine.data.datasets import SUBSAMPLE_CHOICES
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 
 

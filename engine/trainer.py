@@ -24,7 +24,7 @@ from cpt.engine.data import DataManager
 from cpt.engine.evaluation import build_evaluator
 from cpt.engine.faults import fault_point
 from cpt.engine.registry import Registry
-from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing
+from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing, remove_partial_writes
 
 TRAINER_REGISTRY = Registry("TRAINER")
 
@@ -112,11 +112,8 @@ class TrainerBase:
         names = self.get_model_names()
         if os.path.abspath(directory) == os.path.abspath(self.output_dir) and get_rank() == 0:
             for n in names:  # temporary files of a checkpoint write that was killed (this run holds the lock)
-                folder = os.path.join(directory, n)
-                for f in (os.listdir(folder) if os.path.isdir(folder) else []):
-                    if f.startswith(".tmp-"):
-                        os.remove(os.path.join(folder, f))
-                        self.logger.info(f"Removed {os.path.join(folder, f)} (a checkpoint write that did not finish)")
+                for path in remove_partial_writes(os.path.join(directory, n)):
+                    self.logger.info(f"Removed {path} (a checkpoint write that did not finish)")
         paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
         if not names or any(p is None for p in paths):
             return 0

@@ -21,6 +21,19 @@ def mkdir_if_missing(dirname):
                 raise
 
 
+def remove_partial_writes(folder):
+    """Remove the temporary files (``.tmp-*``) that a killed :func:`atomic_write_bytes` left in
+    ``folder``; call it only while holding the run's lock. Another run's lock attempt
+    (``.tmp-lock-*``) is its own to remove. Returns the removed paths."""
+    removed = []
+    for name in (os.listdir(folder) if os.path.isdir(folder) else []):
+        path = os.path.join(folder, name)
+        if name.startswith(".tmp-") and not name.startswith(".tmp-lock-") and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
 def atomic_write_bytes(data, path, midway=None):
     """Write to a temp file in the same folder, then ``os.replace`` (atomic on POSIX).
 

@@ -16,6 +16,7 @@ import numpy as np
 from cpt.engine.registry import Registry
 
 DATASET_REGISTRY = Registry("DATASET")
+SUBSAMPLE_CHOICES = ("all", "base", "new")  # DATASET.SUBSAMPLE_CLASSES
 
 
 def build_dataset(cfg):
@@ -127,6 +128,7 @@ class DatasetBase:
 
 
 def split_by_label(data_source):
+    """Label -> items, labels in order of first appearance (Dassl's tracker)."""
     out = defaultdict(list)
     for item in data_source:
         out[item.label].append(item)
@@ -142,18 +144,23 @@ def generate_fewshot(*data_sources, num_shots=-1, repeat=False, seed=None):
         if data_source and data_source[0].is_multilabel:
             output.append(generate_fewshot_multilabel(data_source, num_shots, rng))
             continue
-        tracker = split_by_label(data_source)  # labels in order of first appearance, as Dassl
-        dataset = []
-        for label, items in tracker.items():
-            if len(items) >= num_shots:
-                sampled = rng.sample(items, num_shots)
-            elif repeat:
-                sampled = rng.choices(items, k=num_shots)
-            else:
-                sampled = list(items)
-            dataset.extend(sampled)
-        output.append(dataset)
+        output.append(draw_per_class(data_source, num_shots, rng, repeat)[0])
     return output[0] if len(output) == 1 else output
+
+
+def draw_per_class(items, num_shots, rng, repeat=False):
+    """Dassl's per-class draw on single-label ``items`` with generator ``rng``: classes in order of
+    first appearance, ``rng.sample(group, num_shots)`` each, a class with fewer items kept whole
+    (``rng.choices`` with ``repeat``). Returns ``(sampled items, short)``, ``short`` listing
+    ``(label, classname, count)`` of the classes with fewer than ``num_shots`` items."""
+    out, short = [], []
+    for label, group in split_by_label(items).items():
+        if len(group) >= num_shots:
+            out.extend(rng.sample(group, num_shots))
+        else:
+            short.append((label, group[0].classname, len(group)))
+            out.extend(rng.choices(group, k=num_shots) if repeat else group)
+    return out, short
 
 
 def generate_fewshot_multilabel(data_source, num_shots, rng):
@@ -188,7 +195,7 @@ def subsample_classes(*args, subsample="all", classnames=None):
     when ``classnames`` (the full list) is given, the subset's class names as
     the last element.
     """
-    assert subsample in ("all", "base", "new"), f"SUBSAMPLE_CLASSES must be all/base/new, got {subsample!r}"
+    assert subsample in SUBSAMPLE_CHOICES, f"SUBSAMPLE_CLASSES must be all/base/new, got {subsample!r}"
     if subsample == "all":
         return (*args, classnames) if classnames is not None else (args if len(args) > 1 else args[0])
     if classnames is not None:

@@ -1,4 +1,5 @@
-"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``) for single-label data.
+"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``, one
+:func:`engine.data.datasets.draw_per_class` call per set) for single-label data.
 
 What upstream does (Dassl c61a1b5 with CoOp's dataset modules; KgCoOp, MaPLe, TCPT and TaI-DPT
 carry the same code): ``train.py`` calls ``set_random_seed(SEED)`` (Python's ``random`` among
@@ -29,6 +30,7 @@ import pickle
 import random
 from collections import OrderedDict
 
+from cpt.engine.data.datasets import draw_per_class
 from cpt.engine.utils import get_logger
 
 VAL_SHOTS = 4  # CoOp: validation set gets min(NUM_SHOTS, 4) per class
@@ -37,31 +39,6 @@ _listdir = os.listdir  # the folder listing upstream's ImageNet order comes from
 
 class UpstreamFileError(ValueError):
     """An upstream pickle cannot be read or does not match the dataset's split."""
-
-
-# ----------------------------------------------------------------------------- the draw
-def group_by_label(items):
-    """``OrderedDict`` label -> items, labels in order of first appearance (Dassl's tracker)."""
-    groups = OrderedDict()
-    for x in items:
-        groups.setdefault(x.label, []).append(x)
-    return groups
-
-
-def dassl_draw(items, num_shots, rng, repeat=False):
-    """One ``generate_fewshot_dataset`` call on ``items`` with generator ``rng``.
-
-    Returns ``(sampled items, short)`` where ``short`` lists ``(label, classname, count)`` of
-    the classes with fewer than ``num_shots`` items (kept whole unless ``repeat``).
-    """
-    out, short = [], []
-    for label, group in group_by_label(items).items():
-        if len(group) >= num_shots:
-            out.extend(rng.sample(group, num_shots))
-        else:
-            short.append((label, group[0].classname, len(group)))
-            out.extend(rng.choices(group, k=num_shots) if repeat else group)
-    return out, short
 
 
 # ----------------------------------------------------------------------------- upstream pickles
@@ -190,13 +167,13 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
     if imagenet_image_dir is not None:
         population, order = imagenet_upstream_order(train, dataset_dir, imagenet_image_dir)
     rng = random.Random(seed) if seed is not None and seed >= 0 else random.Random()
-    new_train, short = dassl_draw(population, k, rng)
+    new_train, short = draw_per_class(population, k, rng)
     for label, cname, n in short:
         log.warning(f"{name}: class {cname!r} (label {label}) has {n} training images, fewer than "
                     f"NUM_SHOTS={k}; all {n} are kept (Dassl's rule with repeat=False)")
     new_val = val
     if draw_val and val:
-        new_val, short_val = dassl_draw(val, min(k, VAL_SHOTS), rng)
+        new_val, short_val = draw_per_class(val, min(k, VAL_SHOTS), rng)
         for label, cname, n in short_val:
             log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
                         f"{min(k, VAL_SHOTS)}; all {n} are kept")
