@@ -490,7 +490,12 @@ def lt_groups(train, subsample):
     """
     labels = np.stack([np.asarray(x.label) for x in train])
     counts = (labels == 1).sum(0)
-    kept = class_split_indices(labels.shape[1], subsample)
+    return lt_groups_of_counts(counts, class_split_indices(labels.shape[1], subsample))
+
+
+def lt_groups_of_counts(counts, kept):
+    """head (>= 100 training images) / medium (20-99) / tail (< 20) indices 0..len(kept)-1 of the
+    classes ``kept``, from ``counts`` (positives per class of the full training set)."""
     groups = {"head": [], "medium": [], "tail": []}
     for new, old in enumerate(kept):
         c = counts[old]

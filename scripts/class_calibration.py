@@ -11,7 +11,7 @@ ECE, ACE, MCE and PIECE of the run's ``results.json`` (base | new). Values are p
 sample std over the seeds found.
 
 Groups: head (>= 100 training images), medium (20-99), tail (< 20) among the base classes,
-counted on the full training split of the dataset (the rule of ``datasets.common.lt_groups``);
+counted on the full training split of the dataset (``datasets.common.lt_groups_of_counts``);
 ``--counts`` reads them from a split file with ``train_counts`` (``ShapeWorldRender``'s),
 otherwise they are recomputed from the rendered world's generator.
 
@@ -21,7 +21,6 @@ Usage::
         [--split test] [--counts SPLIT_JSON]
 """
 import argparse
-import glob
 import json
 import os
 import sys
@@ -29,19 +28,13 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import parse_results  # noqa: E402  (the run-directory walker and "finished" rule)
 from cpt.calibration.multilabel import signed_class_calibration  # noqa: E402
+from cpt.datasets.common import lt_groups_of_counts  # noqa: E402
 
 METRICS = (("mAP", "mAP"), ("ECE", "ece"), ("ACE", "adaptive_ece"), ("MCE", "mce"), ("PIECE", "piece"))
-
-
-def lt_group_indices(counts, kept):
-    """head/medium/tail indices (0..len(kept)-1) of the classes ``kept``, by training count."""
-    groups = {"head": [], "medium": [], "tail": []}
-    for new, old in enumerate(kept):
-        c = counts[old]
-        groups["head" if c >= 100 else "medium" if c >= 20 else "tail"].append(new)
-    return groups
 
 
 def world_train_counts(seed=0, n_train=1200):
@@ -54,27 +47,14 @@ def world_train_counts(seed=0, n_train=1200):
     return counts
 
 
-def load_run(run_dir, split):
-    """``(probs, targets, results)`` of one run; a clear error when a file is missing."""
+def load_outputs(run_dir, split):
+    """``(probs, targets)`` of one run's saved outputs; a clear error when the file is missing."""
     npz = os.path.join(run_dir, f"outputs_{split}.npz")
-    res = os.path.join(run_dir, "results.json")
-    for path in (npz, res):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: not found (evaluate the run with TEST.SAVE_OUTPUTS True)")
+    if not os.path.isfile(npz):
+        raise FileNotFoundError(f"{npz}: not found (evaluate the run with TEST.SAVE_OUTPUTS True)")
     with np.load(npz) as f:
         logits, labels = f["scores"].astype(np.float64), f["labels"]
-    with open(res) as f:
-        results = json.load(f)
-    metrics = results.get("metrics", results)
-    return 1.0 / (1.0 + np.exp(-logits)), labels, metrics
-
-
-def _finished(run_dir):
-    path = os.path.join(run_dir, "results.json")
-    if not os.path.isfile(path):
-        return False
-    with open(path) as f:
-        return json.load(f).get("status") == "finished"
+    return 1.0 / (1.0 + np.exp(-logits)), labels
 
 
 def _fmt(vals):
@@ -87,32 +67,29 @@ def _fmt(vals):
 
 
 def collect(root, dataset, shots, split, counts):
-    """Rows ``{method: {column: [value per seed]}}`` for every (trainer, cfgdir) found."""
+    """Rows ``{method: {column: [value per seed]}}`` for every (trainer, config, calibration) found."""
     n_base = (len(counts) + 1) // 2
-    groups = lt_group_indices(counts, list(range(n_base)))
+    groups = lt_groups_of_counts(counts, list(range(n_base)))
     rows = {}
-    pattern = os.path.join(root, "base2new", "train_base", dataset, f"shots_{shots}", "*", "*", "seed*")
-    for base_dir in sorted(glob.glob(pattern)):
-        if not _finished(base_dir):
-            print(f"skipped (unfinished): {base_dir}", file=sys.stderr)
+    for run in parse_results.collect_runs(root):
+        if run["dataset"] != dataset or run["shots"] != shots:
             continue
-        rel = os.path.relpath(base_dir, os.path.join(root, "base2new", "train_base"))
-        new_dir = os.path.join(root, "base2new", "test_new", rel)
-        parts = rel.split(os.sep)
-        method = f"{parts[2]}/{parts[3]}"
-        row = rows.setdefault(method, {})
-        p, y, res = load_run(base_dir, split)
-        _, g = signed_class_calibration(p, y, groups=dict(groups, all=list(range(p.shape[1]))))
-        for name in ("head", "medium", "tail", "all"):
-            row.setdefault(f"base {name}", []).append(100 * g[name])
-        for label, key in METRICS:
-            row.setdefault(f"{label} base", []).append(res.get(key))
-        if _finished(new_dir):
-            p, y, res = load_run(new_dir, split)
+        if run["status"] != "finished":
+            print(f"skipped ({run['status']}): {run['path']}", file=sys.stderr)
+            continue
+        calib = "" if run["calibration"] == "none" else f"_{run['calibration']}"
+        row = rows.setdefault(f"{run['trainer']}/{run['config']}{calib}", {})
+        p, y = load_outputs(run["path"], split)
+        side = run["side"]
+        if side == "base":
+            _, g = signed_class_calibration(p, y, groups=dict(groups, all=list(range(p.shape[1]))))
+            for name in ("head", "medium", "tail", "all"):
+                row.setdefault(f"base {name}", []).append(100 * g[name])
+        else:
             gaps, _ = signed_class_calibration(p, y)
             row.setdefault("new", []).append(100 * float(np.nanmean(gaps)))
-            for label, key in METRICS:
-                row.setdefault(f"{label} new", []).append(res.get(key))
+        for label, key in METRICS:
+            row.setdefault(f"{label} {side}", []).append(run["metrics"].get(key))
     return rows, groups
 
 

@@ -231,7 +231,8 @@ def test_class_calibration_script_prints_group_gaps(tmp_path, capsys):
         d = tmp_path / "out" / "base2new" / phase / "shapeworld_render" / "shots_16" / "CoOp" / "cfg" / "seed1"
         d.mkdir(parents=True)
         np.savez(d / "outputs_test.npz", scores=logits, labels=labels, index=np.arange(3))
-        (d / "results.json").write_text(json.dumps({"status": "finished", "metrics": {"mAP": 50.0, "ece": 1.5}}))
+        (d / "results.json").write_text(json.dumps({"status": "finished",  # as a real run writes it
+                                                    "metrics": {"mAP": 50.0, "ece": 1.5, "accuracy": 80.0}}))
     cc.main([str(tmp_path / "out"), "--counts", str(split)])
     out = capsys.readouterr().out
     # class 0: conf (.9 + .6 + .7) / 3 = .7333, acc 2/3 -> +6.67%; class 1: .7 - 1 -> -30%
