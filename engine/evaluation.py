@@ -14,7 +14,7 @@ import torch
 
 from cpt.calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
                                       result_block)
-from cpt.engine.registry import Registry
+from cpt.registry import Registry
 from cpt.engine.utils import get_logger
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")

@@ -23,7 +23,7 @@ from cpt.engine.checkpoint import (CheckpointError, latest_checkpoint, learnable
 from cpt.engine.data import DataManager
 from cpt.engine.evaluation import build_evaluator
 from cpt.engine.faults import fault_point
-from cpt.engine.registry import Registry
+from cpt.registry import Registry
 from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing, remove_partial_writes
 
 TRAINER_REGISTRY = Registry("TRAINER")

@@ -5,11 +5,12 @@ import logging
 import os
 import random
 import sys
-import tempfile
 import time
 from collections import defaultdict
 
 import numpy as np
+
+from cpt.fileio import TMP_PREFIX, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 
 
 def mkdir_if_missing(dirname):
@@ -28,34 +29,10 @@ def remove_partial_writes(folder):
     removed = []
     for name in (os.listdir(folder) if os.path.isdir(folder) else []):
         path = os.path.join(folder, name)
-        if name.startswith(".tmp-") and not name.startswith(".tmp-lock-") and os.path.isfile(path):
+        if name.startswith(TMP_PREFIX) and not name.startswith(".tmp-lock-") and os.path.isfile(path):
             os.remove(path)
             removed.append(path)
     return removed
-
-
-def atomic_write_bytes(data, path, midway=None):
-    """Write to a temp file in the same folder, then ``os.replace`` (atomic on POSIX).
-
-    ``midway``: called after half of ``data`` is written and flushed (fault-injection tests).
-    """
-    mkdir_if_missing(os.path.dirname(os.path.abspath(path)))
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if midway is not None:
-                f.write(data[:len(data) // 2])
-                f.flush()
-                midway()
-                data = data[len(data) // 2:]
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_json(fpath):
@@ -65,7 +42,7 @@ def read_json(fpath):
 
 def write_json(obj, fpath):
     """Write JSON atomically."""
-    atomic_write_bytes(json.dumps(obj, indent=2, default=_json_default).encode("utf-8"), fpath)
+    atomic_write_json(obj, fpath, default=_json_default)
 
 
 def _json_default(o):

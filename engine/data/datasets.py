@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cpt.engine.registry import Registry
+from cpt.registry import Registry
 
 DATASET_REGISTRY = Registry("DATASET")
 SUBSAMPLE_CHOICES = ("all", "base", "new")  # DATASET.SUBSAMPLE_CLASSES

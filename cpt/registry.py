@@ -1,21 +1,27 @@
-"""Name -> class registries in Dassl's style.
+"""Name -> object registries in Dassl's style, the one class every layer uses (it imports nothing
+from the project).
 
-``@REGISTRY.register()`` stores a class under its ``__name__`` (or an explicit
-name); ``get(name)`` returns it, and a miss raises a ``KeyError`` whose message
-lists the closest registered names.
+``@REG.register()`` stores a class or function under its ``__name__`` (or ``name=``);
+``REG.get(name)`` returns it, and a miss raises a ``KeyError`` whose message lists the closest
+registered names. ``aliases`` (lower-cased) map other spellings onto a registered name.
 """
 import difflib
 
 
 class Registry:
-    def __init__(self, name):
+    def __init__(self, name, case_insensitive=False):
         self._name = name
         self._obj_map = {}
+        self._case_insensitive = case_insensitive
+
+    def _key(self, name):
+        return str(name).lower() if self._case_insensitive else name
 
     def _do_register(self, name, obj, force=False):
-        if name in self._obj_map and not force:
+        key = self._key(name)
+        if key in self._obj_map and not force:
             raise KeyError(f'An object named "{name}" was already registered in the "{self._name}" registry')
-        self._obj_map[name] = obj
+        self._obj_map[key] = obj
 
     def register(self, obj=None, force=False, name=None):
         if obj is None:
@@ -29,24 +35,28 @@ class Registry:
     def closest(self, name, n=3):
         names = list(self._obj_map)
         lower = {k.lower(): k for k in names}
-        hits = difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.3)
+        hits = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.3)
         return [lower[h] for h in hits]
 
     def get(self, name):
-        if name not in self._obj_map:
+        key = self._key(name)
+        if key not in self._obj_map:
             close = self.closest(str(name))
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise KeyError(
                 f'"{name}" is not registered in the {self._name} registry{hint} '
                 f"(registered: {', '.join(sorted(self._obj_map)) or 'none'})"
             )
-        return self._obj_map[name]
+        return self._obj_map[key]
 
     def registered_names(self):
         return list(self._obj_map.keys())
 
+    def items(self):
+        return list(self._obj_map.items())
+
     def __contains__(self, name):
-        return name in self._obj_map
+        return self._key(name) in self._obj_map
 
     def __repr__(self):
         return f"Registry({self._name}: {sorted(self._obj_map)})"
