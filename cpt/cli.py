@@ -35,6 +35,8 @@ def build_parser():
     p.add_argument("--trainer", type=str, default="", help="name of trainer")
     p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
     p.add_argument("--head", type=str, default="", help="name of head")
+    p.add_argument("--plugin", type=str, default="", help="comma-separated modules or .py files to import first "
+                   "(they register extra trainers, regularizers, calibrators, datasets; also $CPT_PLUGINS)")
     p.add_argument("--eval-only", action="store_true", help="evaluation only")
     p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
@@ -319,6 +321,9 @@ def cli(argv=None):
         import cpt
 
         cpt.check_imports()  # another module answering to one of our names: say which
+        from cpt.plugins import load_plugins
+
+        load_plugins(args.plugin.split(","))
         main(args)
     except KeyboardInterrupt:
         if debug:
