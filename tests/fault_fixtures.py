@@ -1,8 +1,8 @@
 """Helpers for tests/test_bad_inputs.py and tests/test_faults.py (not a test module).
 
-``cli`` runs train.py's command line in this process, ``run`` as a separate process (through
-tests/ddp_launcher.py when it needs the engine fixtures); ``tiny_args`` / ``world_coop_args`` build
-the argv of a run that takes a second; ``read_only`` makes folders unwritable, also for root
+``run_process`` runs train.py as a separate process (through tests/ddp_launcher.py when it needs
+the engine fixtures; the in-process ``cli`` and the argv builders are in tests/runs.py);
+``read_only`` makes folders unwritable, also for root
 (an audit hook refuses every write under them); ``assert_no_result`` checks that an output
 folder holds nothing a later run or the parser would take for a result.
 """
@@ -15,23 +15,11 @@ import signal
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.runs import REPO
+
 PY = sys.executable
 ENGINE_LAUNCHER = os.path.join(REPO, "tests", "ddp_launcher.py")
 TRAIN = os.path.join(REPO, "train.py")
-
-
-def cli(argv, capsys):
-    """``train.cli(argv)`` here: ``(exit status, stdout, stderr)``; 0 when it returns."""
-    import train
-
-    try:
-        train.cli([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _default_sigint():
@@ -40,7 +28,7 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def run(argv, env=None, engine_fixtures=False, timeout=600):
+def run_process(argv, env=None, engine_fixtures=False, timeout=600):
     """train.py as a process (one thread, SIGINT at its default): ``subprocess.CompletedProcess``."""
     e = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     e.pop("CPT_FAULT", None)
@@ -57,25 +45,6 @@ def popen(argv, env=None, engine_fixtures=False):
     script = ENGINE_LAUNCHER if engine_fixtures else TRAIN
     return subprocess.Popen([PY, script, *map(str, argv)], env=e, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-
-
-def tiny_args(root, out, *opts, flags=(), trainer="EngineTiny", dataset="DescribableTextures", epochs=1):
-    """EngineTiny (tests/engine_fixtures.py, a linear probe on 8x8 inputs) on a fixture tree."""
-    return ["--root", root, "--output-dir", out, "--trainer", trainer, "--seed", "1", *flags,
-            "DATASET.NAME", dataset, "INPUT.SIZE", "(8, 8)", "INPUT.TRANSFORMS", "normalize",
-            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.NAME", "sgd",
-            "OPTIM.LR", "0.1", "OPTIM.MAX_EPOCH", str(epochs), "TEST.RELIABILITY_DIAGRAM", "False", *opts]
-
-
-def world_coop_args(data, out, *opts, epochs=3, shots=2, seed=1):
-    """CoOp on the offline world's 32 base classes with the shipped tiny CLIP: 2 shots x 32 classes
-    = 4 batches of 16 per epoch; 1,600 test images."""
-    return ["--root", data, "--output-dir", out, "--trainer", "CoOp", "--seed", str(seed),
-            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "shapeworld.yaml"),
-            "--config-file", os.path.join(REPO, "configs", "trainers", "CoOp", "world_ep50.yaml"),
-            "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MAX_EPOCH", str(epochs),
-            "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "DATALOADER.TEST.BATCH_SIZE", "800",
-            "TEST.RELIABILITY_DIAGRAM", "False", *opts]
 
 
 def results(out):

@@ -19,8 +19,9 @@ import torch
 import tests.engine_fixtures  # noqa: F401  (registers EngineTiny)
 from tests.dataset_fixtures import DTD_CLASSES, jpeg_bytes, make_dtd
 from tests.engine_fixtures import EngineTiny
-from tests.fault_fixtures import (REPO, assert_no_result, assert_one_line, checkpoints, cli, popen, read_only,
-                                  results, run, tiny_args)
+from tests.fault_fixtures import (assert_no_result, assert_one_line, checkpoints, popen, read_only, results,
+                                  run_process)
+from tests.runs import REPO, cli, tiny_args
 
 
 @pytest.fixture
@@ -399,7 +400,7 @@ def test_unwritable_output_folder(capsys, dtd, tmp_path, exists):
 def test_traceback_only_on_request(dtd, tmp_path, how):
     out = str(tmp_path / "o")
     flags = ["--debug"] if how == "--debug" else []
-    p = run(tiny_args(dtd, out, "DATASET.SUBSAMPLE_CLASSES", "bas", flags=flags),
+    p = run_process(tiny_args(dtd, out, "DATASET.SUBSAMPLE_CLASSES", "bas", flags=flags),
             env={"CPT_DEBUG": "1"} if how == "CPT_DEBUG" else None, engine_fixtures=True)
     assert p.returncode == 2, p.stderr
     last = p.stderr.strip().splitlines()[-1]

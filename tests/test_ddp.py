@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-import train
 from tests.engine_fixtures import write_fixture_tree
-from tests.test_engine import _args
+from tests.runs import engine_args as _args, train_main
 
 LAUNCHER = os.path.join(os.path.dirname(__file__), "ddp_launcher.py")
 
@@ -32,8 +31,8 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     ddp_eval = str(tmp_path / "ddp_eval")
     r = _torchrun(_args(root, ddp_eval, "--eval-only", "--model-dir", ddp_train, "--load-epoch", "2"), env)
     assert r.returncode == 0, r.stderr[-3000:]
-    single = train.main(train.build_parser().parse_args(
-        _args(root, str(tmp_path / "single"), "--eval-only", "--model-dir", ddp_train, "--load-epoch", "2")))
+    single = train_main(_args(root, str(tmp_path / "single"), "--eval-only", "--model-dir", ddp_train,
+                              "--load-epoch", "2"))
     got = json.load(open(os.path.join(ddp_eval, "results.json")))["metrics"]
     want = single.last_results["test"]
     for k in ("accuracy", "ece", "mce", "adaptive_ece", "piece", "nll"):

@@ -14,6 +14,7 @@ from cpt.registry import Registry
 from cpt.engine.trainer import TRAINER_REGISTRY
 from tests import engine_fixtures
 from tests.engine_fixtures import CLASSNAMES, EngineTiny, write_fixture_tree
+from tests.runs import engine_args as _args, train_main
 
 
 def test_registry_miss_names_closest():
@@ -84,15 +85,6 @@ def fixture_root(tmp_path):
     return str(tmp_path / "data")
 
 
-def _args(root, out, *extra, epochs=3, seed=1):
-    return ["--root", root, "--output-dir", out, "--trainer", "EngineTiny", "--seed", str(seed),
-            *extra,
-            "DATASET.NAME", "EngineFixture", "INPUT.SIZE", "(8, 8)", "DATALOADER.NUM_WORKERS", "0",
-            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.NAME", "sgd", "OPTIM.LR", "0.5",
-            "OPTIM.MAX_EPOCH", str(epochs), "OPTIM.LR_SCHEDULER", "cosine", "OPTIM.WARMUP_EPOCH", "1",
-            "OPTIM.WARMUP_TYPE", "constant", "OPTIM.WARMUP_CONS_LR", "0.01", "INPUT.TRANSFORMS", "('normalize',)"]
-
-
 def _weights(out):
     from cpt.engine.checkpoint import latest_checkpoint
 
@@ -103,7 +95,7 @@ def test_train_checkpoint_resume_and_eval_only(fixture_root, tmp_path):
     from cpt.engine.utils import read_json
 
     full = str(tmp_path / "full")
-    trainer = train.main(train.build_parser().parse_args(_args(fixture_root, full)))
+    trainer = train_main(_args(fixture_root, full))
     # LR per epoch: constant warmup epoch, then cosine restarting at the base LR
     assert trainer.lr_per_epoch == pytest.approx([0.01, 0.5, 0.5 * (1 + math.cos(math.pi / 3)) / 2])
     res = read_json(os.path.join(full, "results.json"))
@@ -122,26 +114,25 @@ def test_train_checkpoint_resume_and_eval_only(fixture_root, tmp_path):
     EngineTiny.stop_after_epoch = 1
     try:
         with pytest.raises(KeyboardInterrupt):
-            train.main(train.build_parser().parse_args(_args(fixture_root, part)))
+            train_main(_args(fixture_root, part))
     finally:
         EngineTiny.stop_after_epoch = None
     assert sorted(os.listdir(os.path.join(part, "model"))) == ["checkpoint", "model.pth.tar-1"]
-    resumed = train.main(train.build_parser().parse_args(_args(fixture_root, part)))
+    resumed = train_main(_args(fixture_root, part))
     assert resumed.start_epoch == 1
     for k, v in _weights(full).items():
         assert torch.equal(v, _weights(part)[k]), k
 
     # eval-only reproduces the final test metrics of the trained run
     ev = str(tmp_path / "eval")
-    evaluated = train.main(train.build_parser().parse_args(
-        _args(fixture_root, ev, "--eval-only", "--model-dir", full, "--load-epoch", "3")))
+    evaluated = train_main(_args(fixture_root, ev, "--eval-only", "--model-dir", full, "--load-epoch", "3"))
     assert evaluated.last_results["test"]["accuracy"] == pytest.approx(trainer.last_results["test"]["accuracy"])
     assert evaluated.last_results["test"]["ece"] == pytest.approx(trainer.last_results["test"]["ece"])
 
 
 def test_seed_zero_is_a_seed(fixture_root, tmp_path):
-    a = train.main(train.build_parser().parse_args(_args(fixture_root, str(tmp_path / "a"), epochs=1, seed=0)))
-    b = train.main(train.build_parser().parse_args(_args(fixture_root, str(tmp_path / "b"), epochs=1, seed=0)))
+    a = train_main(_args(fixture_root, str(tmp_path / "a"), epochs=1, seed=0))
+    b = train_main(_args(fixture_root, str(tmp_path / "b"), epochs=1, seed=0))
     assert a.cfg.SEED == 0
     for k, v in _weights(str(tmp_path / "a")).items():
         assert torch.equal(v, _weights(str(tmp_path / "b"))[k])
@@ -172,7 +163,7 @@ def test_bad_input_one_line_errors(fixture_root, tmp_path, capsys):
     msg = _cli_error(capsys, _args(fixture_root, out, "--eval-only", "--model-dir", empty, "--load-epoch", "1"))
     assert "No checkpoint" in msg
     trained = str(tmp_path / "trained")
-    train.main(train.build_parser().parse_args(_args(fixture_root, trained, epochs=1)))
+    train_main(_args(fixture_root, trained, epochs=1))
     other = [a if a != "EngineTiny" else "EngineTinyOther" for a in
              _args(fixture_root, str(tmp_path / "o2"), "--eval-only", "--model-dir", trained, "--load-epoch", "1")]
     msg = _cli_error(capsys, other)

@@ -10,7 +10,8 @@ import os
 import pytest
 import torch
 
-from tests.fault_fixtures import checkpoints, results, run, world_coop_args
+from tests.fault_fixtures import checkpoints, results, run_process
+from tests.runs import world_coop_args
 
 BATCHES_PER_EPOCH = 4
 
@@ -23,7 +24,7 @@ def world(tmp_path_factory):
     data = str(tmp / "data")
     os.makedirs(data)
     ref = str(tmp / "reference")
-    p = run(world_coop_args(data, ref), env=env)
+    p = run_process(world_coop_args(data, ref), env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return tmp, env, data, ref
 
@@ -56,12 +57,12 @@ def _finished_like_reference(out, ref):
 def test_same_command_twice_gives_identical_metrics(world):
     tmp, env, data, ref = world
     again = str(tmp / "again")
-    p = run(world_coop_args(data, again), env=env)
+    p = run_process(world_coop_args(data, again), env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     metrics = _finished_like_reference(again, ref)
     assert metrics["accuracy"] > 100 / 32  # it learned something: above chance on 32 classes
     other_seed = str(tmp / "seed2")
-    p = run(world_coop_args(data, other_seed, seed=2), env=env)
+    p = run_process(world_coop_args(data, other_seed, seed=2), env=env)
     assert p.returncode == 0 and results(other_seed)["metrics"] != metrics  # the seed matters
 
 
@@ -70,18 +71,18 @@ def test_sigkill_mid_epoch_and_during_checkpoint_write_then_resume(world):
     out = str(tmp / "killed")
     argv = world_coop_args(data, out)
     # 1. SIGKILL at the 2nd batch of epoch 2: epoch 1's checkpoint is complete, nothing else
-    p = run(argv, env=dict(env, CPT_FAULT=f"batch:{BATCHES_PER_EPOCH + 2}"))
+    p = run_process(argv, env=dict(env, CPT_FAULT=f"batch:{BATCHES_PER_EPOCH + 2}"))
     assert p.returncode == -9 and results(out) is None
     assert _marker(out) == "model.pth.tar-1" and [os.path.basename(c) for c in checkpoints(out)] == ["model.pth.tar-1"]
     # 2. same command, SIGKILL halfway through writing epoch 2's checkpoint (it resumed from epoch 1)
-    p = run(argv, env=dict(env, CPT_FAULT="checkpoint_write:1"))
+    p = run_process(argv, env=dict(env, CPT_FAULT="checkpoint_write:1"))
     assert p.returncode == -9 and results(out) is None
     assert "Resumed from" in p.stdout and "(epoch 1)" in p.stdout
     partial = [f for f in os.listdir(_model_dir(out)) if f.startswith(".tmp-")]
     assert len(partial) == 1 and os.path.getsize(os.path.join(_model_dir(out), partial[0])) > 0
     assert _marker(out) == "model.pth.tar-1" and [os.path.basename(c) for c in checkpoints(out)] == ["model.pth.tar-1"]
     # 3. same command, no fault: resumes from epoch 1 again, removes the partial file, finishes
-    p = run(argv, env=env)
+    p = run_process(argv, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "(epoch 1)" in p.stdout and "a checkpoint write that did not finish" in p.stdout
     assert not [f for f in os.listdir(_model_dir(out)) if f.startswith(".tmp-")]
@@ -96,7 +97,7 @@ def test_sigint_stops_at_once_says_interrupted_and_resumes(world):
     tmp, env, data, ref = world
     out = str(tmp / "sigint")
     argv = world_coop_args(data, out)
-    p = run(argv, env=dict(env, CPT_FAULT=f"batch:{BATCHES_PER_EPOCH + 2}:INT"))
+    p = run_process(argv, env=dict(env, CPT_FAULT=f"batch:{BATCHES_PER_EPOCH + 2}:INT"))
     assert p.returncode == 130
     assert p.stderr.strip().splitlines() == [
         "interrupted: results.json says 'interrupted'; re-run the same command to resume"]
@@ -107,6 +108,6 @@ def test_sigint_stops_at_once_says_interrupted_and_resumes(world):
     # at once: epoch 2 never finished, no checkpoint of it, the lock is released
     assert "epoch [1/3] batch [4/4]" in p.stdout and "epoch [2/3] batch [4/4]" not in p.stdout
     assert _marker(out) == "model.pth.tar-1" and not os.path.exists(os.path.join(out, ".run.lock"))
-    p = run(argv, env=env)
+    p = run_process(argv, env=env)
     assert p.returncode == 0 and "(epoch 1)" in p.stdout
     _finished_like_reference(out, ref)

@@ -5,10 +5,19 @@ import multiprocessing as mp
 import os
 import shutil
 
+import pytest
 import torch
 
 from cpt.engine import feature_cache as fc
-from tests.test_trainers import INIT, root, run  # noqa: F401  (fixture)
+from tests.engine_fixtures import write_fixture_tree
+from tests.runs import INIT, run
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("data"))
+    write_fixture_tree(path, per_class=(6, 2, 4), size=32)
+    return path
 
 
 class _Clip:

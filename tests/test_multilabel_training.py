@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from cpt import datasets  # noqa: F401  (registers the datasets and the synonym files)
-import train
 from cpt import trainers  # noqa: F401  (registers the trainers)
 from cpt.datasets import world
 from cpt.engine.checkpoint import latest_checkpoint
 from cpt.engine.data.captions import CaptionMatcher, caption_multihot, synonyms_for
 from cpt.trainers.base import masked_bce
 from cpt.trainers.taidpt import ranking_loss, softmax_pool
+from tests import runs
 
 N_TRAIN, N_VAL, N_TEST = 40, 16, 24
 
@@ -33,15 +33,13 @@ def root(tmp_path_factory):
     return str(path)
 
 
+ML_DATA = ("DATASET.NAME", "ShapeWorldML", "DATASET.VARIANT", "cast", "TEST.EVALUATOR", "MultiLabelClassification",
+           "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "DATALOADER.TEST.BATCH_SIZE", "32")
+
+
 def run(root, out, trainer, *opts, flags=(), epochs=1, subsample="base"):
-    argv = ["--root", root, "--output-dir", out, "--trainer", trainer, "--seed", "1", *flags,
-            "DATASET.NAME", "ShapeWorldML", "DATASET.VARIANT", "cast", "TEST.EVALUATOR", "MultiLabelClassification",
-            "DATASET.SUBSAMPLE_CLASSES", subsample, "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "('normalize',)",
-            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "DATALOADER.TEST.BATCH_SIZE", "32",
-            "OPTIM.NAME", "sgd", "OPTIM.LR", "0.5", "OPTIM.MAX_EPOCH", str(epochs), "MODEL.BACKBONE.NAME", "world-tiny",
-            "MODEL.BACKBONE.PRETRAINED", "False", "TRAIN.PRINT_FREQ", "100", "TEST.RELIABILITY_DIAGRAM", "False",
-            *opts]
-    return train.main(train.build_parser().parse_args(argv))
+    return runs.run(root, out, trainer, "DATASET.SUBSAMPLE_CLASSES", subsample, *opts, flags=flags, epochs=epochs,
+                    data=ML_DATA)
 
 
 COOP_BCE = ("TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.LOSS", "bce", "TRAINER.COOP.PREC", "fp32",

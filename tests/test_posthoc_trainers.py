@@ -10,7 +10,7 @@ import torch
 
 from cpt.calibration.posthoc import fit_temperature
 from tests.engine_fixtures import write_fixture_tree
-from tests.test_trainers import INIT, run
+from tests.runs import INIT, run
 
 
 @pytest.fixture(scope="module")

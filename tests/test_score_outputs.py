@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-import train
 from scripts import score_diagnostics as sd
 from tests.engine_fixtures import write_fixture_tree
+from tests.runs import train_main
 
 
 def run_zero_shot(root, out, *opts):
@@ -17,7 +17,7 @@ def run_zero_shot(root, out, *opts):
             "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "16",
             "MODEL.BACKBONE.NAME", "world-tiny", "MODEL.BACKBONE.PRETRAINED", "False",
             "TEST.RELIABILITY_DIAGRAM", "False", *opts]
-    return train.main(train.build_parser().parse_args(argv))
+    return train_main(argv)
 
 
 def test_saved_outputs_reproduce_the_reported_metrics(tmp_path):

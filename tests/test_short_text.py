@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import train
 from cpt import trainers  # noqa: F401  (registers the trainers)
 from tests.engine_fixtures import write_fixture_tree
+from tests.runs import train_main
 from cpt.trainers.clip import ClipBackbone, bpe_tokenizer, encode_prompts, load_clip
 from cpt.trainers.taidpt import softmax_pool
 
@@ -54,7 +54,7 @@ def build(root, out, name, short, opts, backbone="world-tiny", size=32, batch=4)
             "MODEL.BACKBONE.SHORT_TEXT", str(short)]
     if backbone != "world-tiny":
         argv += ["MODEL.BACKBONE.PRETRAINED", "False"]
-    return train.main(train.build_parser().parse_args(argv))
+    return train_main(argv)
 
 
 def rel_diff(a, b):

@@ -6,37 +6,20 @@ import os
 import pytest
 import torch
 
-import train
 from cpt import trainers  # noqa: F401  (registers the trainers)
 from cpt.engine.checkpoint import latest_checkpoint
 from cpt.engine.trainer import TRAINER_REGISTRY
 from tests.engine_fixtures import write_fixture_tree
+from tests.runs import INIT, run
 
 CLIP_TRAINERS = sorted(n for n, c in TRAINER_REGISTRY._obj_map.items()
                        if c.__module__.startswith("cpt.trainers."))
-INIT = {"CoOp": ["TRAINER.COOP.CTX_INIT", "a photo of a"],
-        "KgCoOp": ["TRAINER.KGCOOP.CTX_INIT", "a photo of a"],
-        "CoCoOp": ["TRAINER.COCOOP.CTX_INIT", "a photo of a"],
-        "MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", "3"],
-        "ZeroshotCLIP": ["TRAINER.ZSCLIP.TEMPLATE", "a photo of a {}."]}
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("data"))
     write_fixture_tree(path, per_class=(6, 2, 4), size=32)
     return path
-
-
-def run(root, out, trainer, *opts, flags=(), epochs=1):
-    """train.main on the fixture; the random CLIP is seeded (SEED 1), so every run has the same weights."""
-    argv = ["--root", root, "--output-dir", out, "--trainer", trainer, "--seed", "1", *flags, *opts,
-            "DATASET.NAME", "EngineFixture", "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "('normalize',)",
-            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "8",
-            "DATALOADER.TEST.BATCH_SIZE", "16", "OPTIM.NAME", "sgd", "OPTIM.LR", "0.5",
-            "OPTIM.MAX_EPOCH", str(epochs), "MODEL.BACKBONE.NAME", "world-tiny",
-            "MODEL.BACKBONE.PRETRAINED", "False", "TRAIN.PRINT_FREQ", "100", "TEST.RELIABILITY_DIAGRAM", "False"]
-    return train.main(train.build_parser().parse_args(argv))
 
 
 def test_initial_coop_and_kgcoop_equal_zero_shot(root, tmp_path):
