@@ -67,7 +67,6 @@ def make_cfg(args, trainer, n_classes, batch_size, out):
     cfg.INPUT.TRANSFORMS = ("normalize",)
     cfg.DATALOADER.NUM_WORKERS = args.workers
     cfg.DATALOADER.PIN_MEMORY = args.pin_memory
-    cfg.DATALOADER.TRAIN_X.SAMPLER = "SequentialSampler"
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = batch_size
     cfg.OPTIM.NAME = "sgd"
     cfg.OPTIM.LR = 0.0  # the step runs, the parameters stay: both paths see the same model

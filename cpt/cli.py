@@ -34,7 +34,7 @@ def build_parser():
     p.add_argument("--calib-config-file", type=str, default="", help="calibration preset (yaml)")
     p.add_argument("--trainer", type=str, default="", help="name of trainer")
     p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    p.add_argument("--head", type=str, default="", help="name of head")
+    p.add_argument("--head", type=str, default="", help="accepted and ignored (Dassl's linear head; CLIP has none)")
     p.add_argument("--plugin", type=str, default="", help="comma-separated modules or .py files to import first "
                    "(they register extra trainers, regularizers, calibrators, datasets; also $CPT_PLUGINS)")
     p.add_argument("--eval-only", action="store_true", help="evaluation only")
@@ -93,7 +93,7 @@ def setup_cfg(args):
     if args.backbone:
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
-        cfg.MODEL.HEAD.NAME = args.head
+        print(f"warning: --head {args.head}: Dassl's linear head is accepted and ignored", file=sys.stderr)
     if args.opts:
         from cpt.engine.config_check import merge_opts
 

@@ -22,13 +22,11 @@ def default_cache_dir():
 
 
 _C = CN()
-_C.VERSION = 1
 _C.OUTPUT_DIR = "./output"
 _C.RESUME = ""
 # -1 means "do not seed"; 0 is a valid seed.
 _C.SEED = -1
 _C.USE_CUDA = True
-_C.VERBOSE = True
 # Where few-shot splits, built split files, materialised worlds and feature
 # caches live. Empty: default_cache_dir().
 _C.CACHE_DIR = ""
@@ -43,8 +41,6 @@ _C.INPUT.PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _C.INPUT.PIXEL_STD = [0.26862954, 0.26130258, 0.27577711]
 _C.INPUT.CROP_PADDING = 4
 _C.INPUT.RRCROP_SCALE = (0.08, 1.0)
-_C.INPUT.CUTOUT_N = 1
-_C.INPUT.CUTOUT_LEN = 16
 _C.INPUT.GN_MEAN = 0.0
 _C.INPUT.GN_STD = 0.15
 _C.INPUT.COLORJITTER_B = 0.4
@@ -57,10 +53,8 @@ _C.DATASET.ROOT = ""
 _C.DATASET.NAME = ""
 _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
-_C.DATASET.NUM_LABELED = -1
 # -1 (or 0): all training data
 _C.DATASET.NUM_SHOTS = -1
-_C.DATASET.VAL_PERCENT = 0.1
 # "all", "base" or "new"
 _C.DATASET.SUBSAMPLE_CLASSES = "all"
 # Multi-label VOC: how "difficult" (0 in ImageSets) counts: "ignore" -> -1 (no
@@ -85,18 +79,8 @@ _C.DATALOADER.RETURN_IMG0 = False
 _C.DATALOADER.PIN_MEMORY = True
 _C.DATALOADER.PERSISTENT_WORKERS = True
 _C.DATALOADER.TRAIN_X = CN()
-_C.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
 _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32
-_C.DATALOADER.TRAIN_X.N_DOMAIN = 0
-_C.DATALOADER.TRAIN_X.N_INS = 16
-_C.DATALOADER.TRAIN_U = CN()
-_C.DATALOADER.TRAIN_U.SAME_AS_X = True
-_C.DATALOADER.TRAIN_U.SAMPLER = "RandomSampler"
-_C.DATALOADER.TRAIN_U.BATCH_SIZE = 32
-_C.DATALOADER.TRAIN_U.N_DOMAIN = 0
-_C.DATALOADER.TRAIN_U.N_INS = 16
 _C.DATALOADER.TEST = CN()
-_C.DATALOADER.TEST.SAMPLER = "SequentialSampler"
 _C.DATALOADER.TEST.BATCH_SIZE = 32
 
 _C.MODEL = CN()
@@ -111,12 +95,6 @@ _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
 # features as the full context, faster); used only where exact (trainers/clip.py). False: always
 # the full context (for comparison and debugging).
 _C.MODEL.BACKBONE.SHORT_TEXT = True
-_C.MODEL.HEAD = CN()
-_C.MODEL.HEAD.NAME = ""
-_C.MODEL.HEAD.HIDDEN_LAYERS = ()
-_C.MODEL.HEAD.ACTIVATION = "relu"
-_C.MODEL.HEAD.BN = True
-_C.MODEL.HEAD.DROPOUT = 0.0
 
 _C.OPTIM = CN()
 _C.OPTIM.NAME = "adam"
@@ -125,12 +103,8 @@ _C.OPTIM.WEIGHT_DECAY = 5e-4
 _C.OPTIM.MOMENTUM = 0.9
 _C.OPTIM.SGD_DAMPNING = 0
 _C.OPTIM.SGD_NESTEROV = False
-_C.OPTIM.RMSPROP_ALPHA = 0.99
 _C.OPTIM.ADAM_BETA1 = 0.9
 _C.OPTIM.ADAM_BETA2 = 0.999
-_C.OPTIM.STAGED_LR = False
-_C.OPTIM.NEW_LAYERS = ()
-_C.OPTIM.BASE_LR_MULT = 0.1
 # "single_step", "multi_step" or "cosine"
 _C.OPTIM.LR_SCHEDULER = "single_step"
 _C.OPTIM.STEPSIZE = (-1,)
@@ -148,7 +122,6 @@ _C.TRAIN = CN()
 # 0: save only the last epoch
 _C.TRAIN.CHECKPOINT_FREQ = 0
 _C.TRAIN.PRINT_FREQ = 10
-_C.TRAIN.COUNT_ITER = "train_x"
 
 _C.TEST = CN()
 _C.TEST.EVALUATOR = "Classification"
@@ -207,6 +180,44 @@ _C.CALIB.POSTHOC = "none"
 _C.CALIB.DAC = CN()
 _C.CALIB.DAC.K = 5
 _C.CALIB.DAC.BASE_THRESHOLD = 0.05
+
+
+# Accepted and ignored: Dassl keys that upstream yamls may set but that nothing here reads (the
+# semi-supervised and domain samplers, the linear head, staged LR, ...). They exist so those yamls
+# load; a file or option that gives one another value than this gets a warning naming it
+# (engine/config_check.py). Their defaults are Dassl's.
+DASSL_IGNORED = {
+    "VERSION": 1,
+    "VERBOSE": True,
+    "INPUT.CUTOUT_N": 1,
+    "INPUT.CUTOUT_LEN": 16,
+    "DATASET.NUM_LABELED": -1,
+    "DATASET.VAL_PERCENT": 0.1,
+    "DATALOADER.TRAIN_X.SAMPLER": "RandomSampler",
+    "DATALOADER.TRAIN_X.N_DOMAIN": 0,
+    "DATALOADER.TRAIN_X.N_INS": 16,
+    "DATALOADER.TRAIN_U.SAME_AS_X": True,
+    "DATALOADER.TRAIN_U.SAMPLER": "RandomSampler",
+    "DATALOADER.TRAIN_U.BATCH_SIZE": 32,
+    "DATALOADER.TRAIN_U.N_DOMAIN": 0,
+    "DATALOADER.TRAIN_U.N_INS": 16,
+    "DATALOADER.TEST.SAMPLER": "SequentialSampler",
+    "MODEL.HEAD.NAME": "",
+    "MODEL.HEAD.HIDDEN_LAYERS": (),
+    "MODEL.HEAD.ACTIVATION": "relu",
+    "MODEL.HEAD.BN": True,
+    "MODEL.HEAD.DROPOUT": 0.0,
+    "OPTIM.RMSPROP_ALPHA": 0.99,
+    "OPTIM.STAGED_LR": False,
+    "OPTIM.NEW_LAYERS": (),
+    "OPTIM.BASE_LR_MULT": 0.1,
+    "TRAIN.COUNT_ITER": "train_x",
+}
+for _key, _value in DASSL_IGNORED.items():
+    _node = _C
+    for _part in _key.split(".")[:-1]:
+        _node = _node.setdefault(_part, CN())
+    _node[_key.rsplit(".", 1)[-1]] = _value
 
 
 def get_cfg_default():

@@ -11,10 +11,13 @@ expected, and the closest existing key. Conventions:
 - anything else must have the default's type (bool, int, float, str, list/tuple).
 """
 import difflib
+import sys
 
 from yacs.config import CfgNode
 
+from cpt.engine.config import DASSL_IGNORED
 from cpt.engine.data.datasets import SUBSAMPLE_CHOICES
+
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 
 
@@ -103,6 +106,8 @@ def _set(cfg, key, value, source):
             return
         raise _unknown(cfg, key, source)
     node[parts[-1]] = coerce(value, node[parts[-1]], key, source)
+    if key in DASSL_IGNORED and node[parts[-1]] != DASSL_IGNORED[key]:
+        print(f"warning: {source}: {key} is a Dassl key that this project accepts and ignores", file=sys.stderr)
 
 
 def _flatten(d, prefix=""):

@@ -112,10 +112,8 @@ def setup_logger(output=None, name="cpt", rank=0):
     logger.addHandler(sh)
     if output:
         fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
-        if os.path.exists(fpath):
-            fpath_new = fpath  # append, Dassl renames with a timestamp; we append a separator
         mkdir_if_missing(os.path.dirname(os.path.abspath(fpath)))
-        fh = logging.FileHandler(fpath, mode="a")
+        fh = logging.FileHandler(fpath, mode="a")  # a resumed run appends (Dassl renames the old log)
         fh.setFormatter(logging.Formatter(_LOG_FORMAT))
         logger.addHandler(fh)
     return logger

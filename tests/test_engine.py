@@ -168,3 +168,19 @@ def test_bad_input_one_line_errors(fixture_root, tmp_path, capsys):
              _args(fixture_root, str(tmp_path / "o2"), "--eval-only", "--model-dir", trained, "--load-epoch", "1")]
     msg = _cli_error(capsys, other)
     assert "EngineTiny" in msg and "EngineTinyOther" in msg
+
+
+def test_ignored_dassl_keys_load_and_warn(capsys, tmp_path):
+    from cpt.engine.config import DASSL_IGNORED
+    from cpt.engine.config_check import merge_file, merge_opts
+
+    cfg = get_cfg_default()
+    merge_opts(cfg, ["OPTIM.STAGED_LR", "False", "OPTIM.LR", "0.1"])  # the default value: silent
+    assert capsys.readouterr().err == ""
+    yaml_file = tmp_path / "upstream.yaml"
+    yaml_file.write_text("MODEL:\n  HEAD:\n    NAME: mlp\nDATALOADER:\n  TRAIN_U:\n    BATCH_SIZE: 64\n")
+    merge_file(cfg, str(yaml_file), "--config-file")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: --config-file {yaml_file}: {k} is a Dassl key that this project accepts and ignores"
+                   for k in ("MODEL.HEAD.NAME", "DATALOADER.TRAIN_U.BATCH_SIZE")]
+    assert cfg.MODEL.HEAD.NAME == "mlp" and len(DASSL_IGNORED) == 25
