@@ -45,20 +45,39 @@ def _warn(text):
 
 
 class EvaluatorBase:
-    """Base evaluator: ``reset()``, ``process(mo, gt, features=None)``, ``evaluate()``."""
+    """Base evaluator: ``reset()``, ``process(mo, gt, features=None)``, ``evaluate()``.
 
-    def __init__(self, cfg, **kwargs):
+    A subclass names its ``calibration.accumulators`` class (``accumulator``), the attributes it
+    exposes after ``evaluate()`` (``outputs``, reset to None) and implements ``evaluate()``.
+    """
+
+    accumulator = None
+    outputs = ("confidences", "correct", "proximity")
+
+    def __init__(self, cfg, lab2cname=None, **kwargs):
         self.cfg = cfg
+        self._lab2cname = lab2cname
         self._proximity_reference = None
+        self.acc = self.accumulator() if self.accumulator else None
+        self.reset()
 
     def reset(self):
-        raise NotImplementedError
+        if self.acc is not None:
+            self.acc.reset()
+        for name in self.outputs:
+            setattr(self, name, None)
 
     def process(self, mo, gt, features=None):
-        raise NotImplementedError
+        self.acc.update(mo, gt, features, where=f"{type(self).__name__}.process")
 
     def evaluate(self):
         raise NotImplementedError
+
+    def _percent(self, compute):
+        """``compute(proximity)`` (fractions) as an OrderedDict of percentages, after the checks."""
+        self.acc._check_nonempty(f"{type(self).__name__}.evaluate")
+        self.proximity = self._proximity()
+        return OrderedDict((k, 100.0 * v) for k, v in compute(self.proximity).items())
 
     # ---- proximity (PIECE) -------------------------------------------------
     def set_proximity_reference(self, features):
@@ -104,28 +123,12 @@ class Classification(EvaluatorBase):
     ``self.correct``, ``self.proximity`` (or None), ``self.per_class_accuracy``.
     """
 
-    def __init__(self, cfg, lab2cname=None, **kwargs):
-        super().__init__(cfg, **kwargs)
-        self._lab2cname = lab2cname
-        self.cmat = None
-        self.acc = ClassificationAccumulator()
-        self.reset()
-
-    def reset(self):
-        self.acc.reset()
-        self.confidences = None
-        self.correct = None
-        self.proximity = None
-        self.per_class_accuracy = None
-
-    def process(self, mo, gt, features=None):
-        self.acc.update(mo, gt, features, where=f"{type(self).__name__}.process")
+    accumulator = ClassificationAccumulator
+    outputs = EvaluatorBase.outputs + ("per_class_accuracy",)
+    cmat = None
 
     def evaluate(self):
-        where = f"{type(self).__name__}.evaluate"
-        self.acc._check_nonempty(where)
-        self.proximity = self._proximity()
-        results = OrderedDict((k, 100.0 * v) for k, v in self.acc.compute(self.proximity, where=where).items())
+        results = self._percent(lambda prox: self.acc.compute(prox, where=f"{type(self).__name__}.evaluate"))
         self.confidences, self.correct = self.acc.confidences, self.acc.correct
         _emit(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
         if self.cfg.TEST.PER_CLASS_RESULT:
@@ -158,31 +161,15 @@ class MultiLabelClassification(EvaluatorBase):
     ``self.ap_per_class`` (percent, NaN for classes without positives).
     """
 
+    accumulator = MultiLabelAccumulator
+    outputs = EvaluatorBase.outputs + ("probs", "targets", "ap_per_class")
+
     def __init__(self, cfg, lab2cname=None, groups=None, **kwargs):
-        super().__init__(cfg, **kwargs)
-        self._lab2cname = lab2cname
         self.groups = OrderedDict(groups) if groups else OrderedDict()
-        self.acc = MultiLabelAccumulator()
-        self.reset()
-
-    def reset(self):
-        self.acc.reset()
-        self.confidences = None
-        self.correct = None
-        self.probs = None
-        self.targets = None
-        self.proximity = None
-        self.ap_per_class = None
-
-    def process(self, mo, gt, features=None):
-        self.acc.update(mo, gt, features, where=f"{type(self).__name__}.process")
+        super().__init__(cfg, lab2cname, **kwargs)
 
     def evaluate(self):
-        where = f"{type(self).__name__}.evaluate"
-        self.acc._check_nonempty(where)
-        self.proximity = self._proximity()
-        frac = self.acc.compute(self.groups, self.proximity, where=type(self).__name__)
-        results = OrderedDict((k, 100.0 * v) for k, v in frac.items())
+        results = self._percent(lambda prox: self.acc.compute(self.groups, prox, where=type(self).__name__))
         a = self.acc
         self.probs, self.targets, self.confidences, self.correct = a.probs, a.targets, a.confidences, a.correct
         self.ap_per_class = 100.0 * a.ap_per_class
