@@ -270,7 +270,8 @@ class TaIDPT(ClipPromptTrainer):
             g, tok = self.clip.encode_text_embeddings(self.clip.embed_tokens(ids), ids, return_tokens=True)
         eot = self.clip.eot_positions(ids)
         pos = torch.arange(ids.shape[1], device=ids.device)[None, :]
-        mask = (ids != 0) if self.tcfg.UPSTREAM_EXACT else (pos >= 1) & (pos <= eot[:, None])
+        upstream = self.tcfg.get("UPSTREAM_EXACT", False)
+        mask = (ids != 0) if upstream else (pos >= 1) & (pos <= eot[:, None])
         return F.normalize(g.float(), dim=-1), F.normalize(tok.float(), dim=-1), mask
 
     def _encode_captions(self):
@@ -315,7 +316,7 @@ class TaIDPT(ClipPromptTrainer):
 
     def dense_image_features(self, images):
         """(global (B, E), dense features (B, K, E)), L2-normalised (K: patches or grid locations)."""
-        if self.tcfg.UPSTREAM_EXACT and self.clip.is_attnpool_resnet:
+        if self.tcfg.get("UPSTREAM_EXACT", False) and self.clip.is_attnpool_resnet:
             g, tok = self.clip._resnet_dense(images, positional=False)
         else:
             g, tok = self.clip.encode_image(images, return_tokens=True)
