@@ -694,7 +694,7 @@ class ClipBackbone(nn.Module):
         side = self._attnpool_side()
         return images.shape[-2] // 32 == side and images.shape[-1] // 32 == side
 
-    def _resnet_dense(self, images):
+    def _resnet_dense(self, images, positional=True):
         """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
 
         The global feature is the attention pool's output, as in ``encode_image``. The dense
@@ -703,6 +703,7 @@ class ClipBackbone(nn.Module):
         locations and the mean token, so they live in the same embedding space (TaI-DPT's RN50
         local features; MaskCLIP's dense features). When the feature grid differs from the one the
         pool was trained on, the spatial positional embedding is resized (bicubic).
+        ``positional=False`` adds no positional embedding at all (upstream TaI-DPT's evaluation).
         """
         v = self.model.visual
         pool = v.attnpool
@@ -713,7 +714,9 @@ class ClipBackbone(nn.Module):
         x = x.reshape(b, c, h * w).permute(2, 0, 1)  # (HW, B, C)
         x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # (HW + 1, B, C)
         pos = pool.positional_embedding.to(x.dtype)
-        if pos.shape[0] != h * w + 1:
+        if not positional:
+            pos = torch.zeros_like(x[:, 0])
+        elif pos.shape[0] != h * w + 1:
             side = self._attnpool_side()
             grid = pos[1:].reshape(1, side, side, c).permute(0, 3, 1, 2).float()
             grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)

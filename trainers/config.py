@@ -47,11 +47,12 @@ _DEFAULTS = {
     # LOGIT_SCALE * cosine, softmax pooling over caption tokens (SPATIAL_T_TEXT) / image patches
     # (SPATIAL_T_IMAGE), merged GL_MERGE * global + (1 - GL_MERGE) * local; ranking loss with
     # margin RANK_MARGIN (or bce); CAPTION_LABELS "match" (class names + synonym files) or
-    # "dataset"; PROB_FIT "config" (BCE_SCALE/BCE_BIAS) or "val" (fitted on the val split).
+    # "dataset"; PROB_FIT "config" (BCE_SCALE/BCE_BIAS) or "val" (fitted on the val split);
+    # UPSTREAM_EXACT: upstream's token mask (ids != 0) and RN attention pool without positions.
     "TAIDPT": dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end",
                    LOSS="ranking", RANK_MARGIN=1.0, LOGIT_SCALE=4.0, SPATIAL_T_TEXT=50.0,
                    SPATIAL_T_IMAGE=40.0, GL_MERGE=0.5, CAPTION_LABELS="match", SYNONYMS="",
-                   PROB_FIT="config", **_ML),
+                   PROB_FIT="config", UPSTREAM_EXACT=False, **_ML),
 }
 
 

@@ -30,6 +30,10 @@ the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens (after `
 projection), or for a ModifiedResNet (RN50, the upstream backbone) the attention pool's value path
 at every location (``ClipBackbone._resnet_dense``). Evaluation always runs on images that way.
 
+``UPSTREAM_EXACT True`` does what upstream's ``Caption_distill_double.py`` (1333eca) does: the
+caption tokens pooled are those of id != 0 (l. 347: the start token too), and a ModifiedResNet's
+attention pool and dense values get no positional embedding (l. 306 ``if_pos=False``, l. 300).
+
 Raw scores are ``LOGIT_SCALE * cos`` (published: fixed 4.0). Loss (``LOSS``): ``ranking`` (the
 published one, on each branch) ``sum_{i, p in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B``
 on the global and on the local raw scores (entries marked -1 are in neither set), or ``bce``
@@ -57,7 +61,7 @@ Keys ``TRAINER.TAIDPT``: ``N_CTX`` (16), ``CTX_INIT``, ``CSC``, ``CLASS_TOKEN_PO
 ``PREC``, ``LOSS`` (ranking | bce), ``RANK_MARGIN`` (1.0), ``LOGIT_SCALE`` (4.0),
 ``SPATIAL_T_TEXT`` (50), ``SPATIAL_T_IMAGE`` (40), ``GL_MERGE`` (0.5), ``CAPTION_LABELS``
 (match | dataset), ``SYNONYMS`` (a JSON file, "" = the dataset's), ``PROB_FIT`` (config | val),
-``BCE_SCALE``, ``BCE_BIAS``.
+``BCE_SCALE``, ``BCE_BIAS``, ``UPSTREAM_EXACT`` (False).
 """
 import json
 import os
@@ -266,7 +270,8 @@ class TaIDPT(ClipPromptTrainer):
             g, tok = self.clip.encode_text_embeddings(self.clip.embed_tokens(ids), ids, return_tokens=True)
         eot = self.clip.eot_positions(ids)
         pos = torch.arange(ids.shape[1], device=ids.device)[None, :]
-        mask = (pos >= 1) & (pos <= eot[:, None])
+        upstream = self.tcfg.get("UPSTREAM_EXACT", False)
+        mask = (ids != 0) if upstream else (pos >= 1) & (pos <= eot[:, None])
         return F.normalize(g.float(), dim=-1), F.normalize(tok.float(), dim=-1), mask
 
     def _encode_captions(self):
@@ -311,7 +316,10 @@ class TaIDPT(ClipPromptTrainer):
 
     def dense_image_features(self, images):
         """(global (B, E), dense features (B, K, E)), L2-normalised (K: patches or grid locations)."""
-        g, tok = self.clip.encode_image(images, return_tokens=True)
+        if self.tcfg.get("UPSTREAM_EXACT", False) and self.clip.is_attnpool_resnet:
+            g, tok = self.clip._resnet_dense(images, positional=False)
+        else:
+            g, tok = self.clip.encode_image(images, return_tokens=True)
         return F.normalize(g.float(), dim=-1), F.normalize(tok.float(), dim=-1)
 
     def scores(self, g, tok, mask, temperature, text_g, text_l):
