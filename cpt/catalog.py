@@ -79,7 +79,7 @@ def get_method(name):
 
 
 def methods_of_trainer(trainer):
-    return [m for _, m in METHODS.items() if m.trainer == trainer]
+    return [m for _, m in METHODS.items() if m.trainer.lower() == str(trainer).lower()]
 
 
 # The 11 base-to-new benchmarks in the papers' column order: (yaml stem, paper column, display name)
@@ -244,10 +244,11 @@ class Setup:
 
 def main(argv=None):
     """``python -m cpt.catalog``: the method table (after loading ``CPT_PLUGINS``)."""
+    from cpt import catalog  # the registry plugins write to (this file may run as __main__)
     from cpt.plugins import load_plugins
     load_plugins()
     print("method\ttrainer\tconfig\tmulti-label config")
-    for _, m in METHODS.items():
+    for _, m in catalog.METHODS.items():
         print(f"{m.name}\t{m.trainer}\t{m.config}\t{m.ml_config or '-'}")
     return 0
 

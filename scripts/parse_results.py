@@ -39,7 +39,7 @@ multi-label evaluator reports them for long-tailed datasets) when some run has t
 
 Domain generalisation (``--dg``): runs under ``OUTPUT_ROOT/dg/train/<source>/...`` (trained and
 evaluated on the source) and ``OUTPUT_ROOT/dg/test/<target>/...`` (the same prompts evaluated on a
-target; layout of ``scripts/multilabel/common_ml.sh``) give one table with a row per (trainer,
+target; layout of ``scripts/common.sh``) give one table with a row per (trainer,
 config, calibration, shots) and, per dataset, the mean (and std) over seeds of each metric
 (default: mAP, ECE and the head/medium/tail ECE where present).
 
