@@ -62,7 +62,6 @@ from results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, f
                              format_wide, summary_rows)
 from results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
 from results.summary import DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, glabel, summarize, summarize_dg  # noqa: E402
-from results.runs import Run, parse_log  # noqa: E402,F401
 
 ML_METRICS = ["map", "cf1", "of1", "ece", "ece_head", "ece_medium", "ece_tail"]
 DG_METRICS = ["map", "ece", "ece_head", "ece_medium", "ece_tail"]

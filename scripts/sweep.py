@@ -159,7 +159,9 @@ class Outcome:
 
 
 def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
-    """Run the pending steps of one unit in order; the test step only after a finished train step."""
+    """Run the pending steps of one unit in order; the test step only after a finished train step.
+    ``stop`` (an Event) ends it early; ``active`` (a set guarded by ``lock``) holds its process."""
+    stop, active, lock = stop or threading.Event(), set() if active is None else active, lock or threading.Lock()
     t0 = time.time()
     steps = run.pending()
     if not steps:
@@ -170,7 +172,7 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
     os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
     done = []
     for name, cmd, out_dir in steps:
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             return Outcome(run, "interrupted", f"before {name}", time.time() - t0, done)
         if is_finished(out_dir):  # finished meanwhile (another sweep)
             continue
@@ -179,16 +181,14 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
             log.write(f"$ {shlex.join(cmd)}\n")
             log.flush()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            if active is not None:
-                with lock:
-                    active.add(proc)
+            with lock:
+                active.add(proc)
             try:
                 rc = proc.wait()
             finally:
-                if active is not None:
-                    with lock:
-                        active.discard(proc)
-        if stop is not None and stop.is_set():
+                with lock:
+                    active.discard(proc)
+        if stop.is_set():
             return Outcome(run, "interrupted", f"during {name}", time.time() - t0, done)
         if rc != 0:
             return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0, done)
@@ -244,10 +244,7 @@ def run_local(runs, slots, echo=print):
         with lock:
             procs = list(active)
         for p in procs:
-            try:
-                p.terminate()
-            except OSError:
-                pass
+            p.terminate()  # a process that already ended ignores it
         for t in threads:
             t.join(30)
         echo("[interrupted] the sweep stopped; re-run the same command to finish the rest")
@@ -282,19 +279,10 @@ def make_executor(kind, folder, args):
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params = dict(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job, tasks_per_node=1, nodes=1,
                   cpus_per_task=args.cpus_per_task, name="cpt-sweep")
-    if args.mem_gb:
-        params["mem_gb"] = args.mem_gb
-    if args.slurm_partition:
-        params["slurm_partition"] = args.slurm_partition
-    if args.slurm_array_parallelism:
-        params["slurm_array_parallelism"] = args.slurm_array_parallelism
-    extra = {}
-    for kv in args.slurm_extra or []:
-        k, _, v = kv.partition("=")
-        extra[k] = v
-    if extra:
-        params["slurm_additional_parameters"] = extra
-    ex.update_parameters(**params)
+    optional = {"mem_gb": args.mem_gb, "slurm_partition": args.slurm_partition,
+                "slurm_array_parallelism": args.slurm_array_parallelism,
+                "slurm_additional_parameters": dict(kv.partition("=")[::2] for kv in args.slurm_extra or [])}
+    ex.update_parameters(**params, **{k: v for k, v in optional.items() if v})
     return ex
 
 
@@ -302,10 +290,8 @@ def submit(runs, executor, echo=print):
     """Submit one job per unit (a job array); returns [(run, job)]."""
     from submitit.helpers import CommandFunction
     fns = [CommandFunction(["bash", "-c", unit_script(r)], verbose=False) for r in runs]
-    jobs = []
     with executor.batch():
-        for fn in fns:
-            jobs.append(executor.submit(fn))
+        jobs = [executor.submit(fn) for fn in fns]
     for r, j in zip(runs, jobs):
         echo(f"[submitted] {r.label} job {j.job_id}")
     return list(zip(runs, jobs))
@@ -360,6 +346,10 @@ def build_parser():
     return p
 
 
+GRID_KEYS = ("datasets", "seeds", "methods", "calibs", "shots", "output", "data", "opts", "python", "log_dir",
+             "load_epoch")
+
+
 def grid_from_args(args):
     grid = {}
     if args.grid:
@@ -368,17 +358,12 @@ def grid_from_args(args):
             grid = yaml.safe_load(f) or {}
         if not isinstance(grid, dict):
             raise GridError(f"{args.grid}: expected a mapping with keys datasets, seeds, methods, calibs, ...")
-        unknown = set(grid) - {"datasets", "seeds", "methods", "calibs", "calibrators", "shots", "output", "data",
-                               "opts", "python", "load_epoch", "log_dir"}
+        unknown = set(grid) - set(GRID_KEYS) - {"calibrators"}
         if unknown:
             raise GridError(f"{args.grid}: unknown keys {sorted(unknown)}")
         if grid.get("output") and not os.path.isabs(str(grid["output"])):
             grid["output"] = os.path.abspath(str(grid["output"]))
-    for key in ("datasets", "seeds", "methods", "calibs", "shots", "output", "data", "opts", "python", "log_dir",
-                "load_epoch"):
-        v = getattr(args, key)
-        if v is not None:
-            grid[key] = v
+    grid.update({k: getattr(args, k) for k in GRID_KEYS if getattr(args, k) is not None})
     return grid
 
 

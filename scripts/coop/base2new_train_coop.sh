@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # CoOp, base-to-new: train on the base classes of one dataset.
 # usage: bash base2new_train_coop.sh DATASET SEED [GPU]
-# Environment: see scripts/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run coop train "$@"

@@ -3,6 +3,5 @@
 # usage: bash base2new_test_kgcoop.sh                 # every dataset/seed with a trained model
 #        bash base2new_test_kgcoop.sh DATASET SEED [GPU]
 #        bash base2new_test_kgcoop.sh GPU              # all, on this GPU
-# Environment: see scripts/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run kgcoop test "$@"

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # MaPLe, base-to-new: evaluate the new classes of every dataset x seed (DATASETS, SEEDS).
 # usage: bash base2new_test_maple_datasets.sh [GPU]
-# Environment: see scripts/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run maple test_datasets "$@"

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # MaPLe, base-to-new: train on the base classes of one dataset.
 # usage: bash base2new_train_maple.sh DATASET SEED [GPU]
-# Environment: see scripts/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run maple train "$@"

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # TaI-DPT, multi-label base-to-new: evaluate the new classes of every dataset x seed.
 # usage: bash base2new_test_taidpt_datasets.sh [GPU]
-# Environment: see scripts/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run taidpt test_datasets "$@"
