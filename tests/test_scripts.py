@@ -267,3 +267,17 @@ def test_real_configs_load_epoch(tmp_path):
         checked += 1
     if not checked:
         pytest.skip("configs/trainers/* or configs/datasets/dtd.yaml not in the repository yet")
+
+
+def test_finished_rule_same_in_bash_and_python(tmp_path):
+    """The job scripts' grep and catalog.is_finished read one pattern (FINISHED_ERE) the same way."""
+    texts = {'{"status": "finished"}': True, '{"status":"finished"}': True, '{"status" :\t"finished", "x": 1}': True,
+             '{"status": "failed"}': False, '{"x": "finished"}': False, '{"status": "finished_not"}': False, "": False}
+    for i, (text, expected) in enumerate(texts.items()):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        (d / "results.json").write_text(text)
+        grep = subprocess.run(["bash", "-c", catalog.finished_test_sh(str(d))]).returncode == 0
+        assert catalog.is_finished(str(d)) == grep == expected, text
+    assert not catalog.is_finished(str(tmp_path / "missing"))
+    assert subprocess.run(["bash", "-c", catalog.finished_test_sh(str(tmp_path / "missing"))]).returncode != 0
