@@ -17,7 +17,8 @@ Layout (docs/design.md section 7)::
 with ``<cfgdir>`` = ``<cfg>`` when the calibration is ``none``, else ``<cfg>_<calib>``. A run is
 finished when its ``results.json`` says ``"status": "finished"`` (:data:`FINISHED_ERE`, the same
 pattern for ``grep -E`` and Python); anything else is re-run (train.py resumes from its last
-checkpoint).
+checkpoint). The parser reads a run more leniently (``scripts/results/runs.py``: a results.json
+without a status, or a log.txt with a result block, counts as finished), so older runs still parse.
 """
 import os
 import re
@@ -25,6 +26,7 @@ import sys
 from dataclasses import dataclass
 
 from cpt.registry import Registry
+
 
 @dataclass(frozen=True)
 class Method:

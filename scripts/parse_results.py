@@ -1,13 +1,7 @@
 #!/usr/bin/env python
 """Summarise base-to-new runs into the papers' tables.
 
-Usage::
-
-    python scripts/parse_results.py OUTPUT_ROOT [--format md|csv|latex] [--layout long|wide]
-        [--metrics acc ece mce ace piece] [--compare-paper] [--plot PATH]
-        [--trainer T ...] [--config C ...] [--calibration K ...] [--shots K]
-        [--datasets D ...] [--seeds S ...] [--no-std] [--strict]
-        [--multilabel] [--dg]
+Usage: ``python scripts/parse_results.py OUTPUT_ROOT [options]`` (``-h`` lists them).
 
 Layout read (docs/design.md section 7, the calibrator in the path)::
 
@@ -55,9 +49,9 @@ SCRIPTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPTS_DIR)
 sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, SCRIPTS_DIR)
-from cpt.catalog import DATASETS  # noqa: E402,F401  (re-exported: the 11 benchmarks)
+from cpt.catalog import DATASETS, LAYOUTS  # noqa: E402,F401  (DATASETS re-exported: the 11 benchmarks)
 from cpt.plugins import load_plugins  # noqa: E402
-from results import runs as _runs  # noqa: E402
+from results.runs import collect, collect_dg_runs, collect_runs, split_cfg_dir  # noqa: E402,F401
 from results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
                              format_wide, summary_rows)
 from results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
@@ -65,20 +59,6 @@ from results.summary import DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, glabel, s
 
 ML_METRICS = ["map", "cf1", "of1", "ece", "ece_head", "ece_medium", "ece_tail"]
 DG_METRICS = ["map", "ece", "ece_head", "ece_medium", "ece_tail"]
-
-
-def split_cfg_dir(name, trainer, repo_root=REPO_ROOT):
-    return _runs.split_cfg_dir(name, trainer, repo_root)
-
-
-def collect_runs(output_root, repo_root=REPO_ROOT):
-    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/base2new/{train_base,test_new}``, as :class:`Run`."""
-    return _runs.collect(output_root, "base2new", repo_root)
-
-
-def collect_dg_runs(output_root, repo_root=REPO_ROOT):
-    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/dg/{train,test}`` (side ``source``/``target``)."""
-    return _runs.collect(output_root, "dg", repo_root)
 
 
 def build_parser():
@@ -113,12 +93,12 @@ def build_parser():
 def discover(args, layout):
     """The runs of ``OUTPUT_ROOT/<layout>`` that pass the filters; None (after an error) when none."""
     top = os.path.join(args.output_root, layout)
-    splits = "{" + ",".join(_runs.catalog.LAYOUTS[layout]) + "}"
+    splits = "{" + ",".join(LAYOUTS[layout]) + "}"
     if not os.path.isdir(top):
         print(f"error: {top} does not exist; expected OUTPUT_ROOT/{layout}/{splits}/<dataset>/shots_<K>/"
               "<trainer>/<cfg>/seed<S>/results.json (the layout of scripts/common.sh)", file=sys.stderr)
         return None
-    runs = _runs.collect(args.output_root, layout, REPO_ROOT)
+    runs = collect(args.output_root, layout)
     keep = {"trainer": args.trainer, "config": args.config, "calibration": args.calibration,
             "dataset": args.datasets, "shots": None if args.shots is None else [args.shots]}
     runs = [r for r in runs if all(v is None or getattr(r, k) in v for k, v in keep.items())]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cpt import catalog
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT_LINE = re.compile(r"^\*\s*([A-Za-z][\w \-]*?)\s*:\s*([-+0-9.,eE]+)\s*(%?)\s*$")
 # log.txt key spellings -> results.json keys
 LOG_KEY_ALIASES = {"ace": "adaptive_ece", "adaptive_calibration_error": "adaptive_ece", "acc": "accuracy"}
@@ -45,7 +46,7 @@ class Run(Record):
         return self.status == "finished"
 
 
-def split_cfg_dir(name, trainer, repo_root):
+def split_cfg_dir(name, trainer, repo_root=REPO_ROOT):
     """Split a ``<cfg>`` / ``<cfg>_<calib>`` directory name into (config, calibration).
 
     Uses the config stems of the trainer (``catalog.config_dirs``) and the presets under
@@ -158,7 +159,17 @@ def read_run(run_dir, split_name, rel_parts, repo_root):
     return run
 
 
-def collect(output_root, layout, repo_root):
+def collect_runs(output_root, repo_root=REPO_ROOT):
+    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/base2new/{train_base,test_new}``."""
+    return collect(output_root, "base2new", repo_root)
+
+
+def collect_dg_runs(output_root, repo_root=REPO_ROOT):
+    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/dg/{train,test}`` (side ``source``/``target``)."""
+    return collect(output_root, "dg", repo_root)
+
+
+def collect(output_root, layout, repo_root=REPO_ROOT):
     """Every ``seed<S>`` directory under ``OUTPUT_ROOT/<layout>/<split>`` (``catalog.LAYOUTS``).
     DG runs keep the side of their split (their results.json says subsample ``all``)."""
     runs = []
