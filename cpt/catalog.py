@@ -55,9 +55,12 @@ METHODS = Registry("method", case_insensitive=True)
 
 def register_method(name, trainer, config, ml_config=None, config_dirs=(), eval_only=False, multilabel=False,
                     paper=None, force=False):
-    """Add a method to the catalog (a plugin's one call); returns its :class:`Method`."""
+    """Add a method to the catalog (a plugin's one call); returns its :class:`Method`. Registering
+    the same entry again (a plugin module imported twice) is a no-op; another entry under a taken
+    name needs ``force=True``."""
     m = Method(name, trainer, config, ml_config, tuple(config_dirs), eval_only, multilabel, paper)
-    METHODS.register(m, force=force, name=name)
+    if name not in METHODS or METHODS.get(name) != m:
+        METHODS.register(m, force=force, name=name)
     return m
 
 
