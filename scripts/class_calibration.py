@@ -72,15 +72,15 @@ def collect(root, dataset, shots, split, counts):
     groups = lt_groups_of_counts(counts, list(range(n_base)))
     rows = {}
     for run in parse_results.collect_runs(root):
-        if run["dataset"] != dataset or run["shots"] != shots:
+        if run.dataset != dataset or run.shots != shots:
             continue
-        if run["status"] != "finished":
-            print(f"skipped ({run['status']}): {run['path']}", file=sys.stderr)
+        if not run.finished:
+            print(f"skipped ({run.status}): {run.path}", file=sys.stderr)
             continue
-        calib = "" if run["calibration"] == "none" else f"_{run['calibration']}"
-        row = rows.setdefault(f"{run['trainer']}/{run['config']}{calib}", {})
-        p, y = load_outputs(run["path"], split)
-        side = run["side"]
+        calib = "" if run.calibration == "none" else f"_{run.calibration}"
+        row = rows.setdefault(f"{run.trainer}/{run.config}{calib}", {})
+        p, y = load_outputs(run.path, split)
+        side = run.side
         if side == "base":
             _, g = signed_class_calibration(p, y, groups=dict(groups, all=list(range(p.shape[1]))))
             for name in ("head", "medium", "tail", "all"):
@@ -89,7 +89,7 @@ def collect(root, dataset, shots, split, counts):
             gaps, _ = signed_class_calibration(p, y)
             row.setdefault("new", []).append(100 * float(np.nanmean(gaps)))
         for label, key in METRICS:
-            row.setdefault(f"{label} {side}", []).append(run["metrics"].get(key))
+            row.setdefault(f"{label} {side}", []).append(run.metrics.get(key))
     return rows, groups
 
 

@@ -9,7 +9,8 @@ Usage (``python scripts/sweep.py -h`` for all flags)::
 
 Each grid point is one *unit*: the base-class run (``train_base``) and then the new-class run
 (``test_new``), with exactly the commands of ``scripts/<method>/base2new_{train,test}_<m>.sh``
-(same argv, same output layout; ``tests/test_scripts.py`` checks the two agree). A step whose
+(both are built by ``cpt.catalog.Setup``; methods are the catalog's, plugins of ``CPT_PLUGINS``
+included, and the runs inherit ``CPT_PLUGINS``). A step whose
 ``results.json`` says ``"status": "finished"`` is skipped, so an interrupted sweep restarted with
 the same arguments runs only what is unfinished (an unfinished train step re-runs, and train.py
 resumes from its last checkpoint).
@@ -36,7 +37,6 @@ Grid YAML (every key optional; CLI flags override)::
 import argparse
 import os
 import queue
-import re
 import shlex
 import signal
 import subprocess
@@ -46,105 +46,10 @@ import time
 from dataclasses import dataclass, field
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# method short name (scripts/<method>/) -> (trainer, default config); mirrors the bash scripts
-METHODS = {
-    "zsclip": ("ZeroshotCLIP", "vit_b16"),
-    "coop": ("CoOp", "vit_b16_ep50_ctxv1"),
-    "cocoop": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1"),
-    "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1"),
-    "maple": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx"),
-    "taidpt": ("TaIDPT", "vit_b16"),  # multi-label (scripts/taidpt/); DATASETS coco2014 voc2007 nuswide ...
-}
-DEFAULT_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
-FINISHED_RE = re.compile(r'"status"\s*:\s*"finished"')
-
-
-class GridError(ValueError):
-    """A grid that names a missing config, dataset or calibration preset."""
-
-
-def is_finished(run_dir):
-    """True when ``run_dir/results.json`` says ``"status": "finished"`` (as the bash scripts test)."""
-    try:
-        with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as f:
-            return bool(FINISHED_RE.search(f.read()))
-    except OSError:
-        return False
-
-
-def _stems(directory):
-    try:
-        return sorted(f[:-5] for f in os.listdir(directory) if f.endswith(".yaml"))
-    except OSError:
-        return []
-
-
-def resolve_method(name):
-    """``coop`` / ``CoOp`` / ``coop:cfg`` -> (method, trainer, cfg or None)."""
-    method, _, cfg = str(name).partition(":")
-    key = method.lower()
-    if key not in METHODS:
-        by_trainer = {t.lower(): m for m, (t, _) in METHODS.items()}
-        if key not in by_trainer:
-            raise GridError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
-        key = by_trainer[key]
-    return key, METHODS[key][0], (cfg or None)
-
-
-def resolve_cfg_file(root, trainer, cfg):
-    """(config name, absolute yaml path) like common.sh: a .yaml path or a stem under
-    configs/trainers/<trainer>/ (ZeroshotCLIP also under CoOp/)."""
-    if cfg.endswith(".yaml") and os.path.isfile(cfg):
-        path = os.path.abspath(cfg)
-        return os.path.basename(cfg)[:-5], path
-    path = os.path.join(root, "configs", "trainers", trainer, cfg + ".yaml")
-    if os.path.isfile(path):
-        return cfg, path
-    alt = os.path.join(root, "configs", "trainers", "CoOp", cfg + ".yaml")
-    if trainer == "ZeroshotCLIP" and os.path.isfile(alt):
-        return cfg, alt
-    avail = " ".join(_stems(os.path.dirname(path))) or "none"
-    raise GridError(f"method config '{cfg}' not found: expected {path} (available: {avail})")
-
-
-def resolve_calib_file(root, calib):
-    if calib == "none":
-        return ""
-    path = os.path.join(root, "configs", "calibration", calib + ".yaml")
-    if not os.path.isfile(path):
-        avail = " ".join(_stems(os.path.dirname(path))) or "none"
-        raise GridError(f"calibration preset '{calib}' not found: expected {path} (available: {avail}); "
-                        "use 'none' for no calibration")
-    return path
-
-
-def resolve_dataset_file(root, dataset):
-    path = os.path.join(root, "configs", "datasets", dataset + ".yaml")
-    if not os.path.isfile(path):
-        avail = " ".join(_stems(os.path.dirname(path))) or "none"
-        raise GridError(f"dataset config '{dataset}' not found: expected {path} (available: {avail})")
-    return path
-
-
-def load_epoch(cfg_file, opts_words=(), override=None):
-    """Checkpoint epoch to test: ``override``, else ``OPTIM.MAX_EPOCH`` in the opts, else the
-    first ``MAX_EPOCH: N`` line of the method config (same rule as common.sh)."""
-    if override not in (None, ""):
-        return str(override)
-    ep = None
-    for key, val in zip(opts_words, list(opts_words[1:]) + [None]):
-        if key == "OPTIM.MAX_EPOCH" and val is not None:
-            ep = val
-    if ep is not None:
-        return str(ep)
-    with open(cfg_file, encoding="utf-8") as f:
-        for line in f:
-            m = re.match(r"^\s*MAX_EPOCH\s*:\s*([0-9]+)", line)
-            if m:
-                return m.group(1)
-    raise GridError(f"no MAX_EPOCH in {cfg_file} (nor OPTIM.MAX_EPOCH in opts); set load_epoch")
+sys.path.insert(0, REPO_ROOT)
+from cpt import catalog  # noqa: E402
+from cpt.catalog import CatalogError as GridError, is_finished  # noqa: E402,F401
+from cpt.plugins import load_plugins  # noqa: E402
 
 
 @dataclass
@@ -165,51 +70,22 @@ class Run:
 
     @property
     def label(self):
-        cfgdir = self.cfg if self.calib == "none" else f"{self.cfg}_{self.calib}"
-        return f"{self.trainer}/{cfgdir}/{self.dataset}/shots_{self.shots}/seed{self.seed}"
+        return f"{self.trainer}/{catalog.cfg_dir(self.cfg, self.calib)}/{self.dataset}/shots_{self.shots}/seed{self.seed}"
 
     def pending(self):
         """[(step name, argv, run dir)] still to do (finished steps left out)."""
-        steps = []
-        if not is_finished(self.train_dir):
-            steps.append(("train", self.train_cmd, self.train_dir))
-        if not is_finished(self.test_dir):
-            steps.append(("test", self.test_cmd, self.test_dir))
-        return steps
-
-
-def run_dir(output, split, dataset, shots, trainer, cfg, calib, seed):
-    cfgdir = cfg if calib == "none" else f"{cfg}_{calib}"
-    return os.path.join(output, "base2new", split, dataset, f"shots_{shots}", trainer, cfgdir, f"seed{seed}")
-
-
-def build_commands(trainer, cfg_file, dataset_file, calib_file, data, seed, shots, train_dir, test_dir,
-                   python="python", root=REPO_ROOT, opts_words=(), load_epoch_override=None):
-    """(train argv, test argv), identical to what scripts/common.sh runs."""
-    def base(out):
-        cmd = [python, os.path.join(root, "train.py"), "--root", data, "--seed", str(seed), "--trainer", trainer,
-               "--dataset-config-file", dataset_file, "--config-file", cfg_file]
-        if calib_file:
-            cmd += ["--calib-config-file", calib_file]
-        return cmd + ["--output-dir", out]
-
-    train = base(train_dir)
-    if trainer == "ZeroshotCLIP":
-        train += ["--eval-only"]
-    train += ["DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "base"] + list(opts_words)
-    test = base(test_dir)
-    if trainer != "ZeroshotCLIP":
-        test += ["--model-dir", train_dir, "--load-epoch", load_epoch(cfg_file, list(opts_words), load_epoch_override)]
-    test += ["--eval-only", "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "new"] + list(opts_words)
-    return train, test
+        steps = [("train", self.train_cmd, self.train_dir), ("test", self.test_cmd, self.test_dir)]
+        return [s for s in steps if not is_finished(s[2])]
 
 
 def _as_list(v):
     if v is None:
         return None
-    if isinstance(v, (list, tuple)):
-        return list(v)
-    return str(v).split()
+    return list(v) if isinstance(v, (list, tuple)) else str(v).split()
+
+
+def _output(grid, root):
+    return os.path.abspath(grid.get("output") or os.environ.get("OUTPUT") or os.path.join(root, "output"))
 
 
 def expand_grid(grid, root=REPO_ROOT):
@@ -218,44 +94,33 @@ def expand_grid(grid, root=REPO_ROOT):
 
     Order: method, calibrator, dataset, seed. Raises :class:`GridError` naming a missing file.
     """
-    datasets = _as_list(grid.get("datasets")) or DEFAULT_DATASETS
+    datasets = _as_list(grid.get("datasets")) or catalog.BENCHMARKS
     seeds = [int(s) for s in (_as_list(grid.get("seeds")) or [1, 2, 3])]
-    methods = grid.get("methods") or ["coop"]
     calibs = _as_list(grid.get("calibs", grid.get("calibrators"))) or ["none"]
     shots = int(grid.get("shots") or 16)
-    output = os.path.abspath(grid.get("output") or os.environ.get("OUTPUT") or os.path.join(root, "output"))
+    output = _output(grid, root)
     data = grid.get("data") or os.environ.get("DATA") or ""
     if not data:
         raise GridError("DATA is not set: pass --data or export DATA=/path/to/datasets")
     opts = grid.get("opts") or os.environ.get("OPTS") or ""
-    opts_words = opts if isinstance(opts, (list, tuple)) else shlex.split(str(opts))
-    opts_words = [str(w) for w in opts_words]
+    opts = tuple(str(w) for w in (opts if isinstance(opts, (list, tuple)) else shlex.split(str(opts))))
     python = grid.get("python") or os.environ.get("PYTHON") or sys.executable
     log_dir = grid.get("log_dir") or os.path.join(output, "sweep_logs")
-    le = grid.get("load_epoch", os.environ.get("LOAD_EPOCH"))
     runs = []
-    for mspec in methods:
-        if isinstance(mspec, dict):
-            mname, cfg_override = mspec.get("method"), mspec.get("cfg")
-            method, trainer, cfg = resolve_method(mname)
-            cfg = cfg_override or cfg
-        else:
-            method, trainer, cfg = resolve_method(mspec)
-        cfg_name, cfg_file = resolve_cfg_file(root, trainer, cfg or METHODS[method][1])
+    for spec in grid.get("methods") or ["coop"]:
+        name, cfg = (spec.get("method"), spec.get("cfg")) if isinstance(spec, dict) else (str(spec), None)
+        name, _, cfg_in_name = str(name).partition(":")
         for calib in calibs:
-            calib_file = resolve_calib_file(root, calib)
+            s = catalog.Setup.resolve(root, name, cfg or cfg_in_name or None, calib, shots=shots, output=output,
+                                      data=data, python=python, opts=opts,
+                                      load_epoch=grid.get("load_epoch", os.environ.get("LOAD_EPOCH")))
             for ds in datasets:
-                ds_file = resolve_dataset_file(root, ds)
                 for seed in seeds:
-                    tr = run_dir(output, "train_base", ds, shots, trainer, cfg_name, calib, seed)
-                    te = run_dir(output, "test_new", ds, shots, trainer, cfg_name, calib, seed)
-                    train_cmd, test_cmd = build_commands(trainer, cfg_file, ds_file, calib_file, data, seed, shots,
-                                                         tr, te, python=python, root=root, opts_words=opts_words,
-                                                         load_epoch_override=le)
-                    cfgdir = cfg_name if calib == "none" else f"{cfg_name}_{calib}"
-                    log = os.path.join(log_dir, trainer, cfgdir, f"{ds}_shots{shots}_seed{seed}.log")
-                    runs.append(Run(method, trainer, cfg_name, calib, ds, seed, shots, tr, te,
-                                    train_cmd, test_cmd, log))
+                    tr = s.run_dir("base2new", "train_base", ds, seed)
+                    te = s.run_dir("base2new", "test_new", ds, seed)
+                    log = os.path.join(log_dir, s.method.trainer, s.cfgdir, f"{ds}_shots{shots}_seed{seed}.log")
+                    runs.append(Run(s.method.name, s.method.trainer, s.cfg, calib, ds, seed, shots, tr, te,
+                                    s.command(ds, seed, tr, "base"), s.command(ds, seed, te, "new", tr), log))
     return runs
 
 
@@ -294,7 +159,9 @@ class Outcome:
 
 
 def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
-    """Run the pending steps of one unit in order; the test step only after a finished train step."""
+    """Run the pending steps of one unit in order; the test step only after a finished train step.
+    ``stop`` (an Event) ends it early; ``active`` (a set guarded by ``lock``) holds its process."""
+    stop, active, lock = stop or threading.Event(), set() if active is None else active, lock or threading.Lock()
     t0 = time.time()
     steps = run.pending()
     if not steps:
@@ -305,7 +172,7 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
     os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
     done = []
     for name, cmd, out_dir in steps:
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             return Outcome(run, "interrupted", f"before {name}", time.time() - t0, done)
         if is_finished(out_dir):  # finished meanwhile (another sweep)
             continue
@@ -314,16 +181,14 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
             log.write(f"$ {shlex.join(cmd)}\n")
             log.flush()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            if active is not None:
-                with lock:
-                    active.add(proc)
+            with lock:
+                active.add(proc)
             try:
                 rc = proc.wait()
             finally:
-                if active is not None:
-                    with lock:
-                        active.discard(proc)
-        if stop is not None and stop.is_set():
+                with lock:
+                    active.discard(proc)
+        if stop.is_set():
             return Outcome(run, "interrupted", f"during {name}", time.time() - t0, done)
         if rc != 0:
             return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0, done)
@@ -379,10 +244,7 @@ def run_local(runs, slots, echo=print):
         with lock:
             procs = list(active)
         for p in procs:
-            try:
-                p.terminate()
-            except OSError:
-                pass
+            p.terminate()  # a process that already ended ignores it
         for t in threads:
             t.join(30)
         echo("[interrupted] the sweep stopped; re-run the same command to finish the rest")
@@ -399,8 +261,7 @@ def unit_script(run):
     lines = ["set -e", f"mkdir -p {shlex.quote(os.path.dirname(run.log_path))}",
              f"exec >>{shlex.quote(run.log_path)} 2>&1"]
     for name, cmd, out_dir in (("train", run.train_cmd, run.train_dir), ("test", run.test_cmd, run.test_dir)):
-        res = shlex.quote(os.path.join(out_dir, "results.json"))
-        check = f"grep -Eq '\"status\"[[:space:]]*:[[:space:]]*\"finished\"' {res} 2>/dev/null"
+        check = catalog.finished_test_sh(out_dir)
         lines.append(f"if ! {check}; then")
         lines.append(f"  echo {shlex.quote('$ ' + shlex.join(cmd))}")
         lines.append(f"  {shlex.join(cmd)}")
@@ -418,19 +279,10 @@ def make_executor(kind, folder, args):
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params = dict(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job, tasks_per_node=1, nodes=1,
                   cpus_per_task=args.cpus_per_task, name="cpt-sweep")
-    if args.mem_gb:
-        params["mem_gb"] = args.mem_gb
-    if args.slurm_partition:
-        params["slurm_partition"] = args.slurm_partition
-    if args.slurm_array_parallelism:
-        params["slurm_array_parallelism"] = args.slurm_array_parallelism
-    extra = {}
-    for kv in args.slurm_extra or []:
-        k, _, v = kv.partition("=")
-        extra[k] = v
-    if extra:
-        params["slurm_additional_parameters"] = extra
-    ex.update_parameters(**params)
+    optional = {"mem_gb": args.mem_gb, "slurm_partition": args.slurm_partition,
+                "slurm_array_parallelism": args.slurm_array_parallelism,
+                "slurm_additional_parameters": dict(kv.partition("=")[::2] for kv in args.slurm_extra or [])}
+    ex.update_parameters(**params, **{k: v for k, v in optional.items() if v})
     return ex
 
 
@@ -438,10 +290,8 @@ def submit(runs, executor, echo=print):
     """Submit one job per unit (a job array); returns [(run, job)]."""
     from submitit.helpers import CommandFunction
     fns = [CommandFunction(["bash", "-c", unit_script(r)], verbose=False) for r in runs]
-    jobs = []
     with executor.batch():
-        for fn in fns:
-            jobs.append(executor.submit(fn))
+        jobs = [executor.submit(fn) for fn in fns]
     for r, j in zip(runs, jobs):
         echo(f"[submitted] {r.label} job {j.job_id}")
     return list(zip(runs, jobs))
@@ -469,7 +319,7 @@ def build_parser():
     p.add_argument("--grid", help="YAML file with the grid (keys as below; flags override)")
     p.add_argument("--datasets", nargs="+", help="dataset yaml stems (default: the 11 benchmarks)")
     p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3")
-    p.add_argument("--methods", nargs="+", help=f"method[:cfg], methods: {' '.join(METHODS)} (default coop)")
+    p.add_argument("--methods", nargs="+", help="method[:cfg] of the catalog (python -m cpt.catalog; default coop)")
     p.add_argument("--calibs", nargs="+", help="calibration presets (configs/calibration/<name>.yaml) or none")
     p.add_argument("--shots", type=int)
     p.add_argument("--output", help="output root (default $OUTPUT or <repo>/output)")
@@ -496,6 +346,10 @@ def build_parser():
     return p
 
 
+GRID_KEYS = ("datasets", "seeds", "methods", "calibs", "shots", "output", "data", "opts", "python", "log_dir",
+             "load_epoch")
+
+
 def grid_from_args(args):
     grid = {}
     if args.grid:
@@ -504,22 +358,18 @@ def grid_from_args(args):
             grid = yaml.safe_load(f) or {}
         if not isinstance(grid, dict):
             raise GridError(f"{args.grid}: expected a mapping with keys datasets, seeds, methods, calibs, ...")
-        unknown = set(grid) - {"datasets", "seeds", "methods", "calibs", "calibrators", "shots", "output", "data",
-                               "opts", "python", "load_epoch", "log_dir"}
+        unknown = set(grid) - set(GRID_KEYS) - {"calibrators"}
         if unknown:
             raise GridError(f"{args.grid}: unknown keys {sorted(unknown)}")
         if grid.get("output") and not os.path.isabs(str(grid["output"])):
             grid["output"] = os.path.abspath(str(grid["output"]))
-    for key in ("datasets", "seeds", "methods", "calibs", "shots", "output", "data", "opts", "python", "log_dir",
-                "load_epoch"):
-        v = getattr(args, key)
-        if v is not None:
-            grid[key] = v
+    grid.update({k: getattr(args, k) for k in GRID_KEYS if getattr(args, k) is not None})
     return grid
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    load_plugins()
     try:
         grid = grid_from_args(args)
         if args.dry_run and not (grid.get("data") or os.environ.get("DATA")):
@@ -557,8 +407,7 @@ def main(argv=None):
     else:
         if args.gpus_per_job is None:
             args.gpus_per_job = 1 if args.executor == "slurm" else 0
-        output = os.path.abspath(grid.get("output") or os.environ.get("OUTPUT") or os.path.join(args.repo_root, "output"))
-        folder = args.submitit_folder or os.path.join(output, "submitit")
+        folder = args.submitit_folder or os.path.join(_output(grid, args.repo_root), "submitit")
         try:
             executor = make_executor(args.executor, folder, args)
         except ImportError:

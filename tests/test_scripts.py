@@ -16,6 +16,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import sweep  # noqa: E402
+from cpt import catalog  # noqa: E402
 
 PY = sys.executable
 METHODS = {"zsclip": "ZeroshotCLIP", "coop": "CoOp", "cocoop": "CoCoOp", "kgcoop": "KgCoOp", "maple": "MaPLe"}
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 @pytest.fixture
 def fake(tmp_path):
     root = tmp_path / "repo"
-    shutil.copytree(os.path.join(REPO, "scripts"), root / "scripts",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("scripts", "cpt"):  # the drivers and the catalog they read
+        shutil.copytree(os.path.join(REPO, part), root / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(REPO, "tests", "fake_train.py"), root / "train.py")
     cfg = root / "configs"
     for trainer, name, ep in [("CoOp", "vit_b16_ep50_ctxv1", 50), ("CoOp", "vit_b16", None),
@@ -232,7 +233,8 @@ def test_sweep_builds_the_same_commands(fake, method, calib, opts):
 
 
 def test_method_scripts_complete():
-    """Every method directory has the five scripts, executable, using the forks' config names."""
+    """Every method directory has the five scripts, executable, driving its catalog entry (the
+    forks' config names)."""
     defaults = {"zsclip": "vit_b16", "coop": "vit_b16_ep50_ctxv1", "cocoop": "vit_b16_c4_ep10_batch1_ctxv1",
                 "kgcoop": "vit_b16_ep100_ctxv1", "maple": "vit_b16_c2_ep5_batch4_2ctx"}
     for m, trainer in METHODS.items():
@@ -242,8 +244,8 @@ def test_method_scripts_complete():
             assert os.access(path, os.X_OK), path
             text = open(path).read()
             if name != "parse_all_results.sh":
-                assert f"cpt_init {trainer} {defaults[m]}\n" in text, path
-        assert sweep.METHODS[m] == (trainer, defaults[m])
+                assert f"cpt_run {m} " in text, path
+        assert (catalog.get_method(m).trainer, catalog.get_method(m).config) == (trainer, defaults[m])
 
 
 def test_real_configs_load_epoch(tmp_path):
@@ -251,7 +253,7 @@ def test_real_configs_load_epoch(tmp_path):
     expect = {"coop": 50, "cocoop": 10, "kgcoop": 100, "maple": 5}
     checked = 0
     for m, ep in expect.items():
-        trainer, cfg = sweep.METHODS[m]
+        trainer, cfg = catalog.get_method(m).trainer, catalog.get_method(m).config
         path = os.path.join(REPO, "configs", "trainers", trainer, cfg + ".yaml")
         if not os.path.isfile(path) or not os.path.isfile(os.path.join(REPO, "configs/datasets/dtd.yaml")):
             continue
@@ -265,3 +267,17 @@ def test_real_configs_load_epoch(tmp_path):
         checked += 1
     if not checked:
         pytest.skip("configs/trainers/* or configs/datasets/dtd.yaml not in the repository yet")
+
+
+def test_finished_rule_same_in_bash_and_python(tmp_path):
+    """The job scripts' grep and catalog.is_finished read one pattern (FINISHED_ERE) the same way."""
+    texts = {'{"status": "finished"}': True, '{"status":"finished"}': True, '{"status" :\t"finished", "x": 1}': True,
+             '{"status": "failed"}': False, '{"x": "finished"}': False, '{"status": "finished_not"}': False, "": False}
+    for i, (text, expected) in enumerate(texts.items()):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        (d / "results.json").write_text(text)
+        grep = subprocess.run(["bash", "-c", catalog.finished_test_sh(str(d))]).returncode == 0
+        assert catalog.is_finished(str(d)) == grep == expected, text
+    assert not catalog.is_finished(str(tmp_path / "missing"))
+    assert subprocess.run(["bash", "-c", catalog.finished_test_sh(str(tmp_path / "missing"))]).returncode != 0

@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
 # CoOp, base-to-new: train on the base classes of one dataset.
 # usage: bash base2new_train_coop.sh DATASET SEED [GPU]
-# Environment: DATA (required), DATASETS, SEEDS, CFG, CALIB, SHOTS, OUTPUT, OPTS, PYTHON, GPU,
-# DRY_RUN; see scripts/common.sh.
-set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_init CoOp vit_b16_ep50_ctxv1
-cpt_train_one "$@"
+cpt_run coop train "$@"

@@ -2,7 +2,5 @@
 # Tables of the KgCoOp runs under $OUTPUT (default <repo>/output): base, new, HM, ECE per dataset.
 # usage: bash parse_all_results.sh [--format md|csv|latex] [--metrics acc ece mce ace piece]
 #        [--compare-paper] [--plot PATH] ...   (any scripts/parse_results.py option)
-set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-TRAINER=KgCoOp
-cpt_parse "$@"
+cpt_run kgcoop parse "$@"

@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
 # Multi-label base-to-new: evaluate METHOD's trained prompts on the new classes.
 # usage: METHOD=coop bash base2new_test_ml.sh [DATASET SEED] [GPU]   (no DATASET SEED: all trained)
-# METHOD: zsclip | coop | cocoop | kgcoop | taidpt (default coop; the BCE configs vit_b16_bce_ep10,
-# TaI-DPT vit_b16). Environment: DATA (required), DATASETS (default: coco2014 voc2007 nuswide
-# coco_lt voc_lt), SEEDS, CFG, CALIB (e.g. ccr), SHOTS, OUTPUT, OPTS, PYTHON, GPU, DRY_RUN,
-# DG_SOURCE, DG_TARGETS; see scripts/common.sh and scripts/multilabel/common_ml.sh.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/common_ml.sh"
-cpt_ml_init
-cpt_test_cli "$@"
+# METHOD: zsclip | coop | cocoop | kgcoop | taidpt (default coop, with its multi-label config).
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+cpt_run --multilabel "${METHOD:-coop}" test "$@"

@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
 # Multi-label base-to-new: train METHOD on the base classes of one dataset.
 # usage: METHOD=coop CALIB=ccr bash base2new_train_ml.sh DATASET SEED [GPU]
-# METHOD: zsclip | coop | cocoop | kgcoop | taidpt (default coop; the BCE configs vit_b16_bce_ep10,
-# TaI-DPT vit_b16). Environment: DATA (required), DATASETS (default: coco2014 voc2007 nuswide
-# coco_lt voc_lt), SEEDS, CFG, CALIB (e.g. ccr), SHOTS, OUTPUT, OPTS, PYTHON, GPU, DRY_RUN,
-# DG_SOURCE, DG_TARGETS; see scripts/common.sh and scripts/multilabel/common_ml.sh.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/common_ml.sh"
-cpt_ml_init
-cpt_train_one "$@"
+# METHOD: zsclip | coop | cocoop | kgcoop | taidpt (default coop, with its multi-label config).
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+cpt_run --multilabel "${METHOD:-coop}" train "$@"

@@ -2,11 +2,5 @@
 # Multi-label tables of every run under $OUTPUT (default <repo>/output): mAP, CF1/OF1 and ECE on
 # base and new classes (+ head/medium/tail ECE where defined), then the domain-generalisation table.
 # usage: bash parse_all_results.sh [any scripts/parse_results.py option, e.g. --trainer CoOp]
-set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-out="${OUTPUT:-$CPT_ROOT/output}"
-"${PYTHON:-python}" "$CPT_ROOT/scripts/parse_results.py" "$out" --multilabel "$@"
-if [ -d "$out/dg" ]; then
-    echo
-    "${PYTHON:-python}" "$CPT_ROOT/scripts/parse_results.py" "$out" --dg "$@"
-fi
+cpt_run --multilabel all parse "$@"

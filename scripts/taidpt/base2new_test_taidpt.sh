@@ -3,9 +3,5 @@
 # usage: bash base2new_test_taidpt.sh                 # every dataset/seed with a trained model
 #        bash base2new_test_taidpt.sh DATASET SEED [GPU]
 #        bash base2new_test_taidpt.sh GPU              # all, on this GPU
-# Environment: DATA (required), DATASETS (default: the multi-label benchmarks), SEEDS, CFG, CALIB,
-# SHOTS, OUTPUT, OPTS, PYTHON, GPU, DRY_RUN; see scripts/common.sh and scripts/multilabel/common_ml.sh.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../multilabel/common_ml.sh"
-cpt_init TaIDPT vit_b16
-cpt_test_cli "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+cpt_run taidpt test "$@"

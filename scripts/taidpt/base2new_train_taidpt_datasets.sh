@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
 # TaI-DPT, multi-label base-to-new: train on every dataset x seed (DATASETS, SEEDS).
 # usage: bash base2new_train_taidpt_datasets.sh [GPU]
-# Environment: DATA (required), DATASETS (default: the multi-label benchmarks), SEEDS, CFG, CALIB,
-# SHOTS, OUTPUT, OPTS, PYTHON, GPU, DRY_RUN; see scripts/common.sh and scripts/multilabel/common_ml.sh.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../multilabel/common_ml.sh"
-cpt_init TaIDPT vit_b16
-cpt_train_all "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+cpt_run taidpt train_datasets "$@"

@@ -3,11 +3,5 @@
 # ECE on base and new classes (head/medium/tail ECE where the dataset defines the groups), and the
 # domain-generalisation table when $OUTPUT/dg exists.
 # usage: bash parse_all_results.sh [any scripts/parse_results.py option]
-set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-TRAINER=TaIDPT
-cpt_parse --multilabel "$@"
-if [ -d "${OUTPUT:-$CPT_ROOT/output}/dg" ]; then
-    echo
-    cpt_parse --dg "$@"
-fi
+cpt_run taidpt parse "$@"

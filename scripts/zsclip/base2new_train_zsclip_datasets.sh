@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
 # ZeroshotCLIP, base-to-new: evaluate the base classes of every dataset x seed (DATASETS, SEEDS).
 # usage: bash base2new_train_zsclip_datasets.sh [GPU]
-# Environment: DATA (required), DATASETS, SEEDS, CFG, CALIB, SHOTS, OUTPUT, OPTS, PYTHON, GPU,
-# DRY_RUN; see scripts/common.sh.
-set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_init ZeroshotCLIP vit_b16
-cpt_train_all "$@"
+cpt_run zsclip train_datasets "$@"

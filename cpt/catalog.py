@@ -1,0 +1,262 @@
+"""The method and dataset catalog, the run-directory layout and the "finished" rule, written once.
+
+The bash drivers (``scripts/<method>/*.sh`` through ``scripts/drive.py``), ``scripts/sweep.py``
+and ``scripts/parse_results.py`` all read this module; it imports nothing heavy (no torch), so
+it runs from bash as ``python -m cpt.catalog`` (prints the method table).
+
+Adding a method: a plugin (``CPT_PLUGINS``, see ``cpt.plugins``) registers its trainer in
+``TRAINER_REGISTRY`` and calls :func:`register_method`; the sweep (``--methods <name>``), the
+bash driver (``python scripts/drive.py <name> train DATASET SEED``) and the parser's paper
+comparison then know it.
+
+Layout (docs/design.md section 7)::
+
+    <output>/base2new/{train_base,test_new}/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>
+    <output>/dg/{train,test}/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>
+
+with ``<cfgdir>`` = ``<cfg>`` when the calibration is ``none``, else ``<cfg>_<calib>``. A run is
+finished when its ``results.json`` says ``"status": "finished"`` (:data:`FINISHED_ERE`, the same
+pattern for ``grep -E`` and Python); anything else is re-run (train.py resumes from its last
+checkpoint). The parser reads a run more leniently (``scripts/results/runs.py``: a results.json
+without a status, or a log.txt with a result block, counts as finished), so older runs still parse.
+"""
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+from cpt.registry import Registry
+
+
+@dataclass(frozen=True)
+class Method:
+    """One entry of the method table.
+
+    ``name``: short name (``scripts/<name>/``, ``sweep.py --methods``); ``trainer``: the
+    ``TRAINER_REGISTRY`` name; ``config``: default config stem (``configs/trainers/<trainer>/``)
+    for base-to-new; ``ml_config``: default of the multi-label scripts (None: not offered there);
+    ``config_dirs``: more trainer folders searched for a config stem; ``eval_only``: nothing is
+    trained (both steps are ``--eval-only``, the test step loads no model); ``multilabel``: a
+    multi-label method (its scripts default to :data:`ML_DATASETS`); ``paper``: the
+    ``prompt_method`` of the TCPT table (``scripts/paper_tables/``), None when not published.
+    """
+    name: str
+    trainer: str
+    config: str
+    ml_config: str = None
+    config_dirs: tuple = ()
+    eval_only: bool = False
+    multilabel: bool = False
+    paper: str = None
+
+
+METHODS = Registry("method", case_insensitive=True)
+
+
+def register_method(name, trainer, config, ml_config=None, config_dirs=(), eval_only=False, multilabel=False,
+                    paper=None, force=False):
+    """Add a method to the catalog (a plugin's one call); returns its :class:`Method`. Registering
+    the same entry again (a plugin module imported twice) is a no-op; another entry under a taken
+    name needs ``force=True``."""
+    m = Method(name, trainer, config, ml_config, tuple(config_dirs), eval_only, multilabel, paper)
+    if name not in METHODS or METHODS.get(name) != m:
+        METHODS.register(m, force=force, name=name)
+    return m
+
+
+register_method("zsclip", "ZeroshotCLIP", "vit_b16", ml_config="vit_b16", config_dirs=("CoOp",), eval_only=True,
+                paper="ZeroShot")
+register_method("coop", "CoOp", "vit_b16_ep50_ctxv1", ml_config="vit_b16_bce_ep10", paper="CoOp")
+register_method("cocoop", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", ml_config="vit_b16_bce_ep10")
+register_method("kgcoop", "KgCoOp", "vit_b16_ep100_ctxv1", ml_config="vit_b16_bce_ep10", paper="KgCoOp")
+register_method("maple", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", paper="MaPLe")
+register_method("taidpt", "TaIDPT", "vit_b16", ml_config="vit_b16", multilabel=True)
+
+
+def get_method(name):
+    """A :class:`Method` by short name or trainer name (case-insensitive); ``CatalogError`` otherwise."""
+    if name in METHODS:
+        return METHODS.get(name)
+    for _, m in METHODS.items():
+        if m.trainer.lower() == str(name).lower():
+            return m
+    raise CatalogError(f"unknown method '{name}'; known: {', '.join(m.name for _, m in METHODS.items())}")
+
+
+def methods_of_trainer(trainer):
+    return [m for _, m in METHODS.items() if m.trainer.lower() == str(trainer).lower()]
+
+
+# The 11 base-to-new benchmarks in the papers' column order: (yaml stem, paper column, display name)
+DATASETS = [
+    ("imagenet", "INet", "ImageNet"), ("caltech101", "Cal", "Caltech101"), ("oxford_pets", "Pets", "OxfordPets"),
+    ("stanford_cars", "Cars", "StanfordCars"), ("oxford_flowers", "Flow", "Flowers102"),
+    ("food101", "Food", "Food101"), ("fgvc_aircraft", "Air", "FGVCAircraft"), ("sun397", "SUN", "SUN397"),
+    ("dtd", "DTD", "DTD"), ("eurosat", "Euro", "EuroSAT"), ("ucf101", "UCF", "UCF101"),
+]
+BENCHMARKS = [stem for stem, _, _ in DATASETS]
+# the multi-label benchmarks (default of scripts/multilabel/ and scripts/taidpt/) and the DG defaults
+ML_DATASETS = ["coco2014", "voc2007", "nuswide", "coco_lt", "voc_lt"]
+DG_SOURCE, DG_TARGETS = "coco2014", ["coco2017", "coco_lt"]
+
+# layout -> {split directory: side}
+LAYOUTS = {"base2new": {"train_base": "base", "test_new": "new"}, "dg": {"train": "source", "test": "target"}}
+SEED_DIR = re.compile(r"seed(\d+)")
+FINISHED_ERE = '"status"[[:space:]]*:[[:space:]]*"finished"'
+FINISHED_RE = re.compile(FINISHED_ERE.replace("[[:space:]]", r"\s"))
+
+
+def cfg_dir(cfg, calib):
+    return cfg if calib in (None, "", "none") else f"{cfg}_{calib}"
+
+
+def run_dir(output, layout, split, dataset, shots, trainer, cfgdir, seed):
+    return os.path.join(output, layout, split, dataset, f"shots_{shots}", trainer, cfgdir, f"seed{seed}")
+
+
+def is_finished(path):
+    """True when ``path/results.json`` says ``"status": "finished"``."""
+    try:
+        with open(os.path.join(path, "results.json"), encoding="utf-8") as f:
+            return bool(FINISHED_RE.search(f.read()))
+    except OSError:
+        return False
+
+
+def finished_test_sh(path):
+    """The same rule as a bash condition (for job scripts)."""
+    from shlex import quote
+    return f"grep -Eq {quote(FINISHED_ERE)} {quote(os.path.join(path, 'results.json'))} 2>/dev/null"
+
+
+# ----------------------------------------------------------------------------- config files
+class CatalogError(ValueError):
+    """A missing method, config, dataset or calibration preset (the message names the file)."""
+
+
+def yaml_stems(directory):
+    try:
+        return sorted(f[:-5] for f in os.listdir(directory) if f.endswith(".yaml"))
+    except OSError:
+        return []
+
+
+def _available(directory):
+    return " ".join(yaml_stems(directory)) or "none"
+
+
+def config_dirs(root, trainer):
+    """Folders searched for a config stem of ``trainer``: its own, then its methods' ``config_dirs``."""
+    extra = [d for m in methods_of_trainer(trainer) for d in m.config_dirs]
+    return [os.path.join(root, "configs", "trainers", t) for t in [trainer] + extra]
+
+
+def config_file(root, trainer, cfg):
+    """(config name, absolute yaml path) for a ``.yaml`` path or a stem under :func:`config_dirs`."""
+    if cfg.endswith(".yaml") and os.path.isfile(cfg):
+        return os.path.basename(cfg)[:-5], os.path.abspath(cfg)
+    dirs = config_dirs(root, trainer)
+    for d in dirs:
+        if os.path.isfile(os.path.join(d, cfg + ".yaml")):
+            return cfg, os.path.join(d, cfg + ".yaml")
+    raise CatalogError(f"method config '{cfg}' not found: expected {os.path.join(dirs[0], cfg + '.yaml')} "
+                       f"(available: {_available(dirs[0])}); set CFG to a stem or a .yaml path")
+
+
+def calib_file(root, calib):
+    """Path of ``configs/calibration/<calib>.yaml``, "" for ``none``."""
+    if calib == "none":
+        return ""
+    path = os.path.join(root, "configs", "calibration", calib + ".yaml")
+    if not os.path.isfile(path):
+        raise CatalogError(f"calibration preset '{calib}' not found: expected {path} "
+                           f"(available: {_available(os.path.dirname(path))}); use 'none' for no calibration")
+    return path
+
+
+def dataset_file(root, dataset):
+    path = os.path.join(root, "configs", "datasets", dataset + ".yaml")
+    if not os.path.isfile(path):
+        raise CatalogError(f"dataset config '{dataset}' not found: expected {path} "
+                           f"(available: {_available(os.path.dirname(path))})")
+    return path
+
+
+def load_epoch(cfg_file, opts=(), override=None):
+    """Checkpoint epoch to test: ``override``, else the last ``OPTIM.MAX_EPOCH`` in ``opts``, else
+    the first ``MAX_EPOCH: N`` line of the method config."""
+    if override not in (None, ""):
+        return str(override)
+    opts = list(opts)
+    found = [v for k, v in zip(opts, opts[1:]) if k == "OPTIM.MAX_EPOCH"]
+    if found:
+        return str(found[-1])
+    with open(cfg_file, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^\s*MAX_EPOCH\s*:\s*([0-9]+)", line)
+            if m:
+                return m.group(1)
+    raise CatalogError(f"no MAX_EPOCH in {cfg_file} (nor OPTIM.MAX_EPOCH in opts); set LOAD_EPOCH")
+
+
+# ----------------------------------------------------------------------------- commands
+@dataclass
+class Setup:
+    """A resolved (method, config, calibration, shots) and where/how its runs go: builds their
+    directories and ``train.py`` argv (the one builder of the bash drivers and the sweep)."""
+    root: str
+    method: Method
+    cfg: str
+    cfg_file: str
+    calib: str
+    calib_file: str
+    shots: int
+    output: str
+    data: str
+    python: str = "python"
+    opts: tuple = ()
+    load_epoch: str = None
+
+    @classmethod
+    def resolve(cls, root, method, cfg=None, calib="none", multilabel=False, **kw):
+        m = method if isinstance(method, Method) else get_method(method)
+        default = m.ml_config if multilabel else m.config
+        if not (cfg or default):
+            raise CatalogError(f"method '{m.name}' has no multi-label default config; set CFG")
+        name, path = config_file(root, m.trainer, cfg or default)
+        return cls(root, m, name, path, calib, calib_file(root, calib), **kw)
+
+    @property
+    def cfgdir(self):
+        return cfg_dir(self.cfg, self.calib)
+
+    def run_dir(self, layout, split, dataset, seed):
+        return run_dir(self.output, layout, split, dataset, self.shots, self.method.trainer, self.cfgdir, seed)
+
+    def command(self, dataset, seed, out_dir, subsample, model_dir=None):
+        """``train.py`` argv; with ``model_dir`` (or an eval-only method) an ``--eval-only`` run."""
+        cmd = [self.python, os.path.join(self.root, "train.py"), "--root", self.data, "--seed", str(seed),
+               "--trainer", self.method.trainer, "--dataset-config-file", dataset_file(self.root, dataset),
+               "--config-file", self.cfg_file]
+        cmd += ["--calib-config-file", self.calib_file] if self.calib_file else []
+        cmd += ["--output-dir", out_dir]
+        if model_dir is not None and not self.method.eval_only:
+            cmd += ["--model-dir", model_dir, "--load-epoch", load_epoch(self.cfg_file, self.opts, self.load_epoch)]
+        if model_dir is not None or self.method.eval_only:
+            cmd += ["--eval-only"]
+        return cmd + ["DATASET.NUM_SHOTS", str(self.shots), "DATASET.SUBSAMPLE_CLASSES", subsample, *self.opts]
+
+
+def main(argv=None):
+    """``python -m cpt.catalog``: the method table (after loading ``CPT_PLUGINS``)."""
+    from cpt import catalog  # the registry plugins write to (this file may run as __main__)
+    from cpt.plugins import load_plugins
+    load_plugins()
+    print("method\ttrainer\tconfig\tmulti-label config")
+    for _, m in catalog.METHODS.items():
+        print(f"{m.name}\t{m.trainer}\t{m.config}\t{m.ml_config or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

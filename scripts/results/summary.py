@@ -1,0 +1,160 @@
+"""Aggregation: per (group, dataset) means and sample stds over seeds, HM, the average row, and
+the list of missing / not-finished runs (never averaged in). Rows are dicts keyed by column."""
+import statistics
+from dataclasses import dataclass
+
+from cpt import catalog
+from .runs import Record
+
+DATASET_ORDER = {stem: i for i, stem in enumerate(catalog.BENCHMARKS)}
+# Short metric names (columns) -> results.json metric keys.
+METRIC_KEYS = {"acc": "accuracy", "ece": "ece", "mce": "mce", "ace": "adaptive_ece", "piece": "piece",
+               "map": "mAP", "cf1": "cf1", "of1": "of1"}
+GROUP_METRICS = ("ece_head", "ece_medium", "ece_tail")  # shown only when some run reports them
+
+
+@dataclass
+class Problem(Record):
+    """A run expected but missing or not finished (``status`` says which)."""
+    group: tuple
+    dataset: str
+    side: str
+    seed: int
+    status: str = "missing"
+    path: str = ""
+    error: str = ""
+
+
+def harmonic_mean(a, b):
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+
+
+def mean_std(values):
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def dataset_sort_key(name):
+    return (DATASET_ORDER.get(name, len(DATASET_ORDER)), name)
+
+
+def glabel(gkey):
+    trainer, config, calib, shots = gkey
+    return f"{trainer}/{config}/{calib}/shots_{shots}"
+
+
+def by_group(runs):
+    groups = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    return {k: groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))}
+
+
+def metric_values(runs, m):
+    key = METRIC_KEYS.get(m, m)
+    return key, [r.metrics[key] for r in runs if key in r.metrics]
+
+
+def side_stats(row, side, fin, metrics, note):
+    """``<side>_<metric>`` mean/std columns of ``row`` over the finished runs ``fin``."""
+    row[f"n_{side}"], row[f"seeds_{side}"] = len(fin), [r.seed for r in fin]
+    for m in metrics:
+        key, vals = metric_values(fin, m)
+        if fin and len(vals) < len(fin) and (vals or m not in GROUP_METRICS):
+            note(f"{side}: metric '{key}' absent in {len(fin) - len(vals)} of {len(fin)} runs")
+        row[f"{side}_{m}"], row[f"{side}_{m}_std"] = mean_std(vals)
+
+
+def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None, primary="acc"):
+    """Rows per (group, dataset) plus an ``average`` row per group, and the list of problems.
+
+    Returns ``(groups, problems, notes)``: ``groups`` maps a group key ``(trainer, config,
+    calibration, shots)`` to its list of row dicts (datasets in the papers' order, ``average``
+    last); a row holds ``dataset``, ``<side>_<metric>`` and ``<side>_<metric>_std`` for side in
+    base/new, ``hm``, ``n_seeds`` (seeds finished on both sides), ``n_base``, ``n_new`` and
+    ``seeds_base``/``seeds_new``. ``problems`` are :class:`Problem` records; ``notes`` are
+    strings. ``hm`` is the harmonic mean of the ``primary`` metric (``acc``; ``map`` for
+    multi-label tables). The average row is the plain mean over datasets of each column.
+    """
+    groups, problems, notes = {}, [], []
+    for gkey, gruns in by_group(runs).items():
+        exp_seeds = sorted(set(seeds) if seeds else {r.seed for r in gruns})
+        exp_datasets = sorted(set(datasets) if datasets else {r.dataset for r in gruns}, key=dataset_sort_key)
+        index = {}
+        for r in gruns:
+            index.setdefault((r.dataset, r.side, r.seed), []).append(r)
+        rows = []
+        for ds in exp_datasets:
+            row = {"dataset": ds}
+            for side in ("base", "new"):
+                fin = []
+                for seed in exp_seeds:
+                    cand = index.get((ds, side, seed), [])
+                    ok = [r for r in cand if r.finished]
+                    if len(ok) > 1:
+                        notes.append(f"{glabel(gkey)} {ds} {side} seed{seed}: {len(ok)} finished runs, "
+                                     f"using {ok[0].path}")
+                    fin += ok[:1]
+                    if not ok:
+                        problems += [Problem(gkey, ds, side, seed, r.status, r.path, r.error) for r in cand] \
+                            or [Problem(gkey, ds, side, seed)]
+                side_stats(row, side, fin, metrics, lambda n: notes.append(f"{glabel(gkey)} {ds} {n}"))
+            row["hm"] = harmonic_mean(row.get(f"base_{primary}"), row.get(f"new_{primary}"))
+            row["n_seeds"] = len(set(row["seeds_base"]) & set(row["seeds_new"]))
+            if row["n_base"] != row["n_new"]:
+                notes.append(f"{glabel(gkey)} {ds}: base averages seeds {row['seeds_base']}, "
+                             f"new averages seeds {row['seeds_new']}")
+            rows.append(row)
+        avg = {"dataset": "average", "n_seeds": None, "n_base": None, "n_new": None,
+               "seeds_base": [], "seeds_new": []}
+        for col in (f"{side}_{m}" for side in ("base", "new") for m in metrics):
+            vals = [row[col] for row in rows if row.get(col) is not None]
+            avg[col], avg[col + "_std"] = (statistics.fmean(vals) if vals else None), None
+            if vals and len(vals) < len(rows):
+                notes.append(f"{glabel(gkey)} average {col}: over {len(vals)} of {len(rows)} datasets")
+        avg["hm"] = harmonic_mean(avg.get(f"base_{primary}"), avg.get(f"new_{primary}"))
+        groups[gkey] = rows + [avg]
+    if seeds:
+        extra = sorted({(r.dataset, r.seed) for r in runs if r.seed not in set(seeds)})
+        if extra:
+            notes.append(f"ignored runs of seeds outside --seeds: {extra}")
+    return groups, problems, notes
+
+
+def summarize_dg(runs, metrics, seeds=None):
+    """Domain generalisation: per group, per dataset (sources first, then targets) the mean and
+    sample std over finished seeds of each metric. Returns ``(groups, columns, problems)``:
+    ``groups`` maps a group key to ``{"<dataset>_<metric>": mean, "<dataset>_<metric>_std": std,
+    "n": {dataset: seeds}}``; ``columns`` lists the ``(dataset, side, metric)`` with a value."""
+    ds_side = {}
+    for r in runs:
+        ds_side.setdefault(r.dataset, r.side)
+    ds_order = sorted(ds_side, key=lambda d: (0 if ds_side[d] == "source" else 1, dataset_sort_key(d)))
+    groups, problems, present = {}, [], set()
+    for gkey, gruns in by_group(runs).items():
+        exp_seeds = sorted(set(seeds) if seeds else {r.seed for r in gruns})
+        row = {"n": {}}
+        for ds in ds_order:
+            cand = [r for r in gruns if r.dataset == ds]
+            fin = {}
+            for r in cand:
+                if r.finished:
+                    fin.setdefault(r.seed, r)
+            for seed in exp_seeds:
+                bad = [r for r in cand if r.seed == seed]
+                if seed not in fin:
+                    problems.append(Problem(gkey, ds, ds_side[ds], seed, bad[0].status, bad[0].path, bad[0].error)
+                                    if bad else Problem(gkey, ds, ds_side[ds], seed))
+            fin = [fin[s] for s in exp_seeds if s in fin]
+            row["n"][ds] = len(fin)
+            for m in metrics:
+                _, vals = metric_values(fin, m)
+                row[f"{ds}_{m}"], row[f"{ds}_{m}_std"] = mean_std(vals)
+                if vals:
+                    present.add((ds, m))
+        groups[gkey] = row
+    columns = [(ds, ds_side[ds], m) for ds in ds_order for m in metrics if (ds, m) in present]
+    return groups, columns, problems
