@@ -12,7 +12,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .metrics import classification_metrics, classification_stats, knn_proximity
+from .metrics import classification_metrics, classification_stats
+from .proximity import knn_proximity
 from .multilabel import multilabel_metrics
 
 __all__ = ["ClassificationAccumulator", "MultiLabelAccumulator", "result_block", "per_class_block"]
