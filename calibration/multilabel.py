@@ -2,7 +2,17 @@
 
 Label encoding (the project's): ``targets[i, j]`` is 1 (positive), 0 (negative)
 or -1 (unknown / ignored). Entries with -1 are dropped from every metric.
-``probs`` are per-class probabilities (e.g. ``sigmoid(logits)``), shape (N, C).
+``probs`` are per-class probabilities, shape (N, C).
+
+The probability-map contract (the one statement of it; other modules point here): on a
+multi-label dataset every trainer maps its scores to *calibration logits*
+``z_j = scale * s_j + bias`` (CLIP trainers: ``s_j`` the cosine of the image and class j's text
+feature, ``scale = TRAINER.<M>.BCE_SCALE`` with 0 meaning the backbone's logit scale, ``bias =
+BCE_BIAS``; TaI-DPT: its merged cosine and the fitted ``(a, b)`` of ``PROB_FIT``), and
+``p_j = sigmoid(z_j)`` is THE probability: the BCE loss trains it, the regularizers receive it
+(``probs``), the ``MultiLabelClassification`` evaluator receives ``z`` and applies the same
+sigmoid (float64), saved outputs hold ``z``, and ``results.json`` records the map
+(``probability_map``). mAP depends only on the order of ``z``.
 
 Top-label decomposition (docs/design.md section 5.3): each valid (image, class) pair
 is a binary prediction ``1[p >= 0.5]`` with confidence ``max(p, 1 - p)``,

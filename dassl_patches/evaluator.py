@@ -83,9 +83,8 @@ class Classification(EvaluatorBase):
         self.acc.update(mo, gt, features, where="Classification.process")
 
     def evaluate(self):
-        pool = str(_cfg_get(self.cfg, "TEST.PROXIMITY_POOL", "test")).lower()
-        self.proximity = self.acc.proximity(int(_cfg_get(self.cfg, "TEST.PROXIMITY_K", 10)),
-                                            self._reference if pool == "train" else None)
+        self.proximity = self.acc.proximity(int(_cfg_get(self.cfg, "TEST.PROXIMITY_K", 10)), self._reference,
+                                            pool=_cfg_get(self.cfg, "TEST.PROXIMITY_POOL", "test"))
         results = OrderedDict((k, 100.0 * v) for k, v in self.acc.compute(self.proximity).items())
         self.confidences, self.correct = self.acc.confidences, self.acc.correct
         print(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
