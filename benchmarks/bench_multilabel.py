@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench_metrics import loop_quantile_edges  # noqa: E402  (the loops' equal-mass edges)
 from cpt.calibration.multilabel import multilabel_metrics  # noqa: E402
 
 
@@ -52,17 +53,6 @@ def _scan_right(c, edges):
         if c < edges[b + 1]:
             return b
     return last
-
-
-def _quantile_edges(values, n_bins):
-    raw = np.quantile(np.asarray(values), np.linspace(0, 1, n_bins + 1)).tolist()
-    if raw[0] == raw[-1]:
-        return [raw[0], raw[-1]]
-    kept = [raw[0]]
-    for i in range(1, len(raw)):
-        if raw[i] - raw[i - 1] > 1e-8:
-            kept.append(raw[i])
-    return kept
 
 
 def loop_metrics(probs, targets, prox, groups, n_bins=10):
@@ -162,7 +152,7 @@ def loop_metrics(probs, targets, prox, groups, n_bins=10):
     out["of1"] = 2 * op * orr / (op + orr)
     out["ece"] = ece_of(ece_b, n_pairs)
     out["mce"] = max(abs(s_a - s_c) / n_pairs for cnt, s_c, s_a in mce_b if cnt)
-    ace_edges = _quantile_edges(confs, n_bins)
+    ace_edges = loop_quantile_edges(confs, n_bins)
     ace_b = acc3(len(ace_edges) - 1)
     for conf, ok in zip(confs, corrects):
         cell = ace_b[_scan_right(conf, ace_edges)]
@@ -173,7 +163,7 @@ def loop_metrics(probs, targets, prox, groups, n_bins=10):
     out["ece_positive"] = ece_of(pos_b, n_pairs)
     per_class = [ece_of(cls_b[j], cls_n[j]) for j in range(n_cls) if cls_n[j]]
     out["classwise_ece"] = sum(per_class) / len(per_class)
-    prox_edges = _quantile_edges(pair_prox, n_bins)
+    prox_edges = loop_quantile_edges(pair_prox, n_bins)
     cells = {}
     for conf, ok, px in zip(confs, corrects, pair_prox):
         key = (_scan_right(px, prox_edges), _scan_right(conf, edges))
