@@ -17,7 +17,6 @@ from .proximity import knn_proximity
 from .multilabel import multilabel_metrics
 
 __all__ = ["ClassificationAccumulator", "MultiLabelAccumulator", "result_block", "per_class_block"]
-PROXIMITY_POOLS = ("test", "train")
 
 
 def _as_tensor(x, name, where):
@@ -53,22 +52,13 @@ class _Accumulator:
         if self.total == 0:
             raise RuntimeError(f"{where}: no samples were processed")
 
-    def proximity(self, k=10, reference=None, warn=print, pool=None):
+    def proximity(self, k=10, reference=None, warn=print):
         """kNN proximity (``proximity.knn_proximity`` on L2-normalised features) of every sample,
-        float64 numpy; the pool is the accumulated set (self excluded) or ``reference``. With
-        ``pool`` (``TEST.PROXIMITY_POOL``): ``"test"`` ignores ``reference``; ``"train"`` without
-        one uses the accumulated set, with a ``warn`` message. None when no features were given,
-        when only some samples had them, or when the pool is empty; ``k`` is clamped to the pool
-        with a ``warn`` message."""
-        pool = None if pool is None else str(pool).lower()
-        if pool not in (None, *PROXIMITY_POOLS):
-            raise ValueError(f"TEST.PROXIMITY_POOL must be one of {list(PROXIMITY_POOLS)}, got {pool!r}")
+        float64 numpy; the pool is the accumulated set (self excluded) or ``reference``.
+        None when no features were given, when only some samples had them, or when the pool is
+        empty; ``k`` is clamped to the pool with a ``warn`` message."""
         if not self._feats:
             return None
-        if pool == "train" and reference is None:
-            warn("TEST.PROXIMITY_POOL is 'train' but no training features were set "
-                 "(set_proximity_reference); PIECE uses the evaluated set as the pool")
-        reference = None if pool == "test" else reference
         if self._n_feat_rows != self.total:
             warn(f"PIECE skipped: features were given for {self._n_feat_rows} of {self.total} samples")
             return None

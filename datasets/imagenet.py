@@ -133,15 +133,19 @@ class _ImageNetSubset(_ImageNetFamily):
         return finish_test_only(cfg, test, [names[f] for f in folders])
 
 
+def _subset_layout(folder, sub):
+    return f"""\
+{folder}/
+  {sub}/<wnid>/*.jpg{' ' * (21 - len(sub))}(200 wnid folders; README.txt ignored)
+  classnames.txt                    (ImageNet's list; or imagenet/classnames.txt)"""
+
+
 @DATASET_REGISTRY.register()
 class ImageNetA(_ImageNetSubset):
     """ImageNet-A (natural adversarial examples)."""
 
     dataset_dir, image_subdir = "imagenet-adversarial", "imagenet-a"
-    LAYOUT = """\
-imagenet-adversarial/
-  imagenet-a/<wnid>/*.jpg           (200 wnid folders; README.txt ignored)
-  classnames.txt                    (ImageNet's list; or imagenet/classnames.txt)"""
+    LAYOUT = _subset_layout(dataset_dir, image_subdir)
 
 
 @DATASET_REGISTRY.register()
@@ -149,7 +153,4 @@ class ImageNetR(_ImageNetSubset):
     """ImageNet-R (renditions)."""
 
     dataset_dir, image_subdir = "imagenet-rendition", "imagenet-r"
-    LAYOUT = """\
-imagenet-rendition/
-  imagenet-r/<wnid>/*.jpg           (200 wnid folders; README.txt ignored)
-  classnames.txt                    (ImageNet's list; or imagenet/classnames.txt)"""
+    LAYOUT = _subset_layout(dataset_dir, image_subdir)
