@@ -11,7 +11,7 @@ import json
 import os
 
 from cpt.datasets.common import cached_parse, fail, finish_test_only, lt_groups, preview
-from cpt.datasets.multilabel import MultiLabelBenchmark, multihot, read_id_list
+from cpt.datasets.multilabel import MultiLabelBenchmark, multihot
 from cpt.engine.data import DATASET_REGISTRY, Datum
 
 
@@ -120,7 +120,7 @@ coco/
 
     def load(self, cfg, root, ddir):
         self.check_captions(cfg)
-        ids = read_id_list(os.path.join(ddir, "longtail2017"), self.NAME, self.LAYOUT, as_int=True)
+        ids = self.read_id_list(os.path.join(ddir, "longtail2017"), as_int=True)
         splits, classnames = self.train_test(cfg, ddir, "train2017", "val2017", keep_ids=ids)
         return self.finish(cfg, splits, classnames, "the id list / instances files",
                            lambda train: lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES))

@@ -60,7 +60,12 @@ class Benchmark(DatasetBase):
     NAME = property(lambda self: type(self).__name__)
 
     def __init__(self, cfg):
-        self.root = root = dataset_root(cfg, self.NAME, self.LAYOUT)
+        root = cfg.DATASET.ROOT
+        if not root:
+            self.fail("DATASET.ROOT is empty; pass --root pointing at the folder that holds the datasets")
+        self.root = root = os.path.abspath(os.path.expanduser(root))
+        if not os.path.isdir(root):
+            self.fail(f"dataset root {root} does not exist")
         ddir = self.require_dir(os.path.join(root, self.dataset_dir), "dataset folder")
         super().__init__(**self.load(cfg, root, ddir))
 
@@ -71,10 +76,14 @@ class Benchmark(DatasetBase):
         fail(self.NAME, problem, self.LAYOUT)
 
     def require_dir(self, path, what="folder"):
-        return require_dir(path, self.NAME, self.LAYOUT, what)
+        if not os.path.isdir(path):
+            self.fail(f"missing {what}: {path}")
+        return path
 
     def require_file(self, path, what="file"):
-        return require_file(path, self.NAME, self.LAYOUT, what)
+        if not os.path.isfile(path):
+            self.fail(f"missing {what}: {path}")
+        return path
 
     def checked(self, cfg, splits, source):
         """``check_files_exist`` with ``DATASET.SKIP_MISSING_IMAGES``."""
@@ -82,29 +91,6 @@ class Benchmark(DatasetBase):
 
 
 # ----------------------------------------------------------------------------- paths
-def dataset_root(cfg, name, layout):
-    """Absolute ``DATASET.ROOT``; fails when it is empty or does not exist."""
-    root = cfg.DATASET.ROOT
-    if not root:
-        fail(name, "DATASET.ROOT is empty; pass --root pointing at the folder that holds the datasets", layout)
-    root = os.path.abspath(os.path.expanduser(root))
-    if not os.path.isdir(root):
-        fail(name, f"dataset root {root} does not exist", layout)
-    return root
-
-
-def require_dir(path, name, layout, what="folder"):
-    if not os.path.isdir(path):
-        fail(name, f"missing {what}: {path}", layout)
-    return path
-
-
-def require_file(path, name, layout, what="file"):
-    if not os.path.isfile(path):
-        fail(name, f"missing {what}: {path}", layout)
-    return path
-
-
 def first_existing(paths):
     for p in paths:
         if os.path.exists(p):

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from cpt.datasets.common import Benchmark, DatasetLayoutError, first_existing
+from cpt.datasets.common import Benchmark, DatasetLayoutError, first_existing, read_lines
 from cpt.engine.data.datasets import apply_fewshot_and_subsample, paused_gc
 
 
@@ -69,35 +69,32 @@ class MultiLabelBenchmark(Benchmark):
                     break
         return out
 
+    def read_id_list(self, folder, as_int=False):
+        """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl``.
 
-def read_id_list(folder, name, layout, as_int=False):
-    """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl``.
+        The ``.pkl`` form is the long-tailed multi-label works' release (a pickled sequence of ids;
+        only load files you trust). Order is kept (a set is sorted); duplicates fail.
+        """
+        txt, pkl = os.path.join(folder, "img_id.txt"), os.path.join(folder, "img_id.pkl")
+        if os.path.isfile(txt):
+            ids, path = [ln.split()[0] for ln in read_lines(txt)], txt
+        elif os.path.isfile(pkl):
+            import pickle
 
-    The ``.pkl`` form is the long-tailed multi-label works' release (a pickled sequence of ids;
-    only load files you trust). Order is kept (a set is sorted); duplicates fail.
-    """
-    from cpt.datasets.common import fail, read_lines
-
-    txt, pkl = os.path.join(folder, "img_id.txt"), os.path.join(folder, "img_id.pkl")
-    if os.path.isfile(txt):
-        ids, path = [ln.split()[0] for ln in read_lines(txt)], txt
-    elif os.path.isfile(pkl):
-        import pickle
-
-        with open(pkl, "rb") as f:
-            obj = pickle.load(f)
-        if isinstance(obj, dict) and len(obj) == 1:
-            obj = next(iter(obj.values()))
-        ids = sorted(obj) if isinstance(obj, (set, frozenset)) else list(np.asarray(obj).reshape(-1).tolist())
-        path = pkl
-    else:
-        fail(name, f"missing long-tail image-id list: {txt} (or {pkl})", layout)
-    try:
-        ids = [int(i) for i in ids] if as_int else [str(i) for i in ids]
-    except ValueError as e:
-        fail(name, f"{path}: image ids must be integers ({e})", layout)
-    if len(set(ids)) != len(ids):
-        fail(name, f"{path} lists {len(ids) - len(set(ids))} duplicate image id(s)", layout)
-    if not ids:
-        fail(name, f"{path} is empty", layout)
-    return ids
+            with open(pkl, "rb") as f:
+                obj = pickle.load(f)
+            if isinstance(obj, dict) and len(obj) == 1:
+                obj = next(iter(obj.values()))
+            ids = sorted(obj) if isinstance(obj, (set, frozenset)) else list(np.asarray(obj).reshape(-1).tolist())
+            path = pkl
+        else:
+            self.fail(f"missing long-tail image-id list: {txt} (or {pkl})")
+        try:
+            ids = [int(i) for i in ids] if as_int else [str(i) for i in ids]
+        except ValueError as e:
+            self.fail(f"{path}: image ids must be integers ({e})")
+        if len(set(ids)) != len(ids):
+            self.fail(f"{path} lists {len(ids) - len(set(ids))} duplicate image id(s)")
+        if not ids:
+            self.fail(f"{path} is empty")
+        return ids

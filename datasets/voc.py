@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from cpt.datasets.common import lt_groups, preview, read_lines
-from cpt.datasets.multilabel import MultiLabelBenchmark, read_id_list
+from cpt.datasets.multilabel import MultiLabelBenchmark
 from cpt.engine.data import DATASET_REGISTRY, Datum
 
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -108,7 +108,7 @@ coco/annotations/captions_train2017.json   (only for caption training)"""
         voc07 = self.require_dir(os.path.join(ddir, "VOC2007"), "VOC2007 folder")
         self.check_captions(cfg)
         difficult = self.difficult(cfg)
-        ids = read_id_list(os.path.join(ddir, "longtail2012"), self.NAME, self.LAYOUT)
+        ids = self.read_id_list(os.path.join(ddir, "longtail2012"))
         splits = {"train": self.items(voc12, "trainval", difficult, ids=ids), "test": self.items(voc07, "test", difficult)}
         return self.finish(cfg, splits, list(VOC_CLASSNAMES), "the id list / ImageSets",
                            lambda train: lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES))
