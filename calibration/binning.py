@@ -167,10 +167,10 @@ class EqualMass:
         return bins
 
 
-def cell_gaps(em, c, a, n_bins):
-    """Sums of ``a - c`` per (bin of ``em``, confidence bin) cell, the confidence bins equal-width
-    ``[lo, hi)`` with the last closed, in one blocked pass over the kept cells of ``em``."""
-    cgrid, c_inner, p, n_p = Grid(c), np.linspace(0.0, 1.0, n_bins + 1)[1:-1], em.grid.x, len(em.inner) + 1
+def cell_gaps(em, cgrid, a, n_bins):
+    """Sums of ``a - c`` per (bin of ``em``, confidence bin) cell, ``c = cgrid.x``, the confidence
+    bins equal-width ``[lo, hi)`` with the last closed, in one blocked pass over ``em``'s cells."""
+    c, c_inner, p, n_p = cgrid.x, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], em.grid.x, len(em.inner) + 1
     flag = -(1 << 40)  # a cell holding an edge: a negative key, resolved exactly
     ptab, (ctab, cheld) = np.where(em.held, flag, em.table * n_bins), cgrid.table(c_inner)
     ctab[cheld] = flag

@@ -213,9 +213,8 @@ def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
         )
     n_bins = _check_bins(n_bins, "piece")
     n_prox_bins = _check_bins(n_prox_bins, "piece", "n_prox_bins")
-    _grid(c, "piece")  # names non-finite confidences
-    em = _equal_mass(p, n_prox_bins, "piece", "proximity")
-    gap = B.cell_gaps(em, c, a, n_bins)
+    cgrid = _grid(c, "piece")
+    gap = B.cell_gaps(_equal_mass(p, n_prox_bins, "piece", "proximity"), cgrid, a, n_bins)
     return float(np.abs(gap).sum() / c.shape[0])
 
 
