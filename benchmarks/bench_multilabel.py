@@ -9,7 +9,7 @@ the call ``MultiLabelClassification.evaluate()`` makes: mAP, CF1, OF1, ECE, MCE,
 ACE, positive-class ECE, class-wise ECE, PIECE over the pairs, pair accuracy,
 per-group mAP/ECE/accuracy (the kNN search that produces the proximities is not
 part of either side). The loop side computes the same numbers with Python loops
-over the pairs (and a sort plus a loop per class for AP). Both must agree to
+over the pairs (one pass per metric; a sort plus a loop per class for AP). Both must agree to
 1e-9. With --loop-images below --images the loop runs on the first images only
 and its time is scaled linearly; the output says so.
 """
@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench_metrics import loop_quantile_edges  # noqa: E402  (the loops' equal-mass edges)
 from cpt.calibration.multilabel import multilabel_metrics  # noqa: E402
 
 
@@ -54,92 +55,38 @@ def _scan_right(c, edges):
     return last
 
 
-def _quantile_edges(values, n_bins):
-    raw = np.quantile(np.asarray(values), np.linspace(0, 1, n_bins + 1)).tolist()
-    if raw[0] == raw[-1]:
-        return [raw[0], raw[-1]]
-    kept = [raw[0]]
-    for i in range(1, len(raw)):
-        if raw[i] - raw[i - 1] > 1e-8:
-            kept.append(raw[i])
-    return kept
+def _cells(keys, values, hits):
+    """key -> [sum of values, sum of hits] over the pairs whose key is not None."""
+    cells = {}
+    for k, v, h in zip(keys, values, hits):
+        if k is not None:
+            cell = cells.setdefault(k, [0.0, 0.0])
+            cell[0] += v
+            cell[1] += h
+    return cells
+
+
+def _gap_sum(cells, n):
+    return sum(abs(h - v) for v, h in cells.values()) / n
 
 
 def loop_metrics(probs, targets, prox, groups, n_bins=10):
     n_img, n_cls = len(probs), len(probs[0])
     edges = np.linspace(0, 1, n_bins + 1).tolist()
-    group_of = {}
-    for name, idx in groups.items():
-        for j in idx:
-            group_of.setdefault(j, []).append(name)
-
-    def acc3(k):
-        return [[0, 0.0, 0.0] for _ in range(k)]  # count, sum conf, sum correct
-
-    ece_b, mce_b, pos_b = acc3(n_bins), acc3(n_bins), acc3(n_bins)
-    cls_b = [acc3(n_bins) for _ in range(n_cls)]
-    cls_n = [0] * n_cls
-    grp = {g: [acc3(n_bins), 0, 0] for g in groups}  # bins, pairs, correct
-    tp, npred, npos = [0] * n_cls, [0] * n_cls, [0] * n_cls
-    confs, corrects, pair_prox = [], [], []
-    n_pairs = n_correct = 0
+    pairs = []  # (class, p, y, top-label confidence, correct, image proximity) of the valid pairs
     for i in range(n_img):
-        row_p, row_y, px = probs[i], targets[i], prox[i]
         for j in range(n_cls):
-            y = row_y[j]
-            if y == -1:
-                continue
-            p = row_p[j]
-            pred = 1 if p >= 0.5 else 0
-            conf = p if pred == 1 else 1.0 - p
-            ok = 1.0 if pred == y else 0.0
-            n_pairs += 1
-            n_correct += ok
-            confs.append(conf)
-            corrects.append(ok)
-            pair_prox.append(px)
-            b = _scan_ece_bin(conf, edges)
-            if b is not None:
-                cell = ece_b[b]
-                cell[0] += 1
-                cell[1] += conf
-                cell[2] += ok
-                for g in group_of.get(j, ()):
-                    gc = grp[g][0][b]
-                    gc[0] += 1
-                    gc[1] += conf
-                    gc[2] += ok
-            for g in group_of.get(j, ()):
-                grp[g][1] += 1
-                grp[g][2] += ok
-            cell = mce_b[_scan_right(conf, edges)]
-            cell[0] += 1
-            cell[1] += conf
-            cell[2] += ok
-            bp = _scan_ece_bin(p, edges)
-            cls_n[j] += 1
-            if bp is not None:
-                for acc in (pos_b[bp], cls_b[j][bp]):
-                    acc[0] += 1
-                    acc[1] += p
-                    acc[2] += y
-            if pred == 1:
-                npred[j] += 1
-                if y == 1:
-                    tp[j] += 1
-            if y == 1:
-                npos[j] += 1
-
-    def ece_of(bins, n):
-        return sum(abs(s_a - s_c) / n for cnt, s_c, s_a in bins if cnt)
-
+            y = targets[i][j]
+            if y != -1:
+                p = probs[i][j]
+                pred = 1 if p >= 0.5 else 0
+                pairs.append((j, p, y, p if pred == 1 else 1.0 - p, 1.0 if pred == y else 0.0, prox[i]))
+    cls, ps, ys, confs, oks, pxs = (list(col) for col in zip(*pairs))
+    n = len(pairs)
     out = {}
-    # mAP: per class, sort by score and walk down the ranking
-    aps = []
+    aps = []  # AP per class: walk down the ranking; tied scores form one threshold (as sklearn's AP)
     for j in range(n_cls):
-        col = sorted(((probs[i][j], targets[i][j]) for i in range(n_img) if targets[i][j] != -1),
-                     key=lambda t: -t[0])
-        # walk down the ranking; tied scores form one threshold (as sklearn's AP)
+        col = sorted(((p, y) for c, p, y in zip(cls, ps, ys) if c == j), key=lambda t: -t[0])
         hits, seen, total, k = 0, 0, 0.0, 0
         while k < len(col):
             score, group_pos, group_n = col[k][0], 0, 0
@@ -153,44 +100,45 @@ def loop_metrics(probs, targets, prox, groups, n_bins=10):
         aps.append(total / hits if hits else None)
     valid_aps = [a for a in aps if a is not None]
     out["mAP"] = sum(valid_aps) / len(valid_aps)
+    tp, npred, npos = [0] * n_cls, [0] * n_cls, [0] * n_cls
+    for c, p, y in zip(cls, ps, ys):
+        npred[c] += p >= 0.5
+        tp[c] += p >= 0.5 and y == 1
+        npos[c] += y == 1
     has = [j for j in range(n_cls) if npos[j] > 0]
     cp = sum(tp[j] / npred[j] if npred[j] else 0.0 for j in has) / len(has)
     cr = sum(tp[j] / npos[j] for j in has) / len(has)
-    op = sum(tp) / sum(npred)
-    orr = sum(tp) / sum(npos)
+    op, orr = sum(tp) / sum(npred), sum(tp) / sum(npos)
     out["cf1"] = 2 * cp * cr / (cp + cr)
     out["of1"] = 2 * op * orr / (op + orr)
-    out["ece"] = ece_of(ece_b, n_pairs)
-    out["mce"] = max(abs(s_a - s_c) / n_pairs for cnt, s_c, s_a in mce_b if cnt)
-    ace_edges = _quantile_edges(confs, n_bins)
-    ace_b = acc3(len(ace_edges) - 1)
-    for conf, ok in zip(confs, corrects):
-        cell = ace_b[_scan_right(conf, ace_edges)]
-        cell[0] += 1
-        cell[1] += conf
-        cell[2] += ok
-    out["adaptive_ece"] = ece_of(ace_b, n_pairs)
-    out["ece_positive"] = ece_of(pos_b, n_pairs)
-    per_class = [ece_of(cls_b[j], cls_n[j]) for j in range(n_cls) if cls_n[j]]
-    out["classwise_ece"] = sum(per_class) / len(per_class)
-    prox_edges = _quantile_edges(pair_prox, n_bins)
-    cells = {}
-    for conf, ok, px in zip(confs, corrects, pair_prox):
-        key = (_scan_right(px, prox_edges), _scan_right(conf, edges))
-        cell = cells.get(key)
-        if cell is None:
-            cell = cells[key] = [0, 0.0, 0.0]
-        cell[0] += 1
-        cell[1] += conf
-        cell[2] += ok
-    out["piece"] = ece_of(cells.values(), n_pairs)
-    out["accuracy"] = n_correct / n_pairs
+    ece_keys = [_scan_ece_bin(c, edges) for c in confs]
+    out["ece"] = _gap_sum(_cells(ece_keys, confs, oks), n)
+    mce_cells = _cells([_scan_right(c, edges) for c in confs], confs, oks)
+    out["mce"] = max(abs(h - v) for v, h in mce_cells.values()) / n
+    ace_edges = loop_quantile_edges(confs, n_bins)
+    out["adaptive_ece"] = _gap_sum(_cells([_scan_right(c, ace_edges) for c in confs], confs, oks), n)
+    p_keys = [_scan_ece_bin(p, edges) for p in ps]
+    out["ece_positive"] = _gap_sum(_cells(p_keys, ps, ys), n)
+    per_class = _cells([None if b is None else (c, b) for c, b in zip(cls, p_keys)], ps, ys)
+    cls_n = [0] * n_cls
+    for c in cls:
+        cls_n[c] += 1
+    gap_c = [0.0] * n_cls
+    for (c, _), (v, h) in per_class.items():
+        gap_c[c] += abs(h - v)
+    out["classwise_ece"] = sum(gap_c[j] / cls_n[j] for j in range(n_cls) if cls_n[j]) / sum(1 for x in cls_n if x)
+    prox_edges = loop_quantile_edges(pxs, n_bins)
+    piece_keys = [(_scan_right(x, prox_edges), _scan_right(c, edges)) for x, c in zip(pxs, confs)]
+    out["piece"] = _gap_sum(_cells(piece_keys, confs, oks), n)
+    out["accuracy"] = sum(oks) / n
     for g, idx in groups.items():
+        members = set(idx)
+        sel = [k for k in range(n) if cls[k] in members]
         g_aps = [aps[j] for j in idx if aps[j] is not None]
         out[f"mAP_{g}"] = sum(g_aps) / len(g_aps)
-        bins, n_g, c_g = grp[g]
-        out[f"ece_{g}"] = ece_of(bins, n_g)
-        out[f"accuracy_{g}"] = c_g / n_g
+        out[f"ece_{g}"] = _gap_sum(_cells([ece_keys[k] for k in sel], [confs[k] for k in sel],
+                                          [oks[k] for k in sel]), len(sel))
+        out[f"accuracy_{g}"] = sum(oks[k] for k in sel) / len(sel)
     return {k: 100.0 * v for k, v in out.items()}
 
 

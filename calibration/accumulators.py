@@ -12,7 +12,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .metrics import classification_metrics, classification_stats, knn_proximity
+from .metrics import classification_metrics, classification_stats
+from .proximity import knn_proximity
 from .multilabel import multilabel_metrics
 
 __all__ = ["ClassificationAccumulator", "MultiLabelAccumulator", "result_block", "per_class_block"]
@@ -52,7 +53,7 @@ class _Accumulator:
             raise RuntimeError(f"{where}: no samples were processed")
 
     def proximity(self, k=10, reference=None, warn=print):
-        """kNN proximity (``metrics.knn_proximity`` on L2-normalised features) of every sample,
+        """kNN proximity (``proximity.knn_proximity`` on L2-normalised features) of every sample,
         float64 numpy; the pool is the accumulated set (self excluded) or ``reference``.
         None when no features were given, when only some samples had them, or when the pool is
         empty; ``k`` is clamped to the pool with a ``warn`` message."""
@@ -127,7 +128,8 @@ class ClassificationAccumulator(_Accumulator):
 
 class MultiLabelAccumulator(_Accumulator):
     """Multi-label: ``update(logits (B, C), targets (B, C), features=None)`` with targets 1
-    positive, 0 negative, -1 unknown; probabilities ``sigmoid(logits)`` in float64. After
+    positive, 0 negative, -1 unknown; probabilities ``sigmoid(logits)`` in float64 (the
+    probability-map contract of ``calibration.multilabel``). After
     :meth:`compute`: ``probs``, ``targets``, ``confidences``/``correct`` of the valid pairs and
     ``ap_per_class`` (fractions, NaN for classes without positives)."""
 

@@ -2,7 +2,17 @@
 
 Label encoding (the project's): ``targets[i, j]`` is 1 (positive), 0 (negative)
 or -1 (unknown / ignored). Entries with -1 are dropped from every metric.
-``probs`` are per-class probabilities (e.g. ``sigmoid(logits)``), shape (N, C).
+``probs`` are per-class probabilities, shape (N, C).
+
+The probability-map contract (the one statement of it; other modules point here): on a
+multi-label dataset every trainer maps its scores to *calibration logits*
+``z_j = scale * s_j + bias`` (CLIP trainers: ``s_j`` the cosine of the image and class j's text
+feature, ``scale = TRAINER.<M>.BCE_SCALE`` with 0 meaning the backbone's logit scale, ``bias =
+BCE_BIAS``; TaI-DPT: its merged cosine and the fitted ``(a, b)`` of ``PROB_FIT``), and
+``p_j = sigmoid(z_j)`` is THE probability: the BCE loss trains it, the regularizers receive it
+(``probs``), the ``MultiLabelClassification`` evaluator receives ``z`` and applies the same
+sigmoid (float64), saved outputs hold ``z``, and ``results.json`` records the map
+(``probability_map``). mAP depends only on the order of ``z``.
 
 Top-label decomposition (docs/design.md section 5.3): each valid (image, class) pair
 is a binary prediction ``1[p >= 0.5]`` with confidence ``max(p, 1 - p)``,
@@ -110,6 +120,11 @@ def _classwise_ece(pr, n_bins):
     return float((np.abs(gap[:, 1:-1]).sum(axis=1)[has] / n_c[has]).mean())
 
 
+def _nanmean(v):
+    """Mean of the non-NaN values; NaN when there are none."""
+    return float("nan") if v.size == 0 or np.isnan(v).all() else float(np.nanmean(v))
+
+
 def _class_mask(idx, n_classes, name):
     idx = np.asarray(list(idx), dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n_classes):
@@ -200,7 +215,7 @@ def mean_average_precision(scores, targets):
     Equals the mean of ``sklearn.metrics.average_precision_score`` per class.
     NaN if no class has a positive."""
     ap = average_precision_per_class(scores, targets)
-    return float("nan") if np.isnan(ap).all() else float(np.nanmean(ap))
+    return _nanmean(ap)
 
 
 def _f1(pr, threshold=0.5):
@@ -247,7 +262,7 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
     cf1, of1 = _f1(pr)
     cal, group_out, conf, correct = _calibration(pr, n_bins, groups)
     res = OrderedDict()
-    res["mAP"] = float("nan") if np.isnan(ap).all() else float(np.nanmean(ap))
+    res["mAP"] = _nanmean(ap)
     res["cf1"], res["of1"] = cf1, of1
     for key in ("ece", "mce", "adaptive_ece", "ece_positive", "classwise_ece"):
         res[key] = cal[key]
@@ -260,7 +275,7 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
     res["accuracy"] = cal["accuracy"]
     for name, (g_ece, g_acc) in group_out.items():
         g_ap = ap[_class_mask(groups[name], pr.c, name)]
-        res[f"mAP_{name}"] = float("nan") if g_ap.size == 0 or np.isnan(g_ap).all() else float(np.nanmean(g_ap))
+        res[f"mAP_{name}"] = _nanmean(g_ap)
         res[f"ece_{name}"] = g_ece
         res[f"accuracy_{name}"] = g_acc
     return res, conf, correct, ap
@@ -283,5 +298,5 @@ def signed_class_calibration(probs, targets, threshold=0.5, groups=None):
     group_gaps = OrderedDict()
     for name, idx in (groups or {}).items():
         g = gaps[_class_mask(idx, pr.c, name)]
-        group_gaps[name] = float("nan") if g.size == 0 or np.isnan(g).all() else float(np.nanmean(g))
+        group_gaps[name] = _nanmean(g)
     return gaps, group_gaps

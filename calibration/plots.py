@@ -1,13 +1,11 @@
 """Headless figures: reliability diagrams and a base-vs-new summary chart.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend
-change, no display needed). Files are written atomically: a temporary file in
-the target directory, then ``os.replace``.
+change, no display needed). Files are written atomically (``cpt.fileio``).
 """
-import os
-import tempfile
-
 import numpy as np
+
+from cpt.fileio import atomic_write_with
 
 from .metrics import reliability_bins
 
@@ -23,27 +21,8 @@ def _new_figure(figsize):
     return fig
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _save_atomic(fig, path):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", bbox_inches="tight")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write_with(lambda f: fig.savefig(f, format="png", bbox_inches="tight"), path)
 
 
 def save_reliability_diagram(confidences, correct, path, n_bins=10, title=None):

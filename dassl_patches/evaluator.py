@@ -19,33 +19,10 @@ from collections import OrderedDict
 import torch
 
 from cpt.calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
+from cpt.engine.evaluation import EvaluatorBase  # Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
+from cpt.fileio import atomic_write_with
 
 from .build import EVALUATOR_REGISTRY
-
-
-class EvaluatorBase:
-    """Base evaluator."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def reset(self):
-        raise NotImplementedError
-
-    def process(self, mo, gt, features=None):
-        raise NotImplementedError
-
-    def evaluate(self):
-        raise NotImplementedError
-
-
-def _cfg_get(cfg, dotted, default):
-    node = cfg
-    for part in dotted.split("."):
-        if not hasattr(node, part):
-            return default
-        node = getattr(node, part)
-    return node
 
 
 @EVALUATOR_REGISTRY.register()
@@ -62,7 +39,6 @@ class Classification(EvaluatorBase):
     def __init__(self, cfg, lab2cname=None, **kwargs):
         super().__init__(cfg)
         self._lab2cname = lab2cname
-        self._reference = None
         self.cmat = None
         if cfg.TEST.PER_CLASS_RESULT:
             assert lab2cname is not None, "TEST.PER_CLASS_RESULT needs lab2cname"
@@ -75,17 +51,12 @@ class Classification(EvaluatorBase):
         self.correct = None
         self.proximity = None
 
-    def set_proximity_reference(self, features):
-        self._reference = None if features is None else torch.as_tensor(features).detach()
-
     def process(self, mo, gt, features=None):
         # mo: model output [batch, num_classes]; gt: ground truth [batch]
         self.acc.update(mo, gt, features, where="Classification.process")
 
     def evaluate(self):
-        pool = str(_cfg_get(self.cfg, "TEST.PROXIMITY_POOL", "test")).lower()
-        self.proximity = self.acc.proximity(int(_cfg_get(self.cfg, "TEST.PROXIMITY_K", 10)),
-                                            self._reference if pool == "train" else None)
+        self.proximity = self._proximity()
         results = OrderedDict((k, 100.0 * v) for k, v in self.acc.compute(self.proximity).items())
         self.confidences, self.correct = self.acc.confidences, self.acc.correct
         print(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
@@ -95,6 +66,6 @@ class Classification(EvaluatorBase):
         if self.cfg.TEST.COMPUTE_CMAT:
             self.cmat = self.acc.confusion_matrix()
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
-            torch.save(self.cmat, save_path)
+            atomic_write_with(lambda f: torch.save(self.cmat, f), save_path)
             print(f"Confusion matrix is saved to {save_path}")
         return results

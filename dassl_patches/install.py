@@ -14,11 +14,12 @@ Exit status 0 on success, 1 with a one-line message on error.
 import argparse
 import importlib.util
 import os
-import shutil
+import stat
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # a source checkout: cpt/ beside this folder
+from cpt.fileio import atomic_write_bytes  # noqa: E402
 PATCH = os.path.join(HERE, "evaluator.py")
 MARKER = "Drop-in replacement for upstream Dassl.pytorch"
 
@@ -48,19 +49,12 @@ def find_evaluation_dir(dassl_path=None):
 
 
 def _atomic_copy(src, dst):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        if os.path.exists(dst):
-            shutil.copymode(dst, tmp)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Replace ``dst`` with a copy of ``src`` atomically, keeping the mode of an existing ``dst``."""
+    mode = stat.S_IMODE(os.stat(dst).st_mode) if os.path.exists(dst) else None
+    with open(src, "rb") as f:
+        atomic_write_bytes(f.read(), dst)
+    if mode is not None:
+        os.chmod(dst, mode)
 
 
 def _is_patch(path):
@@ -109,8 +103,8 @@ def main(argv=None):
         else:
             target = install(args.dassl)
             print(f"installed {target} (original in {target}.orig)")
-            if importlib.util.find_spec("calibration") is None:
-                print("note: the `calibration` package is not importable from this Python; "
+            if importlib.util.find_spec("cpt") is None:
+                print("note: the `cpt` package (this project) is not importable from this Python; "
                       "`pip install -e .` this project in Dassl's environment")
     except (InstallError, OSError) as e:
         print(f"dassl_patches/install.py: error: {e}", file=sys.stderr)

@@ -8,7 +8,7 @@ installed at the top level, so Hugging Face's package keeps its name.
 import importlib
 import pkgutil
 
-_NOT_DATASETS = {"check", "world", "common", "__main__"}
+_NOT_DATASETS = {"check", "world", "common", "splits", "multilabel", "__main__"}
 
 
 def _import_all():

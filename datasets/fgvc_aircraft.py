@@ -5,41 +5,33 @@ Always the official split: ``images_variant_{train,val,test}.txt`` (lines
 """
 import os
 
-from cpt.datasets import common
-from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
+from cpt.datasets.common import Benchmark, read_lines
+from cpt.datasets.splits import finish_single_label
+from cpt.engine.data import DATASET_REGISTRY, Datum
 
-NAME = "FGVCAircraft"
-LAYOUT = """\
+
+@DATASET_REGISTRY.register()
+class FGVCAircraft(Benchmark):
+    dataset_dir = "fgvc_aircraft"
+    LAYOUT = """\
 fgvc_aircraft/                     (the contents of fgvc-aircraft-2013b/data/)
   images/<image id>.jpg ...
   variants.txt
   images_variant_train.txt, images_variant_val.txt, images_variant_test.txt"""
 
-
-@DATASET_REGISTRY.register()
-class FGVCAircraft(DatasetBase):
-    dataset_dir = "fgvc_aircraft"
-
-    def __init__(self, cfg):
-        root = common.dataset_root(cfg, NAME, LAYOUT)
-        ddir = common.require_dir(os.path.join(root, self.dataset_dir), NAME, LAYOUT, "dataset folder")
-        image_dir = os.path.join(ddir, "images")
-        vfile = common.require_file(os.path.join(ddir, "variants.txt"), NAME, LAYOUT, "variant list")
-        classnames = common.read_lines(vfile)
+    def load(self, cfg, root, ddir):
+        classnames = read_lines(self.require_file(os.path.join(ddir, "variants.txt"), "variant list"))
         cname2lab = {c: i for i, c in enumerate(classnames)}
         splits = {}
         for split in ("train", "val", "test"):
-            path = common.require_file(os.path.join(ddir, f"images_variant_{split}.txt"), NAME, LAYOUT,
-                                       "official split list (no other way to build the split)")
+            path = self.require_file(os.path.join(ddir, f"images_variant_{split}.txt"),
+                                     "official split list (no other way to build the split)")
             items = []
-            for i, line in enumerate(common.read_lines(path)):
+            for i, line in enumerate(read_lines(path)):
                 parts = line.split(" ", 1)
                 if len(parts) != 2 or parts[1] not in cname2lab:
-                    common.fail(NAME, f"{path} line {i + 1}: expected '<image id> <variant from variants.txt>', "
-                                      f"got {line!r}", LAYOUT)
-                items.append(Datum(os.path.join(image_dir, parts[0] + ".jpg"), cname2lab[parts[1]], 0, parts[1]))
+                    self.fail(f"{path} line {i + 1}: expected '<image id> <variant from variants.txt>', got {line!r}")
+                items.append(Datum(os.path.join(ddir, "images", parts[0] + ".jpg"), cname2lab[parts[1]], 0, parts[1]))
             splits[split] = items
-        splits = common.check_files_exist(splits, NAME, "images_variant_*.txt",
-                                          bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
-        super().__init__(**common.finish_single_label(cfg, NAME, splits["train"], splits["val"], splits["test"],
-                                                      classnames, dataset_dir=ddir))
+        s = self.checked(cfg, splits, "images_variant_*.txt")
+        return finish_single_label(cfg, self.NAME, s["train"], s["val"], s["test"], classnames, dataset_dir=ddir)

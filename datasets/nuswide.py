@@ -10,17 +10,9 @@ import os
 
 import numpy as np
 
-from cpt.datasets import common
+from cpt.datasets.common import read_lines
+from cpt.datasets.multilabel import MultiLabelBenchmark
 from cpt.engine.data import DATASET_REGISTRY, Datum
-
-NAME = "NUSWIDE"
-LAYOUT = """\
-nuswide/
-  Concepts81.txt                    (81 concept names, one per line)
-  ImageList/TrainImagelist.txt, ImageList/TestImagelist.txt
-  TrainTestLabels/Labels_<concept>_Train.txt, Labels_<concept>_Test.txt   (81 x 2 files)
-  Flickr/<folder>/<image>.jpg       (e.g. Flickr/actor/0001_2124494179.jpg)
-coco/annotations/captions_train2017.json   (only for caption training)"""
 
 
 def _relpath(line):
@@ -31,34 +23,34 @@ def _relpath(line):
 
 
 @DATASET_REGISTRY.register()
-class NUSWIDE(common.MultiLabelDataset):
+class NUSWIDE(MultiLabelBenchmark):
     dataset_dir = "nuswide"
+    LAYOUT = """\
+nuswide/
+  Concepts81.txt                    (81 concept names, one per line)
+  ImageList/TrainImagelist.txt, ImageList/TestImagelist.txt
+  TrainTestLabels/Labels_<concept>_Train.txt, Labels_<concept>_Test.txt   (81 x 2 files)
+  Flickr/<folder>/<image>.jpg       (e.g. Flickr/actor/0001_2124494179.jpg)
+coco/annotations/captions_train2017.json   (only for caption training)"""
 
-    def __init__(self, cfg):
-        root = common.dataset_root(cfg, NAME, LAYOUT)
-        ddir = common.require_dir(os.path.join(root, self.dataset_dir), NAME, LAYOUT, "dataset folder")
-        self.caption_files = common.coco_caption_files(root)
-        common.require_captions_if_needed(cfg, self.caption_files, NAME, LAYOUT)
-        concepts = common.read_lines(common.require_file(os.path.join(ddir, "Concepts81.txt"), NAME, LAYOUT,
-                                                         "concept list"))
-        image_dir = common.require_dir(os.path.join(ddir, "Flickr"), NAME, LAYOUT, "image folder")
+    def load(self, cfg, root, ddir):
+        self.check_captions(cfg)
+        concepts = read_lines(self.require_file(os.path.join(ddir, "Concepts81.txt"), "concept list"))
+        image_dir = self.require_dir(os.path.join(ddir, "Flickr"), "image folder")
         splits = {}
         for split, tag in (("train", "Train"), ("test", "Test")):
-            lst = common.require_file(os.path.join(ddir, "ImageList", f"{tag}Imagelist.txt"), NAME, LAYOUT,
-                                      "image list")
-            paths = [_relpath(ln) for ln in common.read_lines(lst)]
+            lst = self.require_file(os.path.join(ddir, "ImageList", f"{tag}Imagelist.txt"), "image list")
+            paths = [_relpath(ln) for ln in read_lines(lst)]
             labels = np.zeros((len(paths), len(concepts)), dtype=np.int8)
             for c, concept in enumerate(concepts):
-                f = common.require_file(os.path.join(ddir, "TrainTestLabels", f"Labels_{concept}_{tag}.txt"), NAME,
-                                        LAYOUT, "label file")
+                f = self.require_file(os.path.join(ddir, "TrainTestLabels", f"Labels_{concept}_{tag}.txt"),
+                                      "label file")
                 with open(f, "r") as fh:
                     col = fh.read().split()
                 if len(col) != len(paths) or any(v not in ("0", "1") for v in set(col)):
-                    common.fail(NAME, f"{f} must hold one 0/1 per line for each of the {len(paths)} images in "
-                                      f"{lst}; found {len(col)} values", LAYOUT)
+                    self.fail(f"{f} must hold one 0/1 per line for each of the {len(paths)} images in "
+                              f"{lst}; found {len(col)} values")
                 labels[:, c] = np.asarray(col, dtype=np.int8)
             keep = np.flatnonzero(labels.max(1) == 1) if len(paths) else []
             splits[split] = [Datum(os.path.join(image_dir, paths[i]), labels[i].copy(), 0, "") for i in keep]
-        s = common.check_files_exist(splits, NAME, "ImageList/*Imagelist.txt",
-                                     bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
-        super().__init__(**common.finish_multilabel(cfg, NAME, s["train"], s["test"], concepts))
+        return self.finish(cfg, splits, concepts, "ImageList/*Imagelist.txt")

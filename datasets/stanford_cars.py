@@ -7,15 +7,8 @@ Split: ``split_zhou_StanfordCars.json`` if present, else built from the devkit's
 """
 import os
 
-from cpt.datasets import common
-from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
-
-NAME = "StanfordCars"
-LAYOUT = """\
-stanford_cars/
-  cars_train/00001.jpg ...   cars_test/00001.jpg ...
-  split_zhou_StanfordCars.json              (CoOp's split; optional if the devkit is there)
-  devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_test_annos_withlabels.mat"""
+from cpt.datasets.splits import SplitBenchmark, split_trainval
+from cpt.engine.data import DATASET_REGISTRY, Datum
 
 
 def _mat_str(x):
@@ -26,45 +19,36 @@ def _mat_str(x):
     return str(x)
 
 
-def _read(ddir, image_folder, anno_file, meta_file):
-    from scipy.io import loadmat
-
-    try:
-        annos = loadmat(anno_file)["annotations"][0]
-        meta = loadmat(meta_file)["class_names"][0]
-        items = []
-        for a in annos:
-            label = int(a["class"].reshape(-1)[0]) - 1
-            cname = _mat_str(meta[label]).split(" ")
-            cname = " ".join([cname[-1]] + cname[:-1])
-            items.append(Datum(os.path.join(ddir, image_folder, _mat_str(a["fname"])), label, 0, cname))
-    except (KeyError, IndexError, ValueError) as e:
-        common.fail(NAME, f"cannot read {anno_file} / {meta_file} ({type(e).__name__}: {e})", LAYOUT)
-    return items
-
-
 @DATASET_REGISTRY.register()
-class StanfordCars(DatasetBase):
+class StanfordCars(SplitBenchmark):
     dataset_dir = "stanford_cars"
+    LAYOUT = """\
+stanford_cars/
+  cars_train/00001.jpg ...   cars_test/00001.jpg ...
+  split_zhou_StanfordCars.json              (CoOp's split; optional if the devkit is there)
+  devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_test_annos_withlabels.mat"""
 
-    def __init__(self, cfg):
-        root = common.dataset_root(cfg, NAME, LAYOUT)
-        ddir = common.require_dir(os.path.join(root, self.dataset_dir), NAME, LAYOUT, "dataset folder")
+    def read(self, ddir, image_folder, anno_file, meta_file):
+        from scipy.io import loadmat
 
-        def build():
-            need = [os.path.join(ddir, "devkit", "cars_train_annos.mat"),
-                    os.path.join(ddir, "cars_test_annos_withlabels.mat"),
-                    os.path.join(ddir, "devkit", "cars_meta.mat")]
-            for p in need:
-                if not os.path.isfile(p):
-                    common.fail(NAME, common.no_split_message(cfg, NAME, ddir, p), LAYOUT)
-            trainval = _read(ddir, "cars_train", need[0], need[2])
-            test = _read(ddir, "cars_test", need[1], need[2])
-            train, val = common.split_trainval(trainval, p_val=0.2)
-            s = common.check_files_exist({"train": train, "val": val, "test": test}, NAME, "the devkit annotations",
-                                         bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
-            return s["train"], s["val"], s["test"]
+        try:
+            annos = loadmat(anno_file)["annotations"][0]
+            meta = loadmat(meta_file)["class_names"][0]
+            items = []
+            for a in annos:
+                label = int(a["class"].reshape(-1)[0]) - 1
+                cname = _mat_str(meta[label]).split(" ")
+                cname = " ".join([cname[-1]] + cname[:-1])
+                items.append(Datum(os.path.join(ddir, image_folder, _mat_str(a["fname"])), label, 0, cname))
+        except (KeyError, IndexError, ValueError) as e:
+            self.fail(f"cannot read {anno_file} / {meta_file} ({type(e).__name__}: {e})")
+        return items
 
-        train, val, test, classnames = common.split_or_build(cfg, NAME, ddir, ddir, build)
-        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames,
-                                                      dataset_dir=ddir))
+    def build(self, cfg, ddir, image_dir):
+        train_annos, test_annos, meta = self.need(cfg, ddir, os.path.join(ddir, "devkit", "cars_train_annos.mat"),
+                                                  os.path.join(ddir, "cars_test_annos_withlabels.mat"),
+                                                  os.path.join(ddir, "devkit", "cars_meta.mat"))
+        train, val = split_trainval(self.read(ddir, "cars_train", train_annos, meta), p_val=0.2)
+        test = self.read(ddir, "cars_test", test_annos, meta)
+        s = self.checked(cfg, {"train": train, "val": val, "test": test}, "the devkit annotations")
+        return s["train"], s["val"], s["test"]

@@ -10,15 +10,9 @@ them with spaces).
 """
 import os
 
-from cpt.datasets import common
-from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
-
-NAME = "SUN397"
-LAYOUT = """\
-sun397/
-  SUN397/a/abbey/sun_aaaulhwrhqgejnyt.jpg ...
-  split_zhou_SUN397.json            (CoOp's split; optional if the partition files are there)
-  ClassName.txt, Training_01.txt, Testing_01.txt   (from SUN397's Partitions.zip)"""
+from cpt.datasets.common import read_lines
+from cpt.datasets.splits import SplitBenchmark, split_trainval
+from cpt.engine.data import DATASET_REGISTRY, Datum
 
 
 def clean_classname(folder):
@@ -28,39 +22,29 @@ def clean_classname(folder):
 
 
 @DATASET_REGISTRY.register()
-class SUN397(DatasetBase):
-    dataset_dir = "sun397"
+class SUN397(SplitBenchmark):
+    dataset_dir, image_subdir = "sun397", "SUN397"
+    LAYOUT = """\
+sun397/
+  SUN397/a/abbey/sun_aaaulhwrhqgejnyt.jpg ...
+  split_zhou_SUN397.json            (CoOp's split; optional if the partition files are there)
+  ClassName.txt, Training_01.txt, Testing_01.txt   (from SUN397's Partitions.zip)"""
 
-    def __init__(self, cfg):
-        root = common.dataset_root(cfg, NAME, LAYOUT)
-        ddir = common.require_dir(os.path.join(root, self.dataset_dir), NAME, LAYOUT, "dataset folder")
-        image_dir = os.path.join(ddir, "SUN397")
+    def build(self, cfg, ddir, image_dir):
+        names, training, testing = self.need(cfg, ddir, *(os.path.join(ddir, f) for f in
+                                                          ("ClassName.txt", "Training_01.txt", "Testing_01.txt")))
+        cname2lab = {c: i for i, c in enumerate(ln.strip("/") for ln in read_lines(names))}
 
-        def build():
-            files = [os.path.join(ddir, f) for f in ("ClassName.txt", "Training_01.txt", "Testing_01.txt")]
-            for p in files:
-                if not os.path.isfile(p):
-                    common.fail(NAME, common.no_split_message(cfg, NAME, ddir, p), LAYOUT)
-            folders = [ln.strip("/") for ln in common.read_lines(files[0])]
-            cname2lab = {c: i for i, c in enumerate(folders)}
+        def read(path):
+            items = []
+            for i, line in enumerate(read_lines(path)):
+                rel = line.strip("/")
+                folder = os.path.dirname(rel)
+                if folder not in cname2lab:
+                    self.fail(f"{path} line {i + 1}: class folder {folder!r} is not in ClassName.txt")
+                items.append(Datum(os.path.join(image_dir, rel), cname2lab[folder], 0, clean_classname(folder)))
+            return items
 
-            def read(path):
-                items = []
-                for i, line in enumerate(common.read_lines(path)):
-                    rel = line.strip("/")
-                    folder = os.path.dirname(rel)
-                    if folder not in cname2lab:
-                        common.fail(NAME, f"{path} line {i + 1}: class folder {folder!r} is not in ClassName.txt",
-                                    LAYOUT)
-                    items.append(Datum(os.path.join(image_dir, rel), cname2lab[folder], 0, clean_classname(folder)))
-                return items
-
-            trainval, test = read(files[1]), read(files[2])
-            train, val = common.split_trainval(trainval, p_val=0.2)
-            s = common.check_files_exist({"train": train, "val": val, "test": test}, NAME, "Training/Testing_01.txt",
-                                         bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
-            return s["train"], s["val"], s["test"]
-
-        train, val, test, classnames = common.split_or_build(cfg, NAME, ddir, image_dir, build)
-        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames,
-                                                      dataset_dir=ddir))
+        train, val = split_trainval(read(training), p_val=0.2)
+        s = self.checked(cfg, {"train": train, "val": val, "test": read(testing)}, "Training/Testing_01.txt")
+        return s["train"], s["val"], s["test"]

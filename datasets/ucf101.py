@@ -9,15 +9,9 @@ folder (and the class name) splits the CamelCase action at capitals with undersc
 import os
 import re
 
-from cpt.datasets import common
-from cpt.engine.data import DATASET_REGISTRY, Datum, DatasetBase
-
-NAME = "UCF101"
-LAYOUT = """\
-ucf101/
-  UCF-101-midframes/Apply_Eye_Makeup/v_ApplyEyeMakeup_g01_c01.jpg ...
-  split_zhou_UCF101.json            (CoOp's split; optional if ucfTrainTestlist/ is there)
-  ucfTrainTestlist/classInd.txt, trainlist01.txt, testlist01.txt"""
+from cpt.datasets.common import read_lines
+from cpt.datasets.splits import SplitBenchmark, split_trainval
+from cpt.engine.data import DATASET_REGISTRY, Datum
 
 
 def renamed_action(action):
@@ -25,43 +19,34 @@ def renamed_action(action):
 
 
 @DATASET_REGISTRY.register()
-class UCF101(DatasetBase):
-    dataset_dir = "ucf101"
+class UCF101(SplitBenchmark):
+    dataset_dir, image_subdir = "ucf101", "UCF-101-midframes"
+    LAYOUT = """\
+ucf101/
+  UCF-101-midframes/Apply_Eye_Makeup/v_ApplyEyeMakeup_g01_c01.jpg ...
+  split_zhou_UCF101.json            (CoOp's split; optional if ucfTrainTestlist/ is there)
+  ucfTrainTestlist/classInd.txt, trainlist01.txt, testlist01.txt"""
 
-    def __init__(self, cfg):
-        root = common.dataset_root(cfg, NAME, LAYOUT)
-        ddir = common.require_dir(os.path.join(root, self.dataset_dir), NAME, LAYOUT, "dataset folder")
-        image_dir = os.path.join(ddir, "UCF-101-midframes")
+    def build(self, cfg, ddir, image_dir):
+        lists = os.path.join(ddir, "ucfTrainTestlist")
+        class_ind, trainlist, testlist = self.need(cfg, ddir, *(os.path.join(lists, f) for f in
+                                                                ("classInd.txt", "trainlist01.txt", "testlist01.txt")))
+        cname2lab = {}
+        for line in read_lines(class_ind):
+            label, action = line.split()
+            cname2lab[action] = int(label) - 1
 
-        def build():
-            lists = os.path.join(ddir, "ucfTrainTestlist")
-            files = [os.path.join(lists, f) for f in ("classInd.txt", "trainlist01.txt", "testlist01.txt")]
-            for p in files:
-                if not os.path.isfile(p):
-                    common.fail(NAME, common.no_split_message(cfg, NAME, ddir, p), LAYOUT)
-            cname2lab = {}
-            for line in common.read_lines(files[0]):
-                label, action = line.split()
-                cname2lab[action] = int(label) - 1
+        def read(path):
+            items = []
+            for i, line in enumerate(read_lines(path)):
+                action, fname = line.split()[0].replace("\\", "/").split("/")[-2:]
+                if action not in cname2lab:
+                    self.fail(f"{path} line {i + 1}: action {action!r} is not in classInd.txt")
+                folder = renamed_action(action)
+                impath = os.path.join(image_dir, folder, os.path.splitext(fname)[0] + ".jpg")
+                items.append(Datum(impath, cname2lab[action], 0, folder))
+            return items
 
-            def read(path):
-                items = []
-                for i, line in enumerate(common.read_lines(path)):
-                    rel = line.split()[0].replace("\\", "/")
-                    action, fname = rel.split("/")[-2:]
-                    if action not in cname2lab:
-                        common.fail(NAME, f"{path} line {i + 1}: action {action!r} is not in classInd.txt", LAYOUT)
-                    folder = renamed_action(action)
-                    impath = os.path.join(image_dir, folder, os.path.splitext(fname)[0] + ".jpg")
-                    items.append(Datum(impath, cname2lab[action], 0, folder))
-                return items
-
-            trainval, test = read(files[1]), read(files[2])
-            train, val = common.split_trainval(trainval, p_val=0.2)
-            s = common.check_files_exist({"train": train, "val": val, "test": test}, NAME, "ucfTrainTestlist",
-                                         bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
-            return s["train"], s["val"], s["test"]
-
-        train, val, test, classnames = common.split_or_build(cfg, NAME, ddir, image_dir, build)
-        super().__init__(**common.finish_single_label(cfg, NAME, train, val, test, classnames,
-                                                      dataset_dir=ddir))
+        train, val = split_trainval(read(trainlist), p_val=0.2)
+        s = self.checked(cfg, {"train": train, "val": val, "test": read(testlist)}, "ucfTrainTestlist")
+        return s["train"], s["val"], s["test"]

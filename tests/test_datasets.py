@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cpt import datasets  # noqa: F401  (registers the benchmarks)
-from cpt.datasets import check, common
+from cpt.datasets import check, coco, common
 from cpt.datasets.common import DatasetLayoutError
 from cpt.engine.config import get_cfg_default
 from cpt.engine.data import DATASET_REGISTRY, build_dataset
@@ -345,7 +345,7 @@ def test_coco_labels_order_cache_and_captions(trees, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the instances file must be read from the cache")
 
-    monkeypatch.setattr(common, "read_coco_instances", boom)
+    monkeypatch.setattr(coco, "read_coco_instances", boom)
     assert len(build(root, "COCO2014", cache).train_x) == 14
     caps = ds.captions()
     assert [(c, list(np.flatnonzero(v))) for c, v in caps] == [

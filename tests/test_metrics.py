@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from cpt.calibration import binning as B
 from cpt.calibration import metrics as M
 
 # ---------------------------------------------------------------------------
@@ -352,14 +353,13 @@ def test_engine_on_exact_edges_default_grid(seed):
     _check_all(*_edge_heavy_case(seed, 1500))
 
 
-@pytest.mark.parametrize("grid,block,intp_max", [(32, 64, 0), (8, 7, 1 << 30), (4096, 100, 0)])
-def test_engine_paths_with_small_grid_and_blocks(monkeypatch, grid, block, intp_max):
+@pytest.mark.parametrize("grid,block", [(32, 64), (8, 7), (4096, 100)])
+def test_engine_paths_with_small_grid_and_blocks(monkeypatch, grid, block):
     # coarse grids make many cells "suspicious", tiny blocks cross block boundaries,
     # _SELECT_MIN_N = 1 sends small inputs through the histogram quantile selection
-    monkeypatch.setattr(M, "_G", grid)
-    monkeypatch.setattr(M, "_BLOCK", block)
-    monkeypatch.setattr(M, "_SELECT_MIN_N", 1)
-    monkeypatch.setattr(M, "_KEEP_INTP_MAX", intp_max)
+    monkeypatch.setattr(B, "_G", grid)
+    monkeypatch.setattr(B, "_BLOCK", block)
+    monkeypatch.setattr(B, "_SELECT_MIN_N", 1)
     _check_all(*_edge_heavy_case(3, 1200))
     conf, correct, prox = _random_case(4, 999)
     _check_all(conf, correct, prox)
@@ -377,14 +377,14 @@ def test_quantile_edges_bit_for_bit(monkeypatch):
     ]
     for x in cases:
         for nb in (10, 7, 15):
-            np.testing.assert_array_equal(M._quantile_edges(x, nb), np.quantile(x, np.linspace(0, 1, nb + 1)))
-    monkeypatch.setattr(M, "_SELECT_MIN_N", 1)
-    monkeypatch.setattr(M, "_G", 16)
+            np.testing.assert_array_equal(B.quantile_edges(x, nb)[0], np.quantile(x, np.linspace(0, 1, nb + 1)))
+    monkeypatch.setattr(B, "_SELECT_MIN_N", 1)
+    monkeypatch.setattr(B, "_G", 16)
     for _ in range(30):
         x = np.round(rng.random(int(rng.integers(2, 400))) * rng.integers(1, 50), 1)
         if x.min() == x.max():
             continue
-        np.testing.assert_array_equal(M._quantile_edges(x, 10), np.quantile(x, np.linspace(0, 1, 11)))
+        np.testing.assert_array_equal(B.quantile_edges(x, 10)[0], np.quantile(x, np.linspace(0, 1, 11)))
 
 
 def test_large_inputs_match_references():

@@ -22,11 +22,13 @@ import re
 
 import numpy as np
 
-__all__ = ["CaptionMatcher", "caption_multihot", "label_captions", "load_synonyms", "phrase_variants",
-           "register_synonyms", "synonyms_file", "synonyms_for", "registered_synonyms"]
+from cpt.registry import Registry
+
+__all__ = ["CaptionMatcher", "caption_multihot", "load_synonyms", "phrase_variants", "register_synonyms",
+           "synonyms_for", "SYNONYM_FILES"]
 
 _WORD = re.compile(r"[a-z0-9]+")
-_SYNONYM_FILES = {}
+SYNONYM_FILES = Registry("SYNONYM_FILE")  # dataset registry name -> synonym file path
 
 
 def _words(text):
@@ -109,11 +111,6 @@ def caption_multihot(caption, classnames, synonyms=None):
     return CaptionMatcher(classnames, synonyms)(caption)
 
 
-def label_captions(captions, classnames, synonyms=None):
-    """``(N, C)`` int8 multi-hot labels of ``captions`` (:class:`CaptionMatcher`)."""
-    return CaptionMatcher(classnames, synonyms).label(captions)
-
-
 def load_synonyms(path):
     """Synonym dict from a JSON file ``{"class name": ["phrase", ...]}`` (``_``-keys skipped)."""
     if not path:
@@ -138,18 +135,10 @@ def load_synonyms(path):
 
 def register_synonyms(dataset_name, path):
     """Register the synonym file of a dataset (registry name, e.g. ``COCO2014``)."""
-    _SYNONYM_FILES[str(dataset_name)] = path
-
-
-def registered_synonyms():
-    return dict(_SYNONYM_FILES)
-
-
-def synonyms_file(dataset_name):
-    """The registered synonym file of ``dataset_name`` ("" when none)."""
-    return _SYNONYM_FILES.get(str(dataset_name), "")
+    SYNONYM_FILES.register(path, force=True, name=str(dataset_name))
 
 
 def synonyms_for(dataset_name, path=""):
     """Synonyms of a dataset: ``path`` when given, else its registered file, else ``{}``."""
-    return load_synonyms(path or synonyms_file(dataset_name))
+    name = str(dataset_name)
+    return load_synonyms(path or (SYNONYM_FILES.get(name) if name in SYNONYM_FILES else ""))

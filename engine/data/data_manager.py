@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cpt.engine.data.datasets import build_dataset
 from cpt.engine.data.transforms import build_transform
-from cpt.engine.utils import get_logger, read_image
+from cpt.engine.utils import read_image
 
 
 class DatasetWrapper(Dataset):
@@ -89,16 +89,3 @@ class DataManager:
     lab2cname = property(lambda self: self._lab2cname)
     classnames = property(lambda self: self._classnames)
     num_source_domains = property(lambda self: self._num_source_domains)
-
-    def show_dataset_summary(self):
-        cfg, ds = self.cfg, self.dataset
-        rows = [("Dataset", cfg.DATASET.NAME), ("# classes", f"{self.num_classes:,}"),
-                ("# train_x", f"{len(ds.train_x):,}"), ("# val", f"{len(ds.val):,}"),
-                ("# test", f"{len(ds.test):,}")]
-        if cfg.DATASET.SUBSAMPLE_CLASSES != "all":
-            rows.insert(1, ("Subsample", cfg.DATASET.SUBSAMPLE_CLASSES))
-        logger = get_logger()
-        logger.info("---------  -------------")
-        for k, v in rows:
-            logger.info(f"{k:<9}  {v}")
-        logger.info("---------  -------------")

