@@ -14,8 +14,6 @@ be importable (``pip install -e .`` of this project). Install with
 ``python dassl_patches/install.py`` (see dassl_patches/README.md).
 """
 import os.path as osp
-from collections import OrderedDict
-
 import torch
 
 from cpt.calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
@@ -36,28 +34,16 @@ class Classification(EvaluatorBase):
     After ``evaluate()``: ``self.confidences``, ``self.correct`` (numpy).
     """
 
+    accumulator = ClassificationAccumulator
+    cmat = None
+
     def __init__(self, cfg, lab2cname=None, **kwargs):
-        super().__init__(cfg)
-        self._lab2cname = lab2cname
-        self.cmat = None
         if cfg.TEST.PER_CLASS_RESULT:
             assert lab2cname is not None, "TEST.PER_CLASS_RESULT needs lab2cname"
-        self.acc = ClassificationAccumulator()
-        self.reset()
-
-    def reset(self):
-        self.acc.reset()
-        self.confidences = None
-        self.correct = None
-        self.proximity = None
-
-    def process(self, mo, gt, features=None):
-        # mo: model output [batch, num_classes]; gt: ground truth [batch]
-        self.acc.update(mo, gt, features, where="Classification.process")
+        super().__init__(cfg, lab2cname)
 
     def evaluate(self):
-        self.proximity = self._proximity()
-        results = OrderedDict((k, 100.0 * v) for k, v in self.acc.compute(self.proximity).items())
+        results = self._percent(self.acc.compute)
         self.confidences, self.correct = self.acc.confidences, self.acc.correct
         print(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
         if self.cfg.TEST.PER_CLASS_RESULT:
