@@ -19,38 +19,16 @@ Conventions: ``logits`` are the *scaled* logits the task loss sees
 -1 unknown/ignored; text features are ``(C, D)``, one row per class.
 Half-precision inputs are computed in float32 (float64 stays float64).
 
-This module imports only torch/numpy (no project package).
+This module imports only torch and ``cpt.registry`` (no engine, trainer or dataset module).
 """
-import dataclasses
 import difflib
 import os
-from typing import Optional
+import types
 
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "margin_mean_var",
-    "text_moment_matching",
-    "ccr_loss",
-    "mbls_loss",
-    "zs_norm_logits",
-    "logit_range_penalty",
-    "dor_loss",
-    "RegContext",
-    "Regularizer",
-    "REGULARIZERS",
-    "register_regularizer",
-    "get_regularizer",
-    "regularizer_names",
-    "build_regularizers",
-    "check_requirements",
-    "apply_regularizers",
-    "DEFAULT_VOCAB_PATH",
-    "load_outlier_vocab",
-    "select_outliers",
-]
-
+from cpt.registry import Registry
 
 def _float(x):
     """Upcast half/bfloat16 (and integer) tensors to float32; keep float32/64."""
@@ -266,54 +244,41 @@ def dor_loss(outlier_text_features, outlier_zs_text_features):
 # ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class RegContext:
-    """Inputs a trainer can hand to the regularizers; every field is optional.
+class RegContext(types.SimpleNamespace):
+    """The inputs handed to the regularizers, by name; an input that was not set reads as None.
 
-    logits: scaled logits ``(N, C)``; labels: class indices ``(N,)``;
-    probs / targets: multi-label probabilities and targets ``(N, C)``
-    (1 / 0 / -1); text_features: learned text features of the training classes
-    ``(C, D)``; zs_text_features: their zero-shot counterparts; zs_logits:
-    zero-shot logits of the batch ``(N, C)``; image_features ``(N, D)``;
-    logit_scale (exp'd scalar); text_similarity ``(C, C)``; outlier_text_features
-    / outlier_zs_text_features ``(K, D)`` (DOR).
+    Names the trainers provide (``ClipPromptTrainer.providers``): logits: scaled logits
+    ``(N, C)``; labels: class indices ``(N,)``; probs / targets: multi-label probabilities and
+    targets ``(N, C)`` (1 / 0 / -1); text_features: learned text features of the training classes
+    ``(C, D)``; zs_text_features: their zero-shot counterparts; zs_logits: zero-shot logits of the
+    batch ``(N, C)``; image_features ``(N, D)``; logit_scale (exp'd scalar); text_similarity
+    ``(C, C)``; outlier_text_features / outlier_zs_text_features ``(K, D)`` (DOR).
     """
 
-    logits: Optional[torch.Tensor] = None
-    labels: Optional[torch.Tensor] = None
-    probs: Optional[torch.Tensor] = None
-    targets: Optional[torch.Tensor] = None
-    text_features: Optional[torch.Tensor] = None
-    zs_text_features: Optional[torch.Tensor] = None
-    zs_logits: Optional[torch.Tensor] = None
-    image_features: Optional[torch.Tensor] = None
-    logit_scale: Optional[torch.Tensor] = None
-    text_similarity: Optional[torch.Tensor] = None
-    outlier_text_features: Optional[torch.Tensor] = None
-    outlier_zs_text_features: Optional[torch.Tensor] = None
-
-    @classmethod
-    def field_names(cls):
-        return tuple(f.name for f in dataclasses.fields(cls))
+    def __getattr__(self, name):  # only reached for names that were not set
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
 
     def available(self):
-        """Names of the fields that are set (not None)."""
-        return {f for f in self.field_names() if getattr(self, f) is not None}
+        """Names of the inputs that are set (not None)."""
+        return {k for k, v in vars(self).items() if v is not None}
 
 
 class Regularizer:
     """Base class: ``reg(ctx)`` returns the weighted scalar added to the task loss.
 
-    Subclasses set ``name``, ``requires`` (RegContext field names),
-    ``defaults`` (lowercase config keys of ``CALIB.<NAME>`` -> default value)
-    and implement :meth:`components` (named, weighted terms). A regularizer
-    with ``replaces_task_loss = True`` provides :meth:`task_loss`, used by
-    :func:`apply_regularizers` instead of the trainer's task loss. After a call
-    ``last_stats`` holds extra floats for logging.
+    A subclass is registered with :func:`register_regularizer` (which sets ``name``) and declares
+    ``needs`` (the input names it reads from the :class:`RegContext`; the trainer must provide
+    each, checked at build) and ``defaults`` (lowercase keys of ``CALIB.<NAME>`` -> default value;
+    the config's ``CALIB.<NAME>`` node is built from them, ``engine/config.py``). It implements
+    :meth:`components` (named, weighted terms). A regularizer with ``replaces_task_loss = True``
+    provides :meth:`task_loss`, used by :func:`apply_regularizers` instead of the trainer's task
+    loss. After a call ``last_stats`` holds extra floats for logging.
     """
 
     name = ""
-    requires = ()
+    needs = ()
     defaults = {}
     replaces_task_loss = False
 
@@ -332,28 +297,24 @@ class Regularizer:
         pass
 
     def _fetch(self, ctx):
-        missing = [f for f in self.requires if getattr(ctx, f, None) is None]
+        missing = [f for f in self.needs if getattr(ctx, f, None) is None]
         if missing:
             raise ValueError(
                 f"regularizer '{self.name}' needs {missing} in the RegContext, "
                 f"which the trainer did not provide"
             )
-        return {f: getattr(ctx, f) for f in self.requires}
+        return {f: getattr(ctx, f) for f in self.needs}
 
     def components(self, ctx):
         """Dict of named weighted loss terms (scalar tensors)."""
         raise NotImplementedError
 
     def __call__(self, ctx):
-        comps = self.components(ctx)
-        total = None
-        for v in comps.values():
-            total = v if total is None else total + v
-        if total is None:
-            ref = next((getattr(ctx, f) for f in ctx.field_names()
-                        if isinstance(getattr(ctx, f), torch.Tensor)), None)
-            return ref.new_zeros(()) if ref is not None else torch.zeros(())
-        return total
+        comps = list(self.components(ctx).values())
+        if comps:
+            return sum(comps[1:], comps[0])
+        ref = next((v for v in vars(ctx).values() if isinstance(v, torch.Tensor)), None)
+        return ref.new_zeros(()) if ref is not None else torch.zeros(())
 
     def task_loss(self, ctx):
         raise NotImplementedError(f"regularizer '{self.name}' does not replace the task loss")
@@ -362,50 +323,44 @@ class Regularizer:
         return f"{type(self).__name__}({self.params})"
 
 
-REGULARIZERS = {}
+REGULARIZERS = Registry("calibration regularizer", case_insensitive=True)
 
 
-def register_regularizer(name):
-    """Class decorator: register a Regularizer subclass under ``name`` (lowercase)."""
-    key = name.lower()
+def register_as(registry, name):
+    """Class decorator: set ``cls.name = name.lower()`` and register the class under it (the
+    regularizer and post-hoc registries are case-insensitive)."""
 
     def deco(cls):
-        if key in REGULARIZERS:
-            raise KeyError(f"regularizer '{key}' is already registered")
-        cls.name = key
-        REGULARIZERS[key] = cls
-        return cls
+        cls.name = name.lower()
+        return registry.register(cls, name=cls.name)
 
     return deco
 
 
-def regularizer_names():
-    return sorted(REGULARIZERS)
+def lookup(registry, name, what):
+    """``registry.get(name)``; a miss names ``what`` (e.g. ``calibration regularizer ... (CALIB.METHOD)``)
+    and the close names."""
+    if name not in registry:
+        close = difflib.get_close_matches(str(name).lower(), registry.registered_names(), n=3, cutoff=0.4)
+        hint = f" Did you mean {close}?" if close else ""
+        raise KeyError(f"unknown {what.format(name)}.{hint} Registered: {registry.registered_names()}")
+    return registry.get(name)
+
+
+def register_regularizer(name):
+    """Class decorator: register a :class:`Regularizer` subclass as ``name`` (``CALIB.METHOD``)."""
+    return register_as(REGULARIZERS, name)
 
 
 def get_regularizer(name):
     """The registered class for ``name`` (case-insensitive); a miss lists close names."""
-    key = str(name).lower()
-    if key not in REGULARIZERS:
-        close = difflib.get_close_matches(key, list(REGULARIZERS), n=3, cutoff=0.4)
-        hint = f" Did you mean {close}?" if close else ""
-        raise KeyError(
-            f"unknown calibration regularizer '{name}' (CALIB.METHOD).{hint} "
-            f"Registered: {regularizer_names()}"
-        )
-    return REGULARIZERS[key]
-
-
-def _lower_keys(d):
-    return {str(k).lower(): v for k, v in dict(d).items()}
+    return lookup(REGULARIZERS, name, "calibration regularizer '{}' (CALIB.METHOD)")
 
 
 def _params_for(name, params_by_name):
-    if not params_by_name:
-        return {}
-    for key, val in dict(params_by_name).items():
+    for key, val in dict(params_by_name or {}).items():
         if str(key).lower() == name and isinstance(val, dict):
-            return _lower_keys(val)
+            return {str(k).lower(): v for k, v in dict(val).items()}
     return {}
 
 
@@ -427,24 +382,26 @@ def build_regularizers(names, params_by_name=None):
             raise ValueError(f"regularizer '{cls.name}' listed twice in CALIB.METHOD")
         seen.add(cls.name)
         regs.append(cls(**_params_for(cls.name, params_by_name)))
-    replacing = [r.name for r in regs if r.replaces_task_loss]
-    if len(replacing) > 1:
-        raise ValueError(f"more than one regularizer replaces the task loss: {replacing}")
+    _task_loss_replacer(regs)
     return regs
+
+
+def _task_loss_replacer(regularizers):
+    replacing = [r for r in regularizers if r.replaces_task_loss]
+    if len(replacing) > 1:
+        raise ValueError(f"more than one regularizer replaces the task loss: {[r.name for r in replacing]}")
+    return replacing[0] if replacing else None
 
 
 def check_requirements(regularizers, available, trainer_name):
     """Raise ValueError if ``trainer_name`` cannot supply a declared input.
 
-    ``available``: the RegContext field names the trainer fills. The message
+    ``available``: the input names the trainer provides. The message
     names the trainer, each regularizer and its missing inputs.
     """
     available = set(available)
-    problems = []
-    for r in regularizers:
-        missing = [f for f in r.requires if f not in available]
-        if missing:
-            problems.append(f"regularizer '{r.name}' needs {missing}")
+    problems = [f"regularizer '{r.name}' needs {[f for f in r.needs if f not in available]}"
+                for r in regularizers if not set(r.needs) <= available]
     if problems:
         raise ValueError(
             f"trainer '{trainer_name}' cannot provide the inputs required by the configured "
@@ -462,13 +419,9 @@ def apply_regularizers(regularizers, ctx, task_loss=None):
     ``loss`` (total), ``loss_task``, each named term and each ``last_stats``
     entry.
     """
-    replacing = [r for r in regularizers if r.replaces_task_loss]
-    if len(replacing) > 1:
-        raise ValueError(
-            f"more than one regularizer replaces the task loss: {[r.name for r in replacing]}"
-        )
-    if replacing:
-        task = replacing[0].task_loss(ctx)
+    replacer = _task_loss_replacer(regularizers)
+    if replacer is not None:
+        task = replacer.task_loss(ctx)
     elif task_loss is None:
         raise ValueError("apply_regularizers needs task_loss unless a regularizer replaces it")
     else:
@@ -498,7 +451,7 @@ def _nonneg(reg, *keys):
 class TCPT(Regularizer):
     """TCPT: margin mean/variance term plus ``lambda`` x text moment matching."""
 
-    requires = ("logits", "labels", "text_features", "zs_text_features")
+    needs = ("logits", "labels", "text_features", "zs_text_features")
     defaults = {"alpha": 0.1, "beta": 0.01, "lambda": 5.0}
 
     def _validate(self):
@@ -513,9 +466,10 @@ class TCPT(Regularizer):
 
 @register_regularizer("ccr")
 class CCR(Regularizer):
-    """CCR: ``lambda * ccr_loss`` (``reduction`` 'sum', or 'mean' over defined entries)."""
+    """CCR: ``lambda * ccr_loss`` (``reduction`` 'sum' as :func:`ccr_loss` returns it, or 'mean'
+    over the defined entries)."""
 
-    requires = ("probs", "targets", "text_similarity")
+    needs = ("probs", "targets", "text_similarity")
     defaults = {"lambda": 1.0, "reduction": "mean"}
 
     def _validate(self):
@@ -537,7 +491,7 @@ class CCR(Regularizer):
 class MbLS(Regularizer):
     """Margin-based label smoothing (:func:`mbls_loss`)."""
 
-    requires = ("logits",)
+    needs = ("logits",)
     defaults = {"margin": 10.0, "alpha": 0.1}
 
     def _validate(self):
@@ -555,7 +509,7 @@ class ZSNorm(Regularizer):
     ``enabled`` (CALIB.ZS_NORM.ENABLED) False makes it a no-op.
     """
 
-    requires = ("logits", "labels", "zs_logits")
+    needs = ("logits", "labels", "zs_logits")
     defaults = {"enabled": True}
 
     def _validate(self):
@@ -575,7 +529,7 @@ class ZSNorm(Regularizer):
 class Penalty(Regularizer):
     """Logit-range penalty (:func:`logit_range_penalty`) with ``weight``."""
 
-    requires = ("logits", "zs_logits")
+    needs = ("logits", "zs_logits")
     defaults = {"weight": 10.0}
 
     def _validate(self):
@@ -588,11 +542,11 @@ class Penalty(Regularizer):
 
 @register_regularizer("dor")
 class DOR(Regularizer):
-    """DOR: ``lambda * dor_loss``. ``vocab`` / ``num_outliers`` are read by the
-    trainer, which selects the words (:func:`select_outliers`) and fills the
-    outlier fields of the context."""
+    """DOR: ``lambda * dor_loss``. ``vocab`` (a word file; empty: the one shipped in
+    ``calibration/data/``) and ``num_outliers`` are read by the trainer, which selects the words
+    (:func:`select_outliers`) and provides the outlier inputs."""
 
-    requires = ("outlier_text_features", "outlier_zs_text_features")
+    needs = ("outlier_text_features", "outlier_zs_text_features")
     defaults = {"lambda": 2.0, "vocab": "", "num_outliers": 64}
 
     def _validate(self):
