@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from cpt.calibration.regularizers import lookup, register_as, zs_norm_logits
+from cpt.calibration.regularizers import check_params, lookup, register_as, zs_norm_logits
 from cpt.fileio import atomic_write_json
 from cpt.registry import Registry
 
@@ -173,11 +173,7 @@ class PosthocCalibrator:
     saved = False
 
     def __init__(self, **params):
-        unknown = [k for k in params if k not in self.defaults]
-        if unknown:
-            raise KeyError(f"post-hoc calibrator '{self.name}': unknown parameter(s) {unknown}; "
-                           f"expected keys of CALIB.{self.name.upper()}: {sorted(self.defaults)}")
-        self.params = {**self.defaults, **params}
+        self.params = check_params("post-hoc calibrator", self.name, self.defaults, params)
         self.state = {}
 
     @property

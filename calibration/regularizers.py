@@ -42,6 +42,29 @@ def _check_2d(name, x):
         raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
 
 
+def _pair(name_a, a, name_b, b):
+    """``a`` and ``b`` as float tensors of ``a``'s dtype; ``a`` must be 2-D, ``b`` of its shape."""
+    a = _float(a)
+    b = _float(b).to(a.dtype)
+    _check_2d(name_a, a)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} differ")
+    return a, b
+
+
+def _row_range(x):
+    return x.min(dim=1, keepdim=True).values, x.max(dim=1, keepdim=True).values
+
+
+def check_params(kind, name, defaults, params):
+    """``{**defaults, **params}``; a key not in ``defaults`` raises a KeyError naming ``CALIB.<NAME>``."""
+    unknown = [k for k in params if k not in defaults]
+    if unknown:
+        raise KeyError(f"{kind} '{name}': unknown parameter(s) {unknown}; "
+                       f"expected keys of CALIB.{name.upper()}: {sorted(defaults)}")
+    return {**defaults, **params}
+
+
 # ---------------------------------------------------------------------------
 # Functional core
 # ---------------------------------------------------------------------------
@@ -80,15 +103,8 @@ def text_moment_matching(text_features, zs_text_features):
     over classes (divided by ``C``). Example: ``T = I_2``,
     ``T0 = [[.6,.8],[.8,.6]]`` give ``0.3104``. Pass ``T0`` without grad.
     """
-    t = _float(text_features)
-    t0 = _float(zs_text_features).to(t.dtype)
-    _check_2d("text_features", t)
-    if t.shape != t0.shape:
-        raise ValueError(
-            f"text_features {tuple(t.shape)} and zs_text_features {tuple(t0.shape)} differ"
-        )
-    t = F.normalize(t, dim=-1)
-    t0 = F.normalize(t0, dim=-1)
+    t, t0 = _pair("text_features", text_features, "zs_text_features", zs_text_features)
+    t, t0 = F.normalize(t, dim=-1), F.normalize(t0, dim=-1)
     c = t.shape[0]
     mu, mu0 = t.mean(0), t0.mean(0)
     tc, t0c = t - mu, t0 - mu0
@@ -190,15 +206,8 @@ def zs_norm_logits(logits, zs_logits, eps=1e-12):
     clamped at ``eps``). Example: ``z = [4,2,0]``, ``z_zs = [30,25,20]`` give
     ``[30,25,20]``.
     """
-    z = _float(logits)
-    zs = _float(zs_logits).to(z.dtype)
-    _check_2d("logits", z)
-    if z.shape != zs.shape:
-        raise ValueError(f"logits {tuple(z.shape)} and zs_logits {tuple(zs.shape)} differ")
-    zmin = z.min(dim=1, keepdim=True).values
-    zmax = z.max(dim=1, keepdim=True).values
-    smin = zs.min(dim=1, keepdim=True).values
-    smax = zs.max(dim=1, keepdim=True).values
+    z, zs = _pair("logits", logits, "zs_logits", zs_logits)
+    (zmin, zmax), (smin, smax) = _row_range(z), _row_range(zs)
     return smin + (z - zmin) * (smax - smin) / (zmax - zmin).clamp_min(eps)
 
 
@@ -209,13 +218,8 @@ def logit_range_penalty(logits, zs_logits, weight=10.0):
     logits; both means run over all ``N x C`` entries. Example:
     ``z = [35,22,10]``, ``z_zs = [30,25,20]``: bracket ``5.0``, with weight 10 ``50.0``.
     """
-    z = _float(logits)
-    zs = _float(zs_logits).to(z.dtype)
-    _check_2d("logits", z)
-    if z.shape != zs.shape:
-        raise ValueError(f"logits {tuple(z.shape)} and zs_logits {tuple(zs.shape)} differ")
-    smax = zs.max(dim=1, keepdim=True).values
-    smin = zs.min(dim=1, keepdim=True).values
+    z, zs = _pair("logits", logits, "zs_logits", zs_logits)
+    smin, smax = _row_range(zs)
     return weight * (F.relu(z - smax).mean() + F.relu(smin - z).mean())
 
 
@@ -225,14 +229,8 @@ def dor_loss(outlier_text_features, outlier_zs_text_features):
     ``t_k`` is word k's text feature under the learned prompt, ``t0_k`` under
     the zero-shot prompt; both ``(K, D)``. Zero outliers give 0.
     """
-    t = _float(outlier_text_features)
-    t0 = _float(outlier_zs_text_features).to(t.dtype)
-    _check_2d("outlier_text_features", t)
-    if t.shape != t0.shape:
-        raise ValueError(
-            f"outlier_text_features {tuple(t.shape)} and outlier_zs_text_features "
-            f"{tuple(t0.shape)} differ"
-        )
+    t, t0 = _pair("outlier_text_features", outlier_text_features, "outlier_zs_text_features",
+                  outlier_zs_text_features)
     if t.shape[0] == 0:
         return t.sum() * 0.0
     cos = (F.normalize(t, dim=-1) * F.normalize(t0, dim=-1)).sum(-1)
@@ -283,13 +281,7 @@ class Regularizer:
     replaces_task_loss = False
 
     def __init__(self, **params):
-        unknown = [k for k in params if k not in self.defaults]
-        if unknown:
-            raise KeyError(
-                f"regularizer '{self.name}': unknown parameter(s) {unknown}; "
-                f"expected keys of CALIB.{self.name.upper()}: {sorted(self.defaults)}"
-            )
-        self.params = {**self.defaults, **params}
+        self.params = check_params("regularizer", self.name, self.defaults, params)
         self.last_stats = {}
         self._validate()
 

@@ -162,10 +162,23 @@ def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
     return path
 
 
+def _files(cache_root, *patterns):
+    folder = cache_folder(cache_root)
+    return [p for pat in patterns for p in glob.glob(os.path.join(folder, pat))]
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+        return True
+    except OSError:  # another worker removed it
+        return False
+
+
 def entries(cache_root):
     """``[(path, size, mtime)]`` of the cache entries, oldest first."""
     out = []
-    for p in glob.glob(os.path.join(cache_folder(cache_root), "*.pt")):
+    for p in _files(cache_root, "*.pt"):
         try:
             st = os.stat(p)
         except OSError:
@@ -177,7 +190,7 @@ def entries(cache_root):
 def evict(cache_root, max_mb, keep=None):
     """Remove least recently used entries until the total is at most ``max_mb``; returns the count."""
     now = time.time()
-    for tmp in glob.glob(os.path.join(cache_folder(cache_root), ".tmp-*")):
+    for tmp in _files(cache_root, ".tmp-*"):
         try:
             if now - os.stat(tmp).st_mtime > STALE_TMP_S:
                 os.remove(tmp)
@@ -189,29 +202,15 @@ def evict(cache_root, max_mb, keep=None):
     for p, size, _ in items:
         if total <= max_mb * (1 << 20):
             break
-        if p == keep:
-            continue
-        try:
-            os.remove(p)
-        except OSError:
-            continue  # another worker removed it
-        total -= size
-        removed += 1
+        if p != keep and _remove(p):
+            total -= size
+            removed += 1
     return removed
 
 
 def clear(cache_root):
     """Remove every entry (and the weights-hash memo); returns the number of files removed."""
-    n = 0
-    folder = cache_folder(cache_root)
-    for p in glob.glob(os.path.join(folder, "*.pt")) + glob.glob(os.path.join(folder, ".tmp-*")) + \
-            glob.glob(os.path.join(folder, HASHES)):
-        try:
-            os.remove(p)
-            n += 1
-        except OSError:
-            pass
-    return n
+    return sum(_remove(p) for p in _files(cache_root, "*.pt", ".tmp-*", HASHES))
 
 
 @torch.no_grad()

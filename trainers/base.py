@@ -6,23 +6,15 @@ A method module subclasses it, sets ``cfg_node`` (its ``TRAINER.<NODE>``), and i
 ``method_losses``. The base provides:
 
 * CLIP through the adapter (``trainers.clip.load_clip``), frozen, with the trainer's ``PREC``;
-* the hand-crafted zero-shot text features (``self.zs_text_features``, template of the dataset),
-  computed once, at first use;
-* ``forward_backward``: task loss (CE, or BCE on multi-hot targets with ``LOSS bce``), the
-  method's own terms, and the calibration regularizers of ``CALIB.METHOD`` (one shared call);
-  each input a regularizer ``needs`` comes from a declared provider (:meth:`providers`; checked at
-  build); amp with a gradient scaler;
-* multi-label datasets: the logits every trainer hands to the loss, to the regularizers and to
-  the evaluator are the *calibration logits* ``BCE_SCALE * cos + BCE_BIAS`` (``BCE_SCALE`` 0: the
-  backbone's logit scale; :meth:`ClipPromptTrainer.calibration_logits`), so the probability the
-  ``MultiLabelClassification`` evaluator computes, ``sigmoid(logits)``, is the very sigmoid the
-  BCE loss trained and the probability CCR sees (``probs``). With ``LOSS bce`` the context
-  carries ``probs``/``targets`` (1 / 0 / -1) instead of ``labels``;
-* evaluation: text features of image-independent prompts once per evaluation
-  (``before_evaluation``), image features passed to the evaluator (PIECE), the training-set
-  proximity pool when ``TEST.PROXIMITY_POOL`` is ``train``, and the cache of frozen image features
-  (``TEST.CACHE_FEATURES``, :func:`engine.feature_cache.split_features`), shared by every method
-  and seed; post-hoc calibration (``CALIB.POSTHOC``, :mod:`trainers.posthoc`).
+* the hand-crafted zero-shot text features (``self.zs_text_features``), computed at first use;
+* ``forward_backward``: task loss (CE, or :func:`masked_bce` with ``LOSS bce``), the method's own
+  terms and the regularizers of ``CALIB.METHOD``, each input they ``need`` from a declared
+  provider (:meth:`providers`, checked at build); amp with a gradient scaler;
+* multi-label datasets: loss, regularizers and evaluator all see the calibration logits of
+  :meth:`calibration_logits`, so ``sigmoid(logits)`` is one probability everywhere;
+* evaluation: text features once per evaluation, image features for the evaluator (PIECE), the
+  training-set proximity pool, the frozen-feature cache (``TEST.CACHE_FEATURES``) and
+  post-hoc calibration (``CALIB.POSTHOC``, :mod:`trainers.posthoc`).
 """
 from types import SimpleNamespace
 
@@ -183,9 +175,10 @@ class ClipPromptTrainer(TrainerX):
                              else ")")}
 
     def calibration_logits(self, raw):
-        """Multi-label: raw logits (``raw_scale * cos``) -> ``scale * cos + bias`` of
-        :meth:`probability_map`, whose sigmoid is the probability of the loss, CCR and the
-        evaluator. Single-label datasets: unchanged."""
+        """The probability-map contract (written here once). Multi-label: raw logits
+        (``raw_scale * cos``) -> ``scale * cos + bias`` of :meth:`probability_map`; its sigmoid is
+        the probability the BCE loss trains, CCR sees (``probs``) and the
+        ``MultiLabelClassification`` evaluator computes. Single-label datasets: unchanged."""
         if not self.multilabel:
             return raw
         scale, bias = self.probability_map()
