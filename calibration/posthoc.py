@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from cpt.calibration.regularizers import check_params, lookup, register_as, zs_norm_logits
+from cpt.calibration.losses import zs_norm_logits
+from cpt.calibration.regularizers import check_params, lookup, register_as
 from cpt.fileio import atomic_write_json
 from cpt.registry import Registry
 
@@ -134,7 +135,7 @@ def apply_dac(logits, factors):
 
 
 def sals_logits(logits, zs_logits):
-    """SaLS: the ZS-Norm rescaling (:func:`~calibration.regularizers.zs_norm_logits`) at test time."""
+    """SaLS: the ZS-Norm rescaling (:func:`~calibration.losses.zs_norm_logits`) at test time."""
     return zs_norm_logits(logits, zs_logits)
 
 
