@@ -1,20 +1,16 @@
 """Post-hoc calibrators applied to logits at test time (docs/design.md section 5.2).
 
 Functional core: :func:`fit_temperature` / :func:`apply_temperature`,
-:func:`dac_factors` / :func:`apply_dac`, :func:`sals_logits`. Dispatch:
-:func:`build_posthoc` over the names of :func:`posthoc_names` (``none``,
-``temperature``, ``dac``, ``sals``; ``CALIB.POSTHOC``), each a
+:func:`dac_factors` / :func:`apply_dac`, :func:`sals_logits`. Registry: :data:`POSTHOC`
+(``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals``), each a
 :class:`PosthocCalibrator` with ``fit(**inputs)``, ``apply(logits, **inputs)``
 and a JSON state saved atomically (:meth:`PosthocCalibrator.save`,
 :func:`load_posthoc`). None is fitted on test labels.
 
-Imports only torch/numpy/scipy (no project package).
+Imports only torch/numpy/scipy and ``cpt.registry``/``cpt.fileio`` (no engine, trainer or dataset).
 """
-import difflib
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
 import torch
@@ -22,20 +18,10 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from .regularizers import zs_norm_logits
-
-__all__ = [
-    "fit_temperature",
-    "apply_temperature",
-    "dac_factors",
-    "apply_dac",
-    "sals_logits",
-    "PosthocCalibrator",
-    "POSTHOC",
-    "posthoc_names",
-    "build_posthoc",
-    "load_posthoc",
-]
+from cpt.calibration.losses import zs_norm_logits
+from cpt.calibration.regularizers import check_params, lookup, register_as
+from cpt.fileio import atomic_write_json
+from cpt.registry import Registry
 
 T_MIN, T_MAX = 1e-2, 1e2
 
@@ -149,41 +135,46 @@ def apply_dac(logits, factors):
 
 
 def sals_logits(logits, zs_logits):
-    """SaLS: the ZS-Norm rescaling (:func:`~calibration.regularizers.zs_norm_logits`) at test time."""
+    """SaLS: the ZS-Norm rescaling (:func:`~calibration.losses.zs_norm_logits`) at test time."""
     return zs_norm_logits(logits, zs_logits)
 
 
 # ---------------------------------------------------------------------------
-# Dispatch with saved state
+# Registry of calibrators with saved state
 # ---------------------------------------------------------------------------
 
-POSTHOC = {}
+POSTHOC = Registry("post-hoc calibrator", case_insensitive=True)
 
 
-def _register(cls):
-    POSTHOC[cls.name] = cls
-    return cls
+def register_posthoc(name):
+    """Class decorator: register a :class:`PosthocCalibrator` subclass as ``name`` (``CALIB.POSTHOC``)."""
+    return register_as(POSTHOC, name)
 
 
 def posthoc_names():
-    """Names accepted by ``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals``."""
-    return list(POSTHOC)
+    """Names accepted by ``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals`` (and plugins')."""
+    return POSTHOC.registered_names()
 
 
 class PosthocCalibrator:
-    """Base post-hoc calibrator.
+    """Base post-hoc calibrator: ``fit(**inputs)``, then ``apply(logits, **inputs)``.
 
-    ``fit_requires`` / ``apply_requires`` name the keyword inputs of
-    :meth:`fit` / :meth:`apply` beyond ``logits``. ``state`` is a
-    JSON-serialisable dict (the fitted values); ``fitted`` is True once usable.
+    A subclass is registered with :func:`register_posthoc` (which sets ``name``) and declares
+    ``needs`` (the input names beyond ``logits`` it reads; the trainer provides each, see
+    ``trainers/posthoc.py``, checked at build), ``defaults`` (lowercase keys of ``CALIB.<NAME>``
+    -> default value; the config node is built from them) and ``saved``: True when the state is
+    fitted once in the training run and saved beside the checkpoint (``posthoc.json``), False
+    when it is fitted from the test-time inputs at every evaluation (or is stateless). ``state``
+    is a JSON-serialisable dict of the fitted values; ``fitted`` is True once usable.
     """
 
     name = ""
-    fit_requires = ()
-    apply_requires = ()
+    needs = ()
+    defaults = {}
+    saved = False
 
     def __init__(self, **params):
-        self.params = dict(params)
+        self.params = check_params("post-hoc calibrator", self.name, self.defaults, params)
         self.state = {}
 
     @property
@@ -199,8 +190,16 @@ class PosthocCalibrator:
     def __call__(self, logits, **inputs):
         return self.apply(logits, **inputs)
 
-    def _need(self, inputs, keys, what):
-        missing = [k for k in keys if inputs.get(k) is None]
+    def describe(self):
+        """One line for the log: what was applied."""
+        return self.name
+
+    def summary(self):
+        """The state as reported in ``results.json`` (``posthoc_state.state``)."""
+        return self.state
+
+    def _need(self, inputs, what):
+        missing = [k for k in self.needs if inputs.get(k) is None]
         if missing:
             raise ValueError(f"post-hoc calibrator '{self.name}' {what} needs {missing}")
 
@@ -208,50 +207,36 @@ class PosthocCalibrator:
         return {"name": self.name, "params": self.params, "state": self.state, "version": 1}
 
     def save(self, path):
-        """Write ``{"name", "params", "state", "version"}`` as JSON atomically (temp + os.replace)."""
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".posthoc-", suffix=".tmp", dir=d)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        return path
+        """Write ``{"name", "params", "state", "version"}`` as JSON atomically."""
+        return atomic_write_json(self.to_dict(), path)
 
     @staticmethod
     def load(path):
         return load_posthoc(path)
 
 
-@_register
+@register_posthoc("none")
 class NoPosthoc(PosthocCalibrator):
     """Identity."""
-
-    name = "none"
 
     def apply(self, logits, **inputs):
         return logits
 
 
-@_register
+@register_posthoc("temperature")
 class TemperatureScaling(PosthocCalibrator):
-    """``fit(val_logits=, val_labels=)`` (base-class validation split); ``apply(logits)``."""
+    """``fit(val_logits=, val_labels=)`` (base-class validation split of the training run, saved);
+    ``apply(logits)``."""
 
-    name = "temperature"
-    fit_requires = ("val_logits", "val_labels")
+    needs = ("val_logits", "val_labels")
+    saved = True
 
     @property
     def fitted(self):
         return "temperature" in self.state
 
     def fit(self, **inputs):
-        self._need(inputs, self.fit_requires, "fit")
+        self._need(inputs, "fit")
         self.state = {"temperature": fit_temperature(inputs["val_logits"], inputs["val_labels"])}
         return self
 
@@ -260,25 +245,29 @@ class TemperatureScaling(PosthocCalibrator):
             raise RuntimeError("temperature scaling applied before fit() / load")
         return apply_temperature(logits, self.state["temperature"])
 
+    def describe(self):
+        return f"temperature T={self.state['temperature']:.4f}"
 
-@_register
+
+@register_posthoc("dac")
 class DAC(PosthocCalibrator):
     """``fit(new_zs=, base_zs=, new_tuned=, base_tuned=)`` gives per-test-class factors;
-    ``apply(logits)`` with logits over the same test classes. Params ``k``,
+    ``apply(logits)`` with logits over the same test classes. Params ``k`` (neighbours per class),
     ``base_threshold`` (CALIB.DAC.K / BASE_THRESHOLD)."""
 
-    name = "dac"
-    fit_requires = ("new_zs", "base_zs", "new_tuned", "base_tuned")
+    needs = ("new_zs", "base_zs", "new_tuned", "base_tuned")
+    defaults = {"k": 5, "base_threshold": 0.05}
 
-    def __init__(self, k=5, base_threshold=0.05):
-        super().__init__(k=int(k), base_threshold=float(base_threshold))
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.params = {"k": int(self.params["k"]), "base_threshold": float(self.params["base_threshold"])}
 
     @property
     def fitted(self):
         return "factors" in self.state
 
     def fit(self, **inputs):
-        self._need(inputs, self.fit_requires, "fit")
+        self._need(inputs, "fit")
         c = dac_factors(inputs["new_zs"], inputs["base_zs"], inputs["new_tuned"],
                         inputs["base_tuned"], k=self.params["k"],
                         base_threshold=self.params["base_threshold"])
@@ -291,29 +280,33 @@ class DAC(PosthocCalibrator):
         f = torch.tensor(self.state["factors"], dtype=torch.float64)
         return apply_dac(logits, f)
 
+    def describe(self):
+        f = torch.tensor(self.state["factors"])
+        return f"DAC factors min {f.min():.3f} mean {f.mean():.3f} max {f.max():.3f} over {len(f)} classes"
 
-@_register
+    def summary(self):
+        f = self.state.get("factors")
+        return {"factor_min": min(f), "factor_mean": sum(f) / len(f), "factor_max": max(f)} if f else self.state
+
+
+@register_posthoc("sals")
 class SaLS(PosthocCalibrator):
     """Stateless: ``apply(logits, zs_logits=)``."""
 
-    name = "sals"
-    apply_requires = ("zs_logits",)
+    needs = ("zs_logits",)
 
     def apply(self, logits, **inputs):
-        self._need(inputs, self.apply_requires, "apply")
+        self._need(inputs, "apply")
         return sals_logits(logits, inputs["zs_logits"])
+
+    def describe(self):
+        return "SaLS (zero-shot logit scale)"
 
 
 def build_posthoc(name, **params):
     """The calibrator for ``CALIB.POSTHOC`` (case-insensitive; '' means none);
     a miss lists close names. ``params``: e.g. ``k``, ``base_threshold`` for DAC."""
-    key = str(name or "none").lower()
-    if key not in POSTHOC:
-        close = difflib.get_close_matches(key, list(POSTHOC), n=3, cutoff=0.4)
-        hint = f" Did you mean {close}?" if close else ""
-        raise KeyError(f"unknown post-hoc calibrator '{name}' (CALIB.POSTHOC).{hint} "
-                       f"Available: {posthoc_names()}")
-    return POSTHOC[key](**params)
+    return lookup(POSTHOC, name or "none", "post-hoc calibrator '{}' (CALIB.POSTHOC)")(**params)
 
 
 def load_posthoc(path):

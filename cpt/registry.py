@@ -55,6 +55,9 @@ class Registry:
     def items(self):
         return list(self._obj_map.items())
 
+    def __iter__(self):
+        return iter(self._obj_map)
+
     def __contains__(self, name):
         return self._key(name) in self._obj_map
 

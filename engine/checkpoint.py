@@ -1,4 +1,4 @@
-"""Checkpoints of learnable parameters only, written atomically.
+"""Checkpoints of the learnable state (parameters with grad, persistent buffers), written atomically.
 
 Layout (Dassl's): ``<dir>/<model_name>/model.pth.tar-<epoch>`` (1-based epoch
 count of completed epochs) and ``model-best.pth.tar``; a ``checkpoint`` text
@@ -8,22 +8,53 @@ temporary name and renamed, so a crash never leaves a truncated checkpoint.
 import io
 import os
 import pickle
+import random
 import zipfile
 
+import numpy as np
 import torch
 
 from cpt.engine.faults import fault_point
-from cpt.engine.utils import atomic_write_bytes, mkdir_if_missing
+from cpt.engine.utils import mkdir_if_missing
+from cpt.fileio import atomic_write_bytes
+
+
+def rng_state():
+    """Python, numpy, torch (and CUDA) RNG states, saved in every checkpoint."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    if not state:
+        return
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not belong to this trainer."""
 
 
+def _learnable_names(module):
+    """(parameters with ``requires_grad``, persistent buffers): what a checkpoint holds."""
+    params = dict(module.named_parameters(remove_duplicate=False))
+    learn = {n for n, p in params.items() if p.requires_grad}
+    buffers = {n for n in module.state_dict(keep_vars=True) if n not in params}
+    return learn, buffers
+
+
 def learnable_state_dict(module):
-    """Only the parameters with ``requires_grad=True`` (no frozen CLIP weights)."""
-    names = {n for n, p in module.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict(keep_vars=True).items() if k in names}
+    """The parameters with ``requires_grad=True`` and the persistent buffers (e.g. a running
+    average of the prompts), detached CPU copies; no frozen CLIP weights."""
+    learn, buffers = _learnable_names(module)
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict(keep_vars=True).items()
+            if k in learn or k in buffers}
 
 
 def save_checkpoint(state, save_dir, is_best=False, model_name=""):
@@ -68,15 +99,17 @@ def load_checkpoint(fpath):
 
 
 def load_learnable_state(module, state_dict, source=""):
-    """Load learnable parameters; the learnable names must match exactly."""
-    want = {n for n, p in module.named_parameters() if p.requires_grad}
+    """Load what :func:`learnable_state_dict` saved. The learnable parameter names must match
+    exactly; persistent buffers are loaded when present (a checkpoint written before they were
+    saved has none, and the module keeps its own)."""
+    learn, buffers = _learnable_names(module)
     have = set(state_dict)
-    missing, unexpected = sorted(want - have), sorted(have - want)
+    missing, unexpected = sorted(learn - have), sorted(have - learn - buffers)
     if missing or unexpected:
         raise RuntimeError(
             f"Checkpoint {source} does not match the model's learnable parameters: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    own = dict(module.named_parameters())
+    own = module.state_dict(keep_vars=True)
     with torch.no_grad():
         for k, v in state_dict.items():
             if own[k].shape != v.shape:

@@ -155,31 +155,23 @@ _C.CALIB = CN()
 _C.CALIB.NAME = ""
 # Training regularizers to apply, e.g. ["tcpt"] or ["tcpt", "mbls"].
 _C.CALIB.METHOD = []
-_C.CALIB.TCPT = CN()
-_C.CALIB.TCPT.ALPHA = 0.1
-_C.CALIB.TCPT.BETA = 0.01
-_C.CALIB.TCPT.LAMBDA = 5.0
-_C.CALIB.CCR = CN()
-_C.CALIB.CCR.LAMBDA = 1.0
-# "sum" (as ccr_loss returns it) or "mean" over defined pairs
-_C.CALIB.CCR.REDUCTION = "mean"
-_C.CALIB.MBLS = CN()
-_C.CALIB.MBLS.MARGIN = 10.0
-_C.CALIB.MBLS.ALPHA = 0.1
-_C.CALIB.ZS_NORM = CN()
-_C.CALIB.ZS_NORM.ENABLED = True
-_C.CALIB.PENALTY = CN()
-_C.CALIB.PENALTY.WEIGHT = 10.0
-_C.CALIB.DOR = CN()
-_C.CALIB.DOR.LAMBDA = 2.0
-# Empty: the vocabulary shipped in calibration/data/.
-_C.CALIB.DOR.VOCAB = ""
-_C.CALIB.DOR.NUM_OUTLIERS = 64
 # Post-hoc calibrator applied at test time: "none", "temperature", "dac", "sals".
 _C.CALIB.POSTHOC = "none"
-_C.CALIB.DAC = CN()
-_C.CALIB.DAC.K = 5
-_C.CALIB.DAC.BASE_THRESHOLD = 0.05
+# CALIB.<NAME> (TCPT, CCR, MBLS, ZS_NORM, PENALTY, DOR, DAC, and any registered by a plugin):
+# one node per registered regularizer / post-hoc calibrator with parameters, its keys and
+# defaults those of the class's ``defaults`` (calibration/regularizers.py, calibration/posthoc.py).
+
+
+def add_calib_nodes(calib):
+    """Add ``CALIB.<NAME>`` for every registered regularizer and post-hoc calibrator with
+    ``defaults`` (upper-cased keys); nodes already there are kept."""
+    from cpt.calibration.posthoc import POSTHOC
+    from cpt.calibration.regularizers import REGULARIZERS
+
+    for name, cls in REGULARIZERS.items() + POSTHOC.items():
+        if cls.defaults and name.upper() not in calib:
+            calib[name.upper()] = CN({k.upper(): v for k, v in cls.defaults.items()})
+    return calib
 
 
 # Accepted and ignored: Dassl keys that upstream yamls may set but that nothing here reads (the
@@ -221,7 +213,9 @@ for _key, _value in DASSL_IGNORED.items():
 
 
 def get_cfg_default():
-    return _C.clone()
+    cfg = _C.clone()
+    add_calib_nodes(cfg.CALIB)
+    return cfg
 
 
 def resolve_cache_dir(cfg):

@@ -13,7 +13,7 @@ one frozen image encoder. Its key is everything the features depend on:
 A change in any of them gives another key: a miss, never a stale hit. Files live in
 ``<CACHE_DIR>/features/<sha256 of the key>.pt`` and store the key itself, which is compared on
 read. Writes go to a temporary file in the same folder and are renamed into place
-(:func:`engine.utils.atomic_write_bytes`): concurrent sweep workers writing the same entry each
+(``cpt.fileio``): concurrent sweep workers writing the same entry each
 write a whole file, and a reader never sees half of one; an unreadable entry is a miss.
 
 Disk use is bounded by ``TEST.CACHE_MAX_MB`` (default 4096): after a write the least recently
@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from cpt.engine.utils import atomic_write_bytes
+from cpt.fileio import atomic_write_bytes
 
 SUBDIR = "features"
 HASHES = "weights-sha256.json"
@@ -162,10 +162,23 @@ def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
     return path
 
 
+def _files(cache_root, *patterns):
+    folder = cache_folder(cache_root)
+    return [p for pat in patterns for p in glob.glob(os.path.join(folder, pat))]
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+        return True
+    except OSError:  # another worker removed it
+        return False
+
+
 def entries(cache_root):
     """``[(path, size, mtime)]`` of the cache entries, oldest first."""
     out = []
-    for p in glob.glob(os.path.join(cache_folder(cache_root), "*.pt")):
+    for p in _files(cache_root, "*.pt"):
         try:
             st = os.stat(p)
         except OSError:
@@ -177,7 +190,7 @@ def entries(cache_root):
 def evict(cache_root, max_mb, keep=None):
     """Remove least recently used entries until the total is at most ``max_mb``; returns the count."""
     now = time.time()
-    for tmp in glob.glob(os.path.join(cache_folder(cache_root), ".tmp-*")):
+    for tmp in _files(cache_root, ".tmp-*"):
         try:
             if now - os.stat(tmp).st_mtime > STALE_TMP_S:
                 os.remove(tmp)
@@ -189,29 +202,50 @@ def evict(cache_root, max_mb, keep=None):
     for p, size, _ in items:
         if total <= max_mb * (1 << 20):
             break
-        if p == keep:
-            continue
-        try:
-            os.remove(p)
-        except OSError:
-            continue  # another worker removed it
-        total -= size
-        removed += 1
+        if p != keep and _remove(p):
+            total -= size
+            removed += 1
     return removed
 
 
 def clear(cache_root):
     """Remove every entry (and the weights-hash memo); returns the number of files removed."""
-    n = 0
-    folder = cache_folder(cache_root)
-    for p in glob.glob(os.path.join(folder, "*.pt")) + glob.glob(os.path.join(folder, ".tmp-*")) + \
-            glob.glob(os.path.join(folder, HASHES)):
-        try:
-            os.remove(p)
-            n += 1
-        except OSError:
-            pass
-    return n
+    return sum(_remove(p) for p in _files(cache_root, "*.pt", ".tmp-*", HASHES))
+
+
+@torch.no_grad()
+def split_features(cfg, clip, transform, data_source, encode, device, split, use_cache):
+    """L2-normalised features ``(N, E)`` of ``data_source`` in order: ``encode(images)`` over the
+    images under ``transform`` (test batch size), read from and written to the cache under
+    ``CACHE_DIR`` when ``use_cache`` (rank 0 writes). Returns ``(features on device, from_cache)``.
+    """
+    from torch.utils.data import DataLoader
+
+    from cpt.engine.config import resolve_cache_dir
+    from cpt.engine.data import DatasetWrapper
+    from cpt.engine.trainer import get_rank
+
+    if use_cache:
+        root = resolve_cache_dir(cfg)
+        key = make_key(clip, transform, [d.impath for d in data_source], device, cache_root=root)
+        feats = load(root, key)
+        if feats is not None and feats.shape[0] == len(data_source):
+            logger.info(f"Image features of {split} ({feats.shape[0]} x {feats.shape[1]}) read from the "
+                        f"cache {entry_path(root, key)}")
+            return feats.to(device), True
+    loader = DataLoader(DatasetWrapper(data_source, transform), batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
+                        shuffle=False, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                        pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.device(device).type == "cuda")
+    feats = []
+    for batch in loader:
+        with clip.autocast():
+            feats.append(encode(batch["img"].to(device)).float())
+    feats = torch.cat(feats)
+    if use_cache:
+        path = store(root, key, feats, cfg.TEST.CACHE_MAX_MB) if get_rank() == 0 else None
+        logger.info(f"Image features of {split} ({feats.shape[0]} x {feats.shape[1]}) computed (not in the "
+                    f"cache)" + (f", written to {path}" if path else ""))
+    return feats, False
 
 
 def main(argv=None):

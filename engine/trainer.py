@@ -3,28 +3,26 @@
 A method subclasses ``TrainerX``, registers itself with ``@TRAINER_REGISTRY.register()``
 and overrides ``build_model``, ``forward_backward``, ``model_inference`` (and
 optionally ``parse_batch_train``, ``before_evaluation``, ``apply_posthoc``).
-Checkpoints hold only parameters with ``requires_grad=True`` plus optimizer,
-scheduler and RNG state; one is written after every epoch (atomically), so an
+Checkpoints hold the learnable state (parameters with ``requires_grad=True`` and
+persistent buffers) plus optimizer, scheduler and RNG state; one is written after every epoch (atomically), so an
 interrupted run resumes from its last complete epoch and ends with the same
 weights as an uninterrupted one.
 """
 import datetime
 import os
-import random
 import time
 from collections import OrderedDict, defaultdict
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from cpt.engine.checkpoint import (CheckpointError, latest_checkpoint, learnable_state_dict, load_checkpoint,
-                               load_learnable_state, save_checkpoint)
+                                   load_learnable_state, rng_state, save_checkpoint, set_rng_state)
 from cpt.engine.data import DataManager
 from cpt.engine.evaluation import build_evaluator
 from cpt.engine.faults import fault_point
 from cpt.registry import Registry
-from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, mkdir_if_missing, remove_partial_writes
+from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, remove_partial_writes
 
 TRAINER_REGISTRY = Registry("TRAINER")
 
@@ -41,23 +39,6 @@ def get_rank():
     return torch.distributed.get_rank() if is_distributed() else 0
 
 
-def _rng_state():
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state):
-    if not state:
-        return
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class TrainerBase:
     """Model registry, checkpointing and the generic train loop."""
 
@@ -65,7 +46,6 @@ class TrainerBase:
         self._models = OrderedDict()
         self._optims = OrderedDict()
         self._scheds = OrderedDict()
-        self._scalars = []
         self.logger = get_logger()
 
     # --- models -------------------------------------------------------
@@ -103,7 +83,7 @@ class TrainerBase:
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
                 "val_result": val_result,
                 "trainer": self._trainer_name(),
-                "rng": _rng_state(),
+                "rng": rng_state(),
             }
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
 
@@ -128,7 +108,7 @@ class TrainerBase:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
             start_epoch = ckpt["epoch"]
             rng = ckpt.get("rng")
-        _set_rng_state(rng)
+        set_rng_state(rng)
         self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
         dl = self.cfg.DATALOADER if hasattr(self, "cfg") else None
         if dl is not None and dl.NUM_WORKERS > 0 and dl.PERSISTENT_WORKERS:
@@ -195,9 +175,6 @@ class TrainerBase:
                 f"training loss is {value} at epoch {epoch}, batch {batch} (the first non-finite loss; "
                 f"learning rate {lr}): training stopped. Lower OPTIM.LR, or check the data and CALIB weights")
 
-    def write_scalar(self, tag, scalar_value, global_step=None):
-        self._scalars.append((tag, float(scalar_value), global_step))
-
     # --- loop ---------------------------------------------------------
     def train(self, start_epoch, max_epoch):
         self.start_epoch = start_epoch
@@ -209,29 +186,8 @@ class TrainerBase:
             self.after_epoch()
         self.after_train()
 
-    def before_train(self):
-        pass
-
-    def after_train(self):
-        pass
-
     def before_epoch(self):
-        pass
-
-    def after_epoch(self):
-        pass
-
-    def run_epoch(self):
-        raise NotImplementedError
-
-    def test(self):
-        raise NotImplementedError
-
-    def parse_batch_train(self, batch):
-        raise NotImplementedError
-
-    def parse_batch_test(self, batch):
-        raise NotImplementedError
+        """Hook (``before_train``, ``after_epoch``, ``after_train``: see :class:`SimpleTrainer`)."""
 
     def forward_backward(self, batch):
         raise NotImplementedError
@@ -429,9 +385,6 @@ class SimpleTrainer(TrainerBase):
             results = self.evaluator.evaluate()
         finally:
             self.after_evaluation()
-        for k, v in results.items():
-            if isinstance(v, (int, float)):
-                self.write_scalar(f"{split}/{k}", v, self.epoch)
         self.last_results[split] = results
         self.last_outputs = outputs
         self.last_scores = logits
@@ -489,9 +442,6 @@ class TrainerX(SimpleTrainer):
                     f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
                     f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
                     f"{losses} lr {self.get_current_lr():.4e} eta {eta}")
-            n_iter = self.epoch * self.num_batches + self.batch_idx
-            for name, meter in losses.meters.items():
-                self.write_scalar("train/" + name, meter.avg, n_iter)
             end = time.time()
 
     def parse_batch_train(self, batch):

@@ -1,4 +1,4 @@
-"""The CLIP adapter (trainers/clip.py): name resolution, offline weights, the shared text path,
+"""The CLIP adapter (trainers/clip/): name resolution, offline weights, the shared text path,
 prompt layouts and the deep-prompt hooks. Runs on randomly initialised tiny CLIPs."""
 import json
 import os
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.clip_fixtures import rn_clip_file
-from cpt.trainers import clip as clip_mod
+from cpt.trainers.clip import loading as clip_mod
 from cpt.trainers.clip import (BackboneError, PretrainedWeightsNotFound, PromptLearner, effective_precision,
                            encode_prompts, find_pretrained_file, load_clip)
 

@@ -130,6 +130,61 @@ def test_train_checkpoint_resume_and_eval_only(fixture_root, tmp_path):
     assert evaluated.last_results["test"]["ece"] == pytest.approx(trainer.last_results["test"]["ece"])
 
 
+class _AvgNet(engine_fixtures._Net):
+    """The engine's toy net plus a persistent buffer: a running average of the head's weights."""
+
+    def __init__(self, in_dim, n_cls):
+        super().__init__(in_dim, n_cls)
+        self.register_buffer("head_avg", torch.zeros(n_cls, 16))
+
+
+@TRAINER_REGISTRY.register()
+class EngineTinyAvg(EngineTiny):
+    """EngineTiny whose learnable state includes a persistent buffer (as PromptSRC averages prompts)."""
+
+    def build_model(self):
+        size = self.cfg.INPUT.SIZE
+        self.model = _AvgNet(3 * size[0] * size[1], self.num_classes).to(self.device)
+        optim = build_optimizer(self.model, self.cfg.OPTIM)
+        self.register_model("model", self.model, optim, build_lr_scheduler(optim, self.cfg.OPTIM))
+        self.lr_per_epoch = []
+
+    def forward_backward(self, batch):
+        out = super().forward_backward(batch)
+        with torch.no_grad():
+            self.model.head_avg.mul_(0.5).add_(0.5 * self.model.head.weight)
+        return out
+
+
+def test_persistent_buffer_survives_resume_and_old_checkpoints_still_load(fixture_root, tmp_path):
+    avg = ["--trainer", "EngineTinyAvg"]
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    trainer = train.main(train.build_parser().parse_args(_args(fixture_root, full, *avg)))
+    sd = _weights(full)
+    assert set(sd) == {"head.weight", "head.bias", "head_avg"}
+    assert torch.equal(sd["head_avg"], trainer.model.head_avg.cpu()) and sd["head_avg"].abs().sum() > 0
+    EngineTiny.stop_after_epoch = 1
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.main(train.build_parser().parse_args(_args(fixture_root, part, *avg)))
+    finally:
+        EngineTiny.stop_after_epoch = None
+    resumed = train.main(train.build_parser().parse_args(_args(fixture_root, part, *avg)))
+    assert resumed.start_epoch == 1
+    for k, v in sd.items():  # the buffer resumed from epoch 1, not from zeros
+        assert torch.equal(v, _weights(part)[k]), k
+    # a run directory written before buffers were saved (parameters only) still loads for evaluation
+    from cpt.engine.checkpoint import latest_checkpoint
+    path = latest_checkpoint(os.path.join(full, "model"))
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["state_dict"]["head_avg"]
+    torch.save(ckpt, path)
+    ev = train.main(train.build_parser().parse_args(
+        _args(fixture_root, str(tmp_path / "ev"), "--eval-only", "--model-dir", full, "--load-epoch", "3", *avg)))
+    assert torch.equal(ev.model.head.weight.cpu(), sd["head.weight"])
+    assert ev.last_results["test"]["accuracy"] == pytest.approx(trainer.last_results["test"]["accuracy"])
+
+
 def test_seed_zero_is_a_seed(fixture_root, tmp_path):
     a = train_main(_args(fixture_root, str(tmp_path / "a"), epochs=1, seed=0))
     b = train_main(_args(fixture_root, str(tmp_path / "b"), epochs=1, seed=0))

@@ -6,41 +6,31 @@ A method module subclasses it, sets ``cfg_node`` (its ``TRAINER.<NODE>``), and i
 ``method_losses``. The base provides:
 
 * CLIP through the adapter (``trainers.clip.load_clip``), frozen, with the trainer's ``PREC``;
-* the hand-crafted zero-shot text features (``self.zs_text_features``, template of the dataset),
-  computed once at build when the method or a calibration regularizer needs them;
-* ``forward_backward``: task loss (CE, or BCE on multi-hot targets with ``LOSS bce``), the
-  method's own terms, and the calibration regularizers of ``CALIB.METHOD`` (one shared call;
-  their inputs are checked at build time); amp with a gradient scaler;
-* multi-label datasets: the logits every trainer hands to the loss, to the regularizers and to
-  the evaluator are the *calibration logits* ``BCE_SCALE * cos + BCE_BIAS`` (``BCE_SCALE`` 0: the
-  backbone's logit scale; :meth:`ClipPromptTrainer.calibration_logits`), so the probability the
-  ``MultiLabelClassification`` evaluator computes, ``sigmoid(logits)``, is the very sigmoid the
-  BCE loss trained and the probability CCR sees (``probs``). With ``LOSS bce`` the context
-  carries ``probs``/``targets`` (1 / 0 / -1) instead of ``labels``;
-* evaluation: text features of image-independent prompts once per evaluation
-  (``before_evaluation``), image features passed to the evaluator (PIECE), the training-set
-  proximity pool when ``TEST.PROXIMITY_POOL`` is ``train``, and the cache of frozen image features
-  (``TEST.CACHE_FEATURES``, :mod:`engine.feature_cache`), shared by every method and seed.
+* the hand-crafted zero-shot text features (``self.zs_text_features``), computed at first use;
+* ``forward_backward``: task loss (CE, or :func:`masked_bce` with ``LOSS bce``), the method's own
+  terms and the regularizers of ``CALIB.METHOD``, each input they ``need`` from a declared
+  provider (:meth:`providers`, checked at build); amp with a gradient scaler;
+* multi-label datasets: loss, regularizers and evaluator all see the calibration logits of
+  :meth:`calibration_logits`, so ``sigmoid(logits)`` is one probability everywhere;
+* evaluation: text features once per evaluation, image features for the evaluator (PIECE), the
+  training-set proximity pool, the frozen-feature cache (``TEST.CACHE_FEATURES``) and
+  post-hoc calibration (``CALIB.POSTHOC``, :mod:`trainers.posthoc`).
 """
+from types import SimpleNamespace
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from cpt.engine import feature_cache
-from cpt.engine.config import resolve_cache_dir
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
-from cpt.engine.trainer import TrainerX, get_rank
+from cpt.engine.trainer import TrainerX
 from cpt.engine.utils import count_num_param
 from cpt.trainers.clip import load_clip
 from cpt.trainers.config import LOSS_CHOICES, PREC_CHOICES
-
-ML_EVALUATOR = "MultiLabelClassification"
 from cpt.trainers.templates import get_template, method_templates, trainer_method
 
-# RegContext fields every ClipPromptTrainer can fill.
-_BASE_FIELDS = {"logits", "labels", "image_features", "logit_scale", "zs_text_features", "zs_logits",
-                "text_similarity"}
+ML_EVALUATOR = "MultiLabelClassification"
 
 
 def masked_bce(logits, targets):
@@ -59,7 +49,6 @@ class ClipPromptTrainer(TrainerX):
     cfg_node = ""                     # TRAINER.<cfg_node> holds PREC (and LOSS)
     frozen_image_encoder = True       # image features depend on frozen CLIP only (cacheable)
     image_independent_text = True     # class text features do not depend on the image
-    needs_zs_text = False             # the method itself uses zero-shot text features
     supports_outliers = False         # can encode arbitrary words with the learned prompt (DOR)
     max_text_rows = 4096              # chunk size for per-image prompts (sequences per pass)
     loss_choices = LOSS_CHOICES       # accepted TRAINER.<NODE>.LOSS values
@@ -117,14 +106,9 @@ class ClipPromptTrainer(TrainerX):
         self.template = get_template(self.dataset_name, method=method)
         self.logger.info(f"Hand-crafted template: {self.template!r} ({method_templates(method)[1]})")
         self.multilabel = bool(getattr(self.dm.dataset, "is_multilabel", False))
+        self._zs_text = None
         self.regularizers = self._build_regularizers()
         self._check_task()
-        self.zs_text_features = None
-        need_zs = self.needs_zs_text or any(
-            f in r.requires for r in self.regularizers
-            for f in ("zs_text_features", "zs_logits", "text_similarity", "outlier_zs_text_features"))
-        if need_zs:
-            self.zs_text_features = self.clip.zero_shot_text_features(self.classnames, self.template)
         self._init_outliers()
 
         self.learner = self.build_learner()
@@ -191,9 +175,10 @@ class ClipPromptTrainer(TrainerX):
                              else ")")}
 
     def calibration_logits(self, raw):
-        """Multi-label: raw logits (``raw_scale * cos``) -> ``scale * cos + bias`` of
-        :meth:`probability_map`, whose sigmoid is the probability of the loss, CCR and the
-        evaluator. Single-label datasets: unchanged."""
+        """The probability-map contract (written here once). Multi-label: raw logits
+        (``raw_scale * cos``) -> ``scale * cos + bias`` of :meth:`probability_map`; its sigmoid is
+        the probability the BCE loss trains, CCR sees (``probs``) and the
+        ``MultiLabelClassification`` evaluator computes. Single-label datasets: unchanged."""
         if not self.multilabel:
             return raw
         scale, bias = self.probability_map()
@@ -206,19 +191,62 @@ class ClipPromptTrainer(TrainerX):
             return labels
         return F.one_hot(labels.long(), self.num_classes).to(labels.dtype)
 
+    @property
+    def zs_text_features(self):
+        """Zero-shot text features ``(C, E)`` of the classes (hand-crafted template), computed once."""
+        if self._zs_text is None:
+            self._zs_text = self.clip.zero_shot_text_features(self.classnames, self.template)
+        return self._zs_text
+
+    @zs_text_features.setter
+    def zs_text_features(self, value):
+        self._zs_text = value
+
     # --- regularizers -------------------------------------------------
-    def regularizer_fields(self):
-        """RegContext field names this trainer fills (a multi-label loss gives ``probs`` and
-        ``targets`` instead of class-index ``labels``)."""
-        fields = set(_BASE_FIELDS)
+    def providers(self):
+        """The inputs this trainer hands to the calibration regularizers: name -> ``fn(step)``.
+
+        ``step`` has ``out`` (the dict of :meth:`forward_logits`), ``logits`` (calibration
+        logits), ``labels`` and ``images`` of the batch; only the inputs some regularizer
+        ``needs`` are computed. A multi-label loss gives ``probs`` (the loss's own sigmoid) and
+        ``targets`` (1 / 0 / -1) instead of class-index ``labels``. A method adds an input by
+        extending this dict.
+        """
+        zs = lambda s: self.zs_text_features  # noqa: E731
+        p = {"logits": lambda s: s.logits, "image_features": lambda s: s.out.get("image_features"),
+             "logit_scale": lambda s: self.clip.logit_scale, "zs_text_features": zs,
+             "zs_logits": self._zs_logits, "text_similarity": lambda s: zs(s) @ zs(s).t()}
         if self.multilabel_loss:
-            fields.discard("labels")
-            fields |= {"probs", "targets"}
+            p.update(probs=lambda s: torch.sigmoid(s.logits), targets=lambda s: self.as_targets(s.labels))
+        else:
+            p["labels"] = lambda s: s.labels
         if self.image_independent_text:
-            fields.add("text_features")
+            p["text_features"] = lambda s: s.out.get("text_features")
         if self.supports_outliers:
-            fields |= {"outlier_text_features", "outlier_zs_text_features"}
-        return fields
+            p["outlier_text_features"] = lambda s: self.outlier_text_features(
+                [self.outlier_words[i] for i in self._outliers().tolist()])
+            p["outlier_zs_text_features"] = lambda s: self.outlier_zs[self._outliers().to(self.outlier_zs.device)]
+        return p
+
+    def regularizer_fields(self):
+        """The input names of :meth:`providers`."""
+        return set(self.providers())
+
+    @torch.no_grad()
+    def _zs_logits(self, step):
+        """Zero-shot logits of the batch, under the same probability map as the trained logits."""
+        imf = step.out["image_features"] if self.frozen_image_encoder else \
+            F.normalize(self.clip.encode_image(step.images), dim=-1)
+        cos = imf.float() @ self.zs_text_features.t()
+        if self.multilabel:
+            scale, bias = self.probability_map()
+            return scale * cos + bias
+        return self.clip.logit_scale * cos
+
+    def _outliers(self):
+        if self._outlier_idx is None:
+            self.before_epoch()
+        return self._outlier_idx
 
     def _build_regularizers(self):
         methods = list(self.cfg.CALIB.METHOD)
@@ -227,14 +255,16 @@ class ClipPromptTrainer(TrainerX):
         from cpt.calibration.regularizers import build_regularizers, check_requirements
         regs = build_regularizers(methods, self.cfg.CALIB)
         for r in regs:
-            need = sorted({"probs", "targets"} & set(r.requires))
+            need = sorted({"probs", "targets"} & set(r.needs))
             if need and not self.multilabel_loss:
                 loss = (f"TRAINER.{self.cfg_node}.LOSS is '{self.loss_name}' (softmax over one label per image)"
                         if "LOSS" in self.tcfg else f"{type(self).__name__} has no training loss")
                 raise ValueError(
                     f"calibration regularizer '{r.name}' (CALIB.METHOD) needs multi-label probabilities and "
                     f"targets {need}, but {loss}; use a multi-label dataset with TRAINER.{self.cfg_node}.LOSS bce")
-        check_requirements(regs, self.regularizer_fields(), type(self).__name__)
+        providers = self.providers()
+        check_requirements(regs, providers, type(self).__name__)
+        self._reg_inputs = {n: providers[n] for r in regs for n in r.needs}
         self.logger.info(f"Calibration regularizers: {regs}")
         return regs
 
@@ -347,34 +377,8 @@ class ClipPromptTrainer(TrainerX):
 
     def _reg_context(self, out, logits, labels, images):
         from cpt.calibration.regularizers import RegContext
-        needed = set().union(*(r.requires for r in self.regularizers))
-        ml = self.multilabel_loss
-        ctx = RegContext(logits=logits, labels=None if ml else labels, image_features=out.get("image_features"),
-                         logit_scale=self.clip.logit_scale, text_features=out.get("text_features"),
-                         zs_text_features=self.zs_text_features)
-        if ml:  # the loss's own sigmoid (calibration logits), targets 1 / 0 / -1
-            ctx.probs = torch.sigmoid(logits)
-            ctx.targets = self.as_targets(labels)
-        if "zs_logits" in needed:
-            with torch.no_grad():
-                imf = out["image_features"] if self.frozen_image_encoder else \
-                    F.normalize(self.clip.encode_image(images), dim=-1)
-                cos = imf.float() @ self.zs_text_features.t()
-                if self.multilabel:  # the same probability map as the trained logits
-                    scale, bias = self.probability_map()
-                    ctx.zs_logits = scale * cos + bias
-                else:
-                    ctx.zs_logits = self.clip.logit_scale * cos
-        if "text_similarity" in needed:
-            ctx.text_similarity = self.zs_text_features @ self.zs_text_features.t()
-        if "outlier_text_features" in needed:
-            if self._outlier_idx is None:
-                self.before_epoch()
-            idx = self._outlier_idx
-            words = [self.outlier_words[i] for i in idx.tolist()]
-            ctx.outlier_text_features = self.outlier_text_features(words)
-            ctx.outlier_zs_text_features = self.outlier_zs[idx.to(self.outlier_zs.device)]
-        return ctx
+        step = SimpleNamespace(out=out, logits=logits, labels=labels, images=images)
+        return RegContext(**{n: fn(step) for n, fn in self._reg_inputs.items()})
 
     # --- evaluation ---------------------------------------------------
     def _text_for_eval(self):
@@ -397,12 +401,6 @@ class ClipPromptTrainer(TrainerX):
     # --- post-hoc calibration (CALIB.POSTHOC, trainers/posthoc.py) ------
     def apply_posthoc(self, outputs):
         return self.posthoc.apply(outputs, self._eval_split)
-
-    def zero_shot_text_features_for_posthoc(self):
-        """Zero-shot text features of the current classes (hand-crafted template), computed once."""
-        if self.zs_text_features is None:
-            self.zs_text_features = self.clip.zero_shot_text_features(self.classnames, self.template)
-        return self.zs_text_features
 
     def before_train(self):
         super().before_train()
@@ -428,42 +426,13 @@ class ClipPromptTrainer(TrainerX):
             logits = self.calibration_logits(self.logits_from_features(imf).float())
         return {"logits": logits.float(), "features": imf.float()}
 
-    # --- image-feature cache --------------------------------------------
-    def _plain_loader(self, data_source):
-        from cpt.engine.data import DatasetWrapper
-        cfg = self.cfg
-        ds = DatasetWrapper(data_source, self.dm.tfm_test)
-        return DataLoader(ds, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, shuffle=False,
-                          num_workers=cfg.DATALOADER.NUM_WORKERS,
-                          pin_memory=cfg.DATALOADER.PIN_MEMORY and self.device.type == "cuda")
-
-    @torch.no_grad()
+    # --- image-feature cache ------------------------------------------
     def split_image_features(self, data_source, split):
-        """L2-normalised image features ``(N, E)`` of ``data_source`` (test transform), in order.
-
-        Frozen encoders with ``TEST.CACHE_FEATURES`` read/write the on-disk cache
-        (:mod:`engine.feature_cache`); returns ``(features on the device, from_cache)``.
-        """
-        use_cache = bool(self.cfg.TEST.CACHE_FEATURES) and self.frozen_image_encoder
-        if use_cache:
-            root = resolve_cache_dir(self.cfg)
-            key = feature_cache.make_key(self.clip, self.dm.tfm_test, [d.impath for d in data_source],
-                                         self.device, cache_root=root)
-            feats = feature_cache.load(root, key)
-            if feats is not None and feats.shape[0] == len(data_source):
-                self.logger.info(f"Image features of {split} ({feats.shape[0]} x {feats.shape[1]}) read from the "
-                                 f"cache {feature_cache.entry_path(root, key)}")
-                return feats.to(self.device), True
-        feats = []
-        for batch in self._plain_loader(data_source):
-            with self.clip.autocast():
-                feats.append(self.image_features(batch["img"].to(self.device)).float())
-        feats = torch.cat(feats)
-        if use_cache:
-            path = feature_cache.store(root, key, feats, self.cfg.TEST.CACHE_MAX_MB) if get_rank() == 0 else None
-            self.logger.info(f"Image features of {split} ({feats.shape[0]} x {feats.shape[1]}) computed (not in the "
-                             f"cache)" + (f", written to {path}" if path else ""))
-        return feats, False
+        """L2-normalised image features ``(N, E)`` of ``data_source`` (test transform), in order,
+        and whether they came from the cache (frozen encoders with ``TEST.CACHE_FEATURES``)."""
+        return feature_cache.split_features(
+            self.cfg, self.clip, self.dm.tfm_test, data_source, self.image_features, self.device, split,
+            use_cache=bool(self.cfg.TEST.CACHE_FEATURES) and self.frozen_image_encoder)
 
     @torch.no_grad()
     def collect_outputs(self, loader, split):

@@ -10,13 +10,9 @@ A key shared by several trainers has the same type in each (``N_CTX`` int, ``CTX
 binary cross-entropy on multi-hot targets; entries marked -1 carry no loss). TaI-DPT
 (``TRAINER.TAIDPT.LOSS``) takes ``ranking`` or ``bce`` instead.
 
-Multi-label probability map (every CLIP trainer, multi-label datasets only): the probability of
-class j is ``p = sigmoid(BCE_SCALE * cos_j + BCE_BIAS)`` with ``cos_j`` the cosine similarity of
-the image and class j's text feature. ``BCE_SCALE`` 0 (the default) means the backbone's own
-logit scale (``exp(logit_scale)``, 100 for OpenAI CLIP), so with the defaults the multi-label
-logits are CLIP's usual scaled logits. The same map is used by the BCE loss, by the
-probabilities handed to the calibration regularizers (CCR) and by the evaluator (which applies
-``sigmoid`` to the logits it receives); see ``trainers/base.py``.
+Multi-label probability map (every CLIP trainer): ``p = sigmoid(BCE_SCALE * cos + BCE_BIAS)``,
+``BCE_SCALE`` 0 (default) meaning the backbone's logit scale; see
+``ClipPromptTrainer.calibration_logits`` (``trainers/base.py``).
 """
 from yacs.config import CfgNode as CN
 

@@ -14,7 +14,6 @@ from cpt.trainers.config import _DEFAULTS
 @TRAINER_REGISTRY.register()
 class KgCoOp(CoOp):
     cfg_node = "KGCOOP"
-    needs_zs_text = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

@@ -75,7 +75,7 @@ from torch.utils.data import DataLoader, Dataset
 from cpt.engine.data.captions import CaptionMatcher, synonyms_for
 from cpt.engine.data.datasets import class_split_indices
 from cpt.engine.trainer import TRAINER_REGISTRY, SimpleTrainer, get_rank
-from cpt.engine.utils import atomic_write_bytes
+from cpt.fileio import atomic_write_json
 from cpt.trainers.base import ClipPromptTrainer, masked_bce
 from cpt.trainers.clip import BackboneError, PromptLearner, encode_prompts
 from cpt.trainers.config import TAIDPT_LOSS_CHOICES
@@ -346,14 +346,6 @@ class TaIDPT(ClipPromptTrainer):
         return {"logits": self.raw_scale * merged, "global": cos_g, "local": cos_l, "merged": merged,
                 "image_features": g, "text_features": text_g}
 
-    def calibration_logits(self, raw):
-        """``a * m + b`` of :meth:`probability_map` from the raw score ``LOGIT_SCALE * m``
-        (multi-label datasets; the raw score on single-label data)."""
-        if not self.multilabel:
-            return raw
-        a, b = self.probability_map()
-        return raw * (a / self.raw_scale) + b
-
     def compute_task_loss(self, out, logits, labels):
         y = self.as_targets(labels)
         if self.loss_name == "ranking":
@@ -429,7 +421,7 @@ class TaIDPT(ClipPromptTrainer):
         self.logger.info(f"Probability map p = sigmoid({a:.4f} * m + {b:.4f}): {self._fitted_source}")
         if get_rank() == 0 and self.output_dir:
             info = dict(self.probability_map_info(), split="val", n_pairs=int(x.numel()), bce=nll)
-            atomic_write_bytes(json.dumps(info, indent=1).encode(), os.path.join(self.output_dir, PROB_MAP_FILE))
+            atomic_write_json(info, os.path.join(self.output_dir, PROB_MAP_FILE), indent=1)
         return a, b
 
     def before_evaluation(self, split):

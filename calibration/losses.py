@@ -1,0 +1,278 @@
+"""The functional core of the training-time calibration regularizers (docs/design.md 5.1):
+pure, differentiable torch functions, none applying a ``lambda`` weight unless its signature says
+so, and the DOR outlier vocabulary. The :class:`~calibration.regularizers.Regularizer` classes
+are built on them.
+
+Conventions: ``logits`` are the *scaled* logits the task loss sees (``logit_scale * cos``), shape
+``(N, C)``; ``labels`` are class indices ``(N,)``; multi-label ``targets`` are ``(N, C)`` with 1
+positive, 0 negative, -1 unknown/ignored; text features are ``(C, D)``, one row per class.
+Half-precision inputs are computed in float32 (float64 stays float64). Imports only torch.
+"""
+import os
+
+import torch
+import torch.nn.functional as F
+
+
+def _float(x):
+    """Upcast half/bfloat16 (and integer) tensors to float32; keep float32/64."""
+    if not torch.is_floating_point(x) or x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
+
+
+def _check_2d(name, x):
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
+
+
+def _pair(name_a, a, name_b, b):
+    """``a`` and ``b`` as float tensors of ``a``'s dtype; ``a`` must be 2-D, ``b`` of its shape."""
+    a = _float(a)
+    b = _float(b).to(a.dtype)
+    _check_2d(name_a, a)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} differ")
+    return a, b
+
+
+def _row_range(x):
+    return x.min(dim=1, keepdim=True).values, x.max(dim=1, keepdim=True).values
+
+
+# ---------------------------------------------------------------------------
+# Functional core
+# ---------------------------------------------------------------------------
+
+
+def margin_mean_var(logits, labels, alpha=0.1, beta=0.01):
+    """TCPT margin term: ``-alpha * mean(m) + beta * Var(m)``.
+
+    ``m_i = z_{i,y_i} - max_{j != y_i} z_{i,j}`` on the scaled logits ``z``
+    ``(N, C)``, ``C >= 2``; ``Var`` is the biased variance ``mean((m - mean(m))^2)``
+    (0 for a batch of one). Example: logits ``[[2,1,0],[0,3,1],[1,1,4]]``,
+    labels ``[0,1,0]`` give ``m = [1,2,-3]`` and ``0.046667``.
+    """
+    z = _float(logits)
+    _check_2d("logits", z)
+    if z.shape[1] < 2:
+        raise ValueError("margin_mean_var needs at least 2 classes")
+    y = labels.long().view(-1, 1)
+    if y.shape[0] != z.shape[0]:
+        raise ValueError(f"labels has {y.shape[0]} rows, logits {z.shape[0]}")
+    true = z.gather(1, y).squeeze(1)
+    others = z.scatter(1, y, float("-inf"))
+    m = true - others.max(dim=1).values
+    mean = m.mean()
+    var = ((m - mean) ** 2).mean()
+    return -alpha * mean + beta * var
+
+
+def text_moment_matching(text_features, zs_text_features):
+    """TCPT text-space moment matching, without lambda.
+
+    ``||mu(T) - mu(T0)||^2 + ||Sigma(T) - Sigma(T0)||_F^2`` where ``T``
+    (learned prompt) and ``T0`` (hand-crafted zero-shot prompt) are ``(C, D)``
+    class text features, **L2-normalised row-wise inside this function**,
+    ``mu`` the mean over classes and ``Sigma`` the biased ``D x D`` covariance
+    over classes (divided by ``C``). Example: ``T = I_2``,
+    ``T0 = [[.6,.8],[.8,.6]]`` give ``0.3104``. Pass ``T0`` without grad.
+    """
+    t, t0 = _pair("text_features", text_features, "zs_text_features", zs_text_features)
+    t, t0 = F.normalize(t, dim=-1), F.normalize(t0, dim=-1)
+    c = t.shape[0]
+    mu, mu0 = t.mean(0), t0.mean(0)
+    tc, t0c = t - mu, t0 - mu0
+    sigma = tc.t() @ tc / c
+    sigma0 = t0c.t() @ t0c / c
+    return ((mu - mu0) ** 2).sum() + ((sigma - sigma0) ** 2).sum()
+
+
+def ccr_loss(probs, targets, text_similarity, return_count=False, rel_tol=1e-5):
+    """CCR: squared Frobenius distance between predicted and text correlation.
+
+    The project's estimator (the paper publishes none). For classes ``i, j``
+    let the joint mask be the samples with ``y_i = 0`` **and** ``y_j = 0``
+    (-1 = unknown counts as not inactive). ``Corr_pred(i, j)`` is the Pearson
+    correlation of ``p_i`` and ``p_j`` over that mask, with means, covariance
+    and variances all taken over the mask (population form; the ``1/n``
+    cancels). An off-diagonal entry is *defined* when the mask holds at least
+    2 samples and both variances are non-zero, where a variance counts as
+    zero if ``std <= rel_tol * rms`` of that column over the mask (constant up
+    to rounding). Undefined entries drop out: they add nothing, produce no
+    NaN/inf and pass no gradient. Diagonal entries are always defined with
+    ``Corr = 1`` and compared with ``text_similarity``'s diagonal (zero for a
+    cosine matrix).
+
+    Returns ``sum_{defined (i, j)} (Corr_pred(i, j) - S(i, j))^2`` over the full
+    ``C x C`` matrix (both ``(i, j)`` and ``(j, i)``), without lambda, in the
+    dtype of ``probs`` (computed in float64 internally). With
+    ``return_count=True`` returns ``(loss, n_defined)`` where ``n_defined`` is
+    the int number of defined entries (ordered pairs plus the ``C`` diagonal
+    entries); ``loss / n_defined`` is the mean over the entries that were used.
+
+    probs: ``(N, C)`` probabilities; targets: ``(N, C)`` in {1, 0, -1};
+    text_similarity: ``(C, C)``, e.g. cosine similarities of the zero-shot text
+    features.
+    """
+    p_in = _float(probs)
+    _check_2d("probs", p_in)
+    n_samples, c = p_in.shape
+    if tuple(targets.shape) != (n_samples, c):
+        raise ValueError(f"targets {tuple(targets.shape)} must match probs {tuple(p_in.shape)}")
+    if tuple(text_similarity.shape) != (c, c):
+        raise ValueError(f"text_similarity {tuple(text_similarity.shape)} must be ({c}, {c})")
+    p = p_in.double()
+    s = text_similarity.to(device=p.device, dtype=torch.float64)
+    m = (targets == 0).to(device=p.device, dtype=torch.float64)
+
+    x = p * m  # probabilities on inactive entries, 0 elsewhere
+    count = m.t() @ m  # [i, j] = size of the joint mask
+    sum_i = x.t() @ m  # [i, j] = sum of p_i over the joint mask
+    sq_i = (x * x).t() @ m  # [i, j] = sum of p_i^2 over the joint mask
+    cross = x.t() @ x  # [i, j] = sum of p_i p_j over the joint mask
+
+    enough = count >= 2
+    n_safe = torch.where(enough, count, torch.ones_like(count))
+    mean_i = sum_i / n_safe
+    mean_j = mean_i.t()
+    msq_i = sq_i / n_safe
+    msq_j = msq_i.t()
+    var_i = msq_i - mean_i * mean_i
+    var_j = var_i.t()
+    cov = cross / n_safe - mean_i * mean_j
+
+    tol2 = float(rel_tol) ** 2
+    with torch.no_grad():
+        ok_i = var_i > tol2 * msq_i
+        ok_j = var_j > tol2 * msq_j
+        eye = torch.eye(c, dtype=torch.bool, device=p.device)
+        defined = enough & ok_i & ok_j & ~eye
+        used = defined | eye
+    one = torch.ones_like(var_i)
+    vi = torch.where(defined, var_i, one)
+    vj = torch.where(defined, var_j, one)
+    corr = torch.where(defined, cov / torch.sqrt(vi * vj), torch.zeros_like(cov))
+    corr = torch.where(eye, one, corr)
+    diff = torch.where(used, corr - s, torch.zeros_like(corr))
+    loss = (diff * diff).sum().to(p_in.dtype)
+    if return_count:
+        return loss, int(used.sum().item())
+    return loss
+
+
+def mbls_loss(logits, margin=10.0, alpha=0.1):
+    """Margin-based label smoothing: ``alpha * mean_{i,j} relu(max_k z_ik - z_ij - margin)``.
+
+    The mean runs over all ``N x C`` entries (the arg-max entry contributes 0).
+    """
+    z = _float(logits)
+    _check_2d("logits", z)
+    zmax = z.max(dim=1, keepdim=True).values
+    return alpha * F.relu(zmax - z - margin).mean()
+
+
+def zs_norm_logits(logits, zs_logits, eps=1e-12):
+    """ZS-Norm / SaLS: rescale each sample's logits into its zero-shot logit range.
+
+    Per row: ``z' = min(z_zs) + (z - min z) * (max z_zs - min z_zs) / (max z - min z)``,
+    so the row's minimum and maximum land on the zero-shot minimum and maximum
+    and the order is kept. A constant row maps to ``min(z_zs)`` (the range is
+    clamped at ``eps``). Example: ``z = [4,2,0]``, ``z_zs = [30,25,20]`` give
+    ``[30,25,20]``.
+    """
+    z, zs = _pair("logits", logits, "zs_logits", zs_logits)
+    (zmin, zmax), (smin, smax) = _row_range(z), _row_range(zs)
+    return smin + (z - zmin) * (smax - smin) / (zmax - zmin).clamp_min(eps)
+
+
+def logit_range_penalty(logits, zs_logits, weight=10.0):
+    """Logit-range penalty: ``weight * (mean relu(z - max z_zs) + mean relu(min z_zs - z))``.
+
+    ``max z_zs`` / ``min z_zs`` are taken per sample (row) of the zero-shot
+    logits; both means run over all ``N x C`` entries. Example:
+    ``z = [35,22,10]``, ``z_zs = [30,25,20]``: bracket ``5.0``, with weight 10 ``50.0``.
+    """
+    z, zs = _pair("logits", logits, "zs_logits", zs_logits)
+    smin, smax = _row_range(zs)
+    return weight * (F.relu(z - smax).mean() + F.relu(smin - z).mean())
+
+
+def dor_loss(outlier_text_features, outlier_zs_text_features):
+    """DOR: ``1 - mean_k cos(t_k, t0_k)`` over outlier words, without lambda.
+
+    ``t_k`` is word k's text feature under the learned prompt, ``t0_k`` under
+    the zero-shot prompt; both ``(K, D)``. Zero outliers give 0.
+    """
+    t, t0 = _pair("outlier_text_features", outlier_text_features, "outlier_zs_text_features",
+                  outlier_zs_text_features)
+    if t.shape[0] == 0:
+        return t.sum() * 0.0
+    cos = (F.normalize(t, dim=-1) * F.normalize(t0, dim=-1)).sum(-1)
+    return 1.0 - cos.mean()
+
+
+# ---------------------------------------------------------------------------
+# DOR outlier vocabulary
+# ---------------------------------------------------------------------------
+
+DEFAULT_VOCAB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "dor_vocab.txt")
+
+
+def _norm_word(w):
+    return " ".join(str(w).replace("_", " ").lower().split())
+
+
+def load_outlier_vocab(path=None, exclude=()):
+    """Outlier words for DOR, one per line (blank lines and ``#`` comments skipped).
+
+    ``path``: a text file; None or "" uses the shipped
+    ``calibration/data/dor_vocab.txt``. Words equal to a name in ``exclude``
+    (the training class names) are removed; equality after lowercasing,
+    ``_`` -> space and whitespace collapsing. Duplicates are dropped, order kept.
+    """
+    path = path or DEFAULT_VOCAB_PATH
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"DOR vocabulary not found: {path} (CALIB.DOR.VOCAB; one word per line)")
+    banned = {_norm_word(e) for e in exclude}
+    words, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            w = line.split("#", 1)[0].strip()
+            key = _norm_word(w)
+            if not key or key in banned or key in seen:
+                continue
+            seen.add(key)
+            words.append(w)
+    if not words:
+        raise ValueError(f"DOR vocabulary {path} has no usable words after excluding class names")
+    return words
+
+
+def select_outliers(vocab_features, class_features, n, reduction="max", pool=None, generator=None):
+    """Indices of outlier words nearest to the training classes in zero-shot text space.
+
+    Each word's score is its cosine similarity to the training classes
+    (row-normalised ``vocab_features (V, D)`` vs ``class_features (C, D)``),
+    reduced over classes by ``max`` (default: nearest to any class) or
+    ``mean`` (nearest to the class centroid direction on average). Without
+    ``pool`` returns the ``n`` best (descending score, ties by index). With
+    ``pool > n`` draws ``n`` at random (``generator``) from the ``pool`` best,
+    so the set can change each epoch. ``n`` larger than ``V`` returns all.
+    """
+    v = F.normalize(_float(vocab_features).detach(), dim=-1)
+    c = F.normalize(_float(class_features).detach().to(v.dtype), dim=-1)
+    sim = v @ c.t()
+    if reduction == "max":
+        score = sim.max(dim=1).values
+    elif reduction == "mean":
+        score = sim.mean(dim=1)
+    else:
+        raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}")
+    order = torch.argsort(-score, stable=True)
+    n = min(int(n), order.numel())
+    if pool is None or int(pool) <= n:
+        return order[:n]
+    top = order[: min(int(pool), order.numel())]
+    pick = torch.randperm(top.numel(), generator=generator)[:n]
+    return top[pick.to(top.device)]
