@@ -47,21 +47,14 @@ cosine ``m``. ``PROB_FIT config``: ``a = BCE_SCALE`` (0 means ``LOGIT_SCALE``), 
 ``prob_map.json`` beside the checkpoints and read back by ``--eval-only --model-dir`` runs (a new-
 class test run therefore uses the map fitted on the base-class validation images). During training
 CCR sees the config map. ``results.json`` records the map and its source
-(``probability_map``). The evaluator receives ``a * m + b``, so its ``sigmoid`` is that
-probability; mAP does not depend on the map.
+(``probability_map``); the evaluator receives ``a * m + b`` (the contract of
+``ClipPromptTrainer.calibration_logits``).
 
-On a single-label dataset the targets are one-hot and the evaluator (``Classification``) receives
-the raw merged score ``LOGIT_SCALE * m`` (and applies softmax to it, as for every single-label
-trainer).
-Model selection: ``TEST.FINAL_MODEL best_val`` needs a validation split (upstream selected on the
-test set); without one the build fails. The frozen-feature cache (``TEST.CACHE_FEATURES``) is not
-used: evaluation needs the patch tokens.
+On a single-label dataset the targets are one-hot and ``Classification`` gets ``LOGIT_SCALE * m``.
+``TEST.FINAL_MODEL best_val`` needs a validation split (upstream selected on the test set). The
+frozen-feature cache (``TEST.CACHE_FEATURES``) is not used: evaluation needs the patch tokens.
 
-Keys ``TRAINER.TAIDPT``: ``N_CTX`` (16), ``CTX_INIT``, ``CSC``, ``CLASS_TOKEN_POSITION``,
-``PREC``, ``LOSS`` (ranking | bce), ``RANK_MARGIN`` (1.0), ``LOGIT_SCALE`` (4.0),
-``SPATIAL_T_TEXT`` (50), ``SPATIAL_T_IMAGE`` (40), ``GL_MERGE`` (0.5), ``CAPTION_LABELS``
-(match | dataset), ``SYNONYMS`` (a JSON file, "" = the dataset's), ``PROB_FIT`` (config | val),
-``BCE_SCALE``, ``BCE_BIAS``, ``UPSTREAM_EXACT`` (False).
+Keys and their defaults: ``TRAINER.TAIDPT`` in ``trainers/config.py``.
 """
 import json
 import os
