@@ -52,6 +52,12 @@ _DEFAULTS = {
 }
 
 
+def add_trainer_node(node, **defaults):
+    """Declare ``TRAINER.<node>`` and its defaults (a method outside the project calls this once,
+    at import, before the config is built); keys given again overwrite earlier defaults."""
+    _DEFAULTS.setdefault(node, {}).update(defaults)
+
+
 def extend_cfg(cfg):
     """Add the ``TRAINER.<NAME>`` nodes above to ``cfg`` (existing keys are left as they are)."""
     for node, keys in _DEFAULTS.items():
