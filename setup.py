@@ -6,7 +6,8 @@ installed under a top-level name like ``datasets`` (which is Hugging Face's).
 """
 from setuptools import setup
 
-SOURCE_PACKAGES = ["engine", "engine.data", "calibration", "trainers", "trainers.clip", "datasets", "dassl_patches"]
+SOURCE_PACKAGES = ["engine", "engine.data", "calibration", "trainers", "trainers.clip", "datasets", "datasets.world",
+                   "dassl_patches"]
 
 with open("requirements.txt") as f:
     requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]

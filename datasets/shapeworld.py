@@ -1,6 +1,6 @@
 """The offline world as registered datasets: ``ShapeWorld`` (64-way) and ``ShapeWorldML`` (scenes).
 
-The generator lives in ``datasets/world.py``. Splits are materialised once as
+The generator lives in ``datasets/world/``. Splits are materialised once as
 PNG files plus a CoOp split file into ``<cache>/world/<name>_<variant>_seed<S>/``
 (or read from ``$DATA/shapeworld/<variant>/`` when that folder exists), so the
 normal loading path and transforms run. ``DATASET.VARIANT``: ``cast`` (the

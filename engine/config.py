@@ -69,7 +69,7 @@ _C.DATASET.TRAIN_SOURCE = "images"
 # Captions for TRAIN_SOURCE "captions": 0 = the dataset's own (COCO-based sets: every caption of
 # the captions file that names a class; ShapeWorldML: the captions of its training scenes);
 # N > 0 = a corpus of N (COCO-based sets: the first N of those; ShapeWorldML: N captions of
-# the world's generated text corpus, datasets/world.py caption_corpus).
+# the world's generated text corpus, datasets/world caption_corpus).
 _C.DATASET.NUM_CAPTIONS = 0
 
 _C.DATALOADER = CN()

@@ -17,36 +17,19 @@ Evaluation after training, on the shipped (fp16-rounded) checkpoint, prompts
 the images ``materialize_split`` writes), 32-way accuracy on base and new halves of the cast
 variant, and scene zero-shot mAP on 1000 clean test scenes.
 
-Wall time (2 shared CPU cores, torch.set_num_threads(2)): see ``wall_time_s`` in the manifest
-(the shipped run: about 45 min for 3000 steps, pool generation included).
-
 Usage: python scripts/pretrain_world_clip.py [--steps 3000] [--out trainers/weights/world_tiny.pt]
-
-Continued pretraining (``--init CKPT``): start from a shipped checkpoint instead of a random
-model, e.g. the scene-heavy ``world_tiny_scenes.pt`` (the multi-label world's backbone):
-
-    python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny.pt --name world-tiny-scenes \
-        --steps 1000 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.75 \
-        --out trainers/weights/world_tiny_scenes.pt
-
-Renderings (``--renderings vintage,neon``): a fraction ``--render-frac`` of both pools is drawn in
-the named renderings of ``datasets/world.py`` (palette cycle, colour grade, frame), and a rendered
-image's caption names its rendering with probability ``--render-word``. A caption that names a
-rendering is a positive only for images drawn in it. The manifest adds each rendering's zero-shot
-scene mAP with the default prompt and with prompts naming the rendering, plus its probability map
-(fitted on validation-stream scenes). The rendered world's backbone (``world_tiny_render.pt``,
-986 s on one thread):
-
-    python scripts/pretrain_world_clip.py --init trainers/weights/world_tiny_scenes.pt \
-        --name world-tiny-render --renderings vintage,neon --render-frac 0.6 --render-word 0.75 \
-        --steps 800 --lr 3e-4 --warmup 50 --batch 128 --scene-frac 0.6 --pool 30000 \
-        --scene-pool 15000 --eval-every 200 --threads 1 --out trainers/weights/world_tiny_render.pt
+(wall time: ``wall_time_s`` in the manifest). ``--init CKPT`` continues a shipped checkpoint;
+``--renderings vintage,neon`` draws a fraction ``--render-frac`` of both pools in those renderings
+of ``datasets/world`` and names the rendering in a rendered image's caption with probability
+``--render-word`` (a caption naming a rendering is a positive only for images drawn in it; the
+manifest adds each rendering's scene mAP with the default and the rendering-word prompts and its
+probability map). The commands that built the shipped checkpoints: README, "The offline world".
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import itertools
 import json
 import math
 import os
@@ -60,37 +43,24 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-
-def _load_world():
-    # load datasets/world.py by path: importing the datasets package registers every benchmark
-    spec = importlib.util.spec_from_file_location("_world", os.path.join(ROOT, "datasets",
-                                                                          "world.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-world = _load_world()
+from cpt.datasets import world  # noqa: E402
+from cpt.fileio import atomic_write_json, atomic_write_with  # noqa: E402
 from cpt.trainers import world_clip as wc  # noqa: E402
 
 
 class TokenCache:
-    """Tokenize each distinct caption once; optionally map ids into a compact vocabulary."""
+    """Tokenize each distinct caption once and map its ids into the compact vocabulary."""
 
-    def __init__(self, tokenizer, id_map=None):
-        self.tok = tokenizer
-        self.cache = {}
-        self.id_map = id_map
+    def __init__(self, tokenizer, id_map):
+        self.tok, self.id_map, self.cache = tokenizer, id_map, {}
 
     def __call__(self, texts):
         missing = [t for t in set(texts) if t not in self.cache]
         if missing:
-            rows = self.tok(missing)
-            if self.id_map is not None:
-                rows = self.id_map[rows]
-                if (rows < 0).any():
-                    bad = [t for t, r in zip(missing, rows) if (r < 0).any()]
-                    raise KeyError(f"captions with tokens outside the world vocabulary: {bad[:3]}")
+            rows = self.id_map[self.tok(missing)]
+            if (rows < 0).any():
+                bad = [t for t, r in zip(missing, rows) if (r < 0).any()]
+                raise KeyError(f"captions with tokens outside the world vocabulary: {bad[:3]}")
             for t, row in zip(missing, rows):
                 self.cache[t] = row
         return torch.stack([self.cache[t] for t in texts])
@@ -103,17 +73,10 @@ def world_token_ids(tokenizer):
     EOT token stays the argmax that open_clip's text pooling looks for); rows of other tokens
     stay at their seeded initial values, as with the full table and no weight decay on it.
     """
-    words = set()
-    texts = []
-    for lab in range(world.N_CLASSES):
-        texts += [world.class_names("name")[lab], world.class_names("description")[lab]]
-    for sw in ("small", "large"):
-        for tex in world.TEXTURES:
-            for lab in range(world.N_CLASSES):
-                meta = {"size_word": sw, "texture": tex}
-                r = np.random.default_rng(lab)
-                for _ in range(40):
-                    texts.append(world.pretrain_caption(lab, meta, r))
+    texts = world.class_names("name") + world.class_names("description")
+    for sw, tex, lab in itertools.product(("small", "large"), world.TEXTURES, range(world.N_CLASSES)):
+        r = np.random.default_rng(lab)
+        texts += [world.pretrain_caption(lab, {"size_word": sw, "texture": tex}, r) for _ in range(40)]
     for name in world.RENDERINGS:
         r = np.random.default_rng(0)
         for lab in range(world.N_CLASSES):
@@ -176,42 +139,29 @@ def make_batch(rng, pool, scene_pool, batch, scene_frac, p_scene_partial, p_word
     Images of plain pools (no ``rendering`` in their meta) draw exactly the captions they drew
     before renderings existed.
     """
-    imgs, metas_labels = pool[0], pool[1]
     n_scene = int(round(batch * scene_frac))
-    n_single = batch - n_scene
-    idx = rng.integers(len(imgs), size=n_single)
+    idx = rng.integers(len(pool[0]), size=batch - n_scene)
     sidx = rng.integers(len(scene_pool[0]), size=n_scene)
     caps, img_sets, cap_sets, img_r, cap_r = [], [], [], [], []
-    for i in idx:
-        lab = int(metas_labels[i])
-        meta = pool[2][i]
-        if meta.get("rendering"):
-            cap, r = world.rendered_caption([lab], meta, rng, p_word)
-        else:
-            cap, r = world.pretrain_caption(lab, meta, rng), None
-        caps.append(cap)
-        cap_r.append(r)
-        img_r.append(meta.get("rendering"))
-        img_sets.append({lab})
-        cap_sets.append({lab})
-    for i in sidx:
-        labs = scene_pool[1][i]
-        meta = scene_pool[2][i]
-        if rng.random() < p_scene_partial:
-            k = int(rng.integers(1, len(labs)))  # a strict subset, in random order
-            sub = [labs[j] for j in rng.permutation(len(labs))[:k]]
-        else:
+    for src, rows, scene in ((pool, idx, False), (scene_pool, sidx, True)):
+        for i in rows:
+            labs, meta = ([int(src[1][i])] if not scene else src[1][i]), src[2][i]
             sub = labs
-        if meta.get("rendering"):
-            cap, r = world.rendered_caption(list(sub), meta, rng, p_word)
-        else:
-            cap, r = world.scene_caption(sub, rng), None
-        caps.append(cap)
-        cap_r.append(r)
-        cap_sets.append(set(sub))
-        img_sets.append(set(labs))
-        img_r.append(meta.get("rendering"))
-    x = np.concatenate([imgs[idx], scene_pool[0][sidx]], axis=0)
+            if scene and rng.random() < p_scene_partial:
+                k = int(rng.integers(1, len(labs)))  # a strict subset, in random order
+                sub = [labs[j] for j in rng.permutation(len(labs))[:k]]
+            if meta.get("rendering"):
+                cap, r = world.rendered_caption(list(sub), meta, rng, p_word)
+            elif scene:
+                cap, r = world.scene_caption(sub, rng), None
+            else:
+                cap, r = world.pretrain_caption(labs[0], meta, rng), None
+            caps.append(cap)
+            cap_r.append(r)
+            img_r.append(meta.get("rendering"))
+            img_sets.append(set(labs))
+            cap_sets.append(set(sub))
+    x = np.concatenate([pool[0][idx], scene_pool[0][sidx]], axis=0)
     pos = torch.tensor([[c <= s and (rc is None or rc == ri) for c, rc in zip(cap_sets, cap_r)]
                         for s, ri in zip(img_sets, img_r)], dtype=torch.bool)
     return x, caps, pos
@@ -296,21 +246,18 @@ def evaluate(model, tokenizer, eval_data):
             pred = (fv[m] @ tn[labs_t].T).argmax(1)
             res[f"zs_{vname}_{half}_name"] = 100 * (labs_t[pred] == y[m]).float().mean().item()
     res["cast_strength"] = world.cast_strength("cast")
+
+    def scene_map(scenes, text):  # mean over classes of the average precision
+        Y = np.array([world.multi_hot(labs) for labs in scenes[1]])
+        s = (encode_images(model, scenes[0]) @ text.T).numpy()
+        return float(np.mean([average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
     if eval_data.get("scene") is not None:
-        fs = encode_images(model, eval_data["scene"][0])
-        Y = np.array([world.multi_hot(l) for l in eval_data["scene"][1]])
         for kind, t in (("name", tn), ("description", td)):
-            s = (fs @ t.T).numpy()
-            res[f"scene_map_{kind}"] = float(np.mean(
-                [average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
-    for name, (r_imgs, r_labs) in (eval_data.get("rendered") or {}).items():
-        fr = encode_images(model, r_imgs)
-        Y = np.array([world.multi_hot(l) for l in r_labs])
-        word = world.RENDERINGS[name]["word"]
-        for key, tpl in render_prompts(word).items():
-            s = (fr @ encode_texts(model, tokenizer, prompts("name", tpl)).T).numpy()
-            res[f"{name}_scene_map_{key}"] = float(np.mean(
-                [average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
+            res[f"scene_map_{kind}"] = scene_map(eval_data["scene"], t)
+    for name, scenes in (eval_data.get("rendered") or {}).items():
+        for key, tpl in render_prompts(world.RENDERINGS[name]["word"]).items():
+            res[f"{name}_scene_map_{key}"] = scene_map(
+                scenes, encode_texts(model, tokenizer, prompts("name", tpl)))
     model.train()
     return res
 
@@ -324,17 +271,11 @@ def render_prompts(word):
 def build_eval_data(seed, n_per_class, n_scenes, renderings=(), render_stream="scene_test"):
     """Evaluation images; ``renderings``: also ``n_scenes`` scenes of ``render_stream`` in each
     of them (the progress evaluation during training uses the validation stream)."""
-    clean = world.generate_class_balanced(seed, "test", n_per_class, "clean")
-    cast = world.generate_class_balanced(seed, "test", n_per_class, "cast")
-    scene = None
-    if n_scenes:
-        s_imgs, s_labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_test")
-        scene = (s_imgs, s_labs)
-    rendered = {}
-    for r in renderings:
-        imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream=render_stream, variant=r)
-        rendered[r] = (imgs, labs)
-    return {"clean": clean, "cast": cast, "scene": scene, "rendered": rendered}
+    scene = world.generate_scene_pool(seed, n_scenes, stream="scene_test")[:2] if n_scenes else None
+    return {"clean": world.generate_class_balanced(seed, "test", n_per_class, "clean"),
+            "cast": world.generate_class_balanced(seed, "test", n_per_class, "cast"), "scene": scene,
+            "rendered": {r: world.generate_scene_pool(seed, n_scenes, stream=render_stream, variant=r)[:2]
+                         for r in renderings}}
 
 
 def main(argv=None):
@@ -357,7 +298,7 @@ def main(argv=None):
     ap.add_argument("--init", default="", help="continue from this checkpoint (verified against its manifest)")
     ap.add_argument("--name", default="world-tiny", help="backbone name recorded in the manifest")
     ap.add_argument("--renderings", default="",
-                    help="comma-separated rendering names of datasets/world.py RENDERINGS mixed into "
+                    help="comma-separated rendering names of datasets/world RENDERINGS mixed into "
                          "the pools (default none: the plain world)")
     ap.add_argument("--render-frac", type=float, default=0.5,
                     help="fraction of each pool drawn in the renderings (with --renderings)")
@@ -366,24 +307,17 @@ def main(argv=None):
     ap.add_argument("--eval-only", action="store_true",
                     help="re-evaluate --out and rewrite its manifest (no training)")
     args = ap.parse_args(argv)
-    if args.eval_only:
-        torch.set_num_threads(args.threads)
-        return reevaluate(args.out)
-
     torch.set_num_threads(args.threads)
+    if args.eval_only:
+        return reevaluate(args.out)
     torch.manual_seed(args.train_seed)
     t0 = time.time()
     renderings = [r for r in args.renderings.split(",") if r]
     for r in renderings:
         if r not in world.RENDERINGS:
             raise SystemExit(f"--renderings: unknown rendering {r!r}; expected names of {sorted(world.RENDERINGS)}")
-    if renderings:
-        pool, scene_pool = build_pools(args.data_seed, args.pool, args.scene_pool, renderings,
-                                       args.render_frac)
-    else:
-        pool = world.generate_single_pool(args.data_seed, args.pool, stream="pretrain")
-        scene_pool = world.generate_scene_pool(args.data_seed, args.scene_pool,
-                                               stream="pretrain_scene")
+    pool, scene_pool = build_pools(args.data_seed, args.pool, args.scene_pool, renderings,
+                                   args.render_frac)
     eval_small = build_eval_data(args.eval_seed, 10, 300, renderings, render_stream="scene_val")
     print(f"pools ready in {time.time() - t0:.0f}s", flush=True)
 
@@ -436,20 +370,14 @@ def main(argv=None):
     train_time = time.time() - t0
 
     model = expand_text_model(model, ids, full_table)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch.save(wc.pack_checkpoint(model), args.out)
-    manifest = {
-        "name": args.name,
-        "steps": args.steps, "batch": args.batch, "lr": args.lr, "weight_decay": args.wd,
-        "warmup": args.warmup, "pool": args.pool, "scene_pool": args.scene_pool,
-        "scene_frac": args.scene_frac, "scene_partial": args.scene_partial,
-        "data_seed": args.data_seed, "train_seed": args.train_seed,
-        "wall_time_s": round(train_time, 1),
-        "threads": args.threads,
-    }
+    atomic_write_with(lambda f: torch.save(wc.pack_checkpoint(model), f), args.out)
+    keys = ["name", "steps", "batch", "lr", "wd", "warmup", "pool", "scene_pool", "scene_frac",
+            "scene_partial", "data_seed", "train_seed", "wall_time_s", "threads"]
+    args.wall_time_s = round(train_time, 1)
     if renderings:
-        manifest.update({"renderings": renderings, "render_frac": args.render_frac,
-                         "render_word": args.render_word})
+        args.renderings = renderings
+        keys += ["renderings", "render_frac", "render_word"]
+    manifest = {("weight_decay" if k == "wd" else k): getattr(args, k) for k in keys}
     if args.init:
         manifest["init"] = {"file": os.path.basename(args.init), "sha256": wc.sha256_file(args.init)}
     return write_manifest(args.out, manifest, args.eval_seed)
@@ -499,8 +427,7 @@ def write_manifest(path, manifest, eval_seed=world.WORLD_SEED):
         "open_clip_version": open_clip.__version__,
         "torch_version": torch.__version__,
     })
-    with open(wc.manifest_path(path), "w") as f:
-        json.dump(manifest, f, indent=2)
+    atomic_write_json(manifest, wc.manifest_path(path))
     print(json.dumps(manifest["eval"], indent=2))
     print(f"zero-shot accuracy (clean, 64-way, names): {ev['zs_clean_all_name']:.2f}%  "
           f"wall time {manifest.get('wall_time_s', 0):.0f}s  "

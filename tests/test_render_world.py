@@ -10,6 +10,7 @@ import pytest
 
 from cpt.calibration.multilabel import signed_class_calibration
 from cpt.datasets import world
+from cpt.datasets.world import draw as world_draw
 
 
 def _h(a):
@@ -58,7 +59,7 @@ def test_rendering_remaps_the_palette_by_one_eight_cycle():
     assert world.RENDER_PERM["vintage"] != world.RENDER_PERM["neon"]
     # strength 1: an object's colour is its partner palette colour (before brightness jitter)
     rng_a, rng_b = world.rng_for(0, "test", 1), world.rng_for(0, "test", 1)
-    col = world._object_colour(0, rng_a, "vintage")
+    col = world_draw._object_colour(0, rng_a, "vintage")
     jitter, bright = rng_b.uniform(-0.05, 0.05, size=3), rng_b.uniform(0.88, 1.08)
     np.testing.assert_allclose(col, np.clip(world.COLOUR_RGB[world.RENDER_PARTNER["vintage"][0]] * bright + jitter, 0, 1))
     assert len(world.rendering_fingerprint("vintage")) == 8
