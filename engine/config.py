@@ -92,7 +92,7 @@ _C.MODEL.BACKBONE.PRETRAINED = True
 # for Dassl names.
 _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
 # Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same
-# features as the full context, faster); used only where exact (trainers/clip.py). False: always
+# features as the full context, faster); used only where exact (trainers/clip/backbone.py). False: always
 # the full context (for comparison and debugging).
 _C.MODEL.BACKBONE.SHORT_TEXT = True
 
