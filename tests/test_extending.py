@@ -18,8 +18,21 @@ PLUGIN = os.path.join(REPO, "tests", "toy_extensions.py")
 
 @pytest.fixture(scope="module")
 def toy():
+    """The plugin loaded in this process, and taken out of every registry afterwards (the other
+    test modules check the built-in registries' exact contents)."""
+    from cpt import catalog, plugins
+    from cpt.calibration.posthoc import POSTHOC
+    from cpt.calibration.regularizers import REGULARIZERS
+    from cpt.engine.trainer import TRAINER_REGISTRY
+    from cpt.trainers import config
+
     (module,) = load_plugins([PLUGIN])
-    return module
+    yield module
+    for registry, name in ((TRAINER_REGISTRY, "ToyShift"), (REGULARIZERS, "toy_l2"), (POSTHOC, "toy_scale"),
+                           (catalog.METHODS, "toyshift")):
+        registry._obj_map.pop(name, None)
+    config._DEFAULTS.pop("TOYSHIFT", None)
+    plugins._loaded.pop(PLUGIN, None)
 
 
 @pytest.fixture(scope="module")
