@@ -24,7 +24,6 @@ Domain generalisation, TaIDPT / vit_b16 / ccr, seeds 1 and 2: source coco2014 mA
 """
 import csv
 import io
-import json
 import os
 import sys
 
@@ -33,15 +32,11 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import parse_results as pr  # noqa: E402
+from tests.fake_runs import write_results  # noqa: E402
 
 
 def write(path, trainer, config, calib, dataset, seed, subsample, metrics):
-    os.makedirs(path, exist_ok=True)
-    res = {"status": "finished", "trainer": trainer, "config": config, "dataset": dataset, "shots": 16,
-           "seed": seed, "subsample": subsample, "calibration": calib,
-           "metrics": dict(metrics, accuracy=95.0), "wall_time_s": 1.0}
-    with open(os.path.join(path, "results.json"), "w") as f:
-        json.dump(res, f)
+    write_results(path, trainer, config, dataset, seed, subsample, calib, dict(metrics, accuracy=95.0))
 
 
 def b2n(root, split, dataset, seed, **m):

@@ -23,7 +23,6 @@ base ece 7/3 = 2.3333, new ece 21/3 = 7.
 """
 import csv
 import io
-import json
 import math
 import os
 import sys
@@ -33,6 +32,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import parse_results as pr  # noqa: E402
+from tests.fake_runs import write_results  # noqa: E402
 
 COOP = ("CoOp", "vit_b16_ep50_ctxv1")
 
@@ -45,15 +45,9 @@ def write_result(root, split, dataset, seed, acc, ece, status="finished", traine
                  config="vit_b16_ep50_ctxv1", calib="none", extra=None):
     cfgdir = config if calib == "none" else f"{config}_{calib}"
     d = run_dir(root, split, dataset, seed, trainer, cfgdir)
-    os.makedirs(d, exist_ok=True)
-    res = {"status": status, "trainer": trainer, "config": config, "dataset": dataset, "shots": 16,
-           "seed": seed, "subsample": "base" if split == "train_base" else "new", "calibration": calib,
-           "metrics": {} if status != "finished" else {"accuracy": acc, "ece": ece, **(extra or {})},
-           "wall_time_s": 1.0}
-    if status == "failed":
-        res["error"] = "CUDA out of memory"
-    with open(os.path.join(d, "results.json"), "w") as f:
-        json.dump(res, f)
+    write_results(d, trainer, config, dataset, seed, "base" if split == "train_base" else "new", calib,
+                  {"accuracy": acc, "ece": ece, **(extra or {})}, status=status,
+                  error="CUDA out of memory" if status == "failed" else None)
     return d
 
 

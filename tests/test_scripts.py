@@ -17,6 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import sweep  # noqa: E402
 from cpt import catalog  # noqa: E402
+from tests.fake_runs import fake_repo, read_calls  # noqa: E402
 
 PY = sys.executable
 METHODS = {"zsclip": "ZeroshotCLIP", "coop": "CoOp", "cocoop": "CoCoOp", "kgcoop": "KgCoOp", "maple": "MaPLe"}
@@ -25,23 +26,15 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 @pytest.fixture
 def fake(tmp_path):
-    root = tmp_path / "repo"
-    for part in ("scripts", "cpt"):  # the drivers and the catalog they read
-        shutil.copytree(os.path.join(REPO, part), root / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(os.path.join(REPO, "tests", "fake_train.py"), root / "train.py")
-    cfg = root / "configs"
+    configs = []
     for trainer, name, ep in [("CoOp", "vit_b16_ep50_ctxv1", 50), ("CoOp", "vit_b16", None),
                               ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", 5), ("CoOp", "world_short", 3)]:
-        os.makedirs(cfg / "trainers" / trainer, exist_ok=True)
         text = "DATALOADER:\n  TRAIN_X:\n    BATCH_SIZE: 4\nOPTIM:\n  NAME: sgd\n"
         if ep is not None:
             text += f"  MAX_EPOCH: {ep}  # epochs\n  LR: 0.0035\n"
-        (cfg / "trainers" / trainer / f"{name}.yaml").write_text(text)
-    os.makedirs(cfg / "datasets")
-    for d in ("dtd", "eurosat", "shapeworld"):
-        (cfg / "datasets" / f"{d}.yaml").write_text("DATASET:\n  NAME: X\n")
-    os.makedirs(cfg / "calibration")
-    (cfg / "calibration" / "tcpt.yaml").write_text("CALIB:\n  NAME: tcpt\n")
+        configs.append((trainer, name, text))
+    root = tmp_path / "repo"
+    fake_repo(root, configs, ("dtd", "eurosat", "shapeworld"), copy=("scripts", "cpt"))  # drivers + catalog
     log = tmp_path / "calls.jsonl"
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATA", "DATASETS", "SEEDS", "CFG", "CALIB", "SHOTS", "OUTPUT", "OPTS", "GPU",
@@ -62,12 +55,7 @@ def fake(tmp_path):
         return subprocess.run(["bash", os.path.join(f.root, "scripts", script), *map(str, args)], cwd=cwd,
                               env=e, capture_output=True, text=True, timeout=60)
 
-    def calls():
-        if not os.path.exists(f.log):
-            return []
-        with open(f.log) as fh:
-            return [json.loads(line) for line in fh]
-    f.run, f.calls = run, calls
+    f.run, f.calls = run, lambda: read_calls(f.log)
     return f
 
 

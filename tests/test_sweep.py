@@ -7,7 +7,6 @@ LocalExecutor.
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import sweep  # noqa: E402
+from tests.fake_runs import fake_repo, read_calls  # noqa: E402
 
 PY = sys.executable
 GRID = ["--datasets", "dtd", "eurosat", "--seeds", "1", "2", "--methods", "coop"]
@@ -26,14 +26,7 @@ GRID = ["--datasets", "dtd", "eurosat", "--seeds", "1", "2", "--methods", "coop"
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     root = tmp_path / "repo"
-    os.makedirs(root / "configs" / "trainers" / "CoOp")
-    os.makedirs(root / "configs" / "datasets")
-    os.makedirs(root / "configs" / "calibration")
-    (root / "configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml").write_text("OPTIM:\n  MAX_EPOCH: 50\n")
-    for d in ("dtd", "eurosat"):
-        (root / "configs/datasets" / f"{d}.yaml").write_text("DATASET:\n  NAME: X\n")
-    (root / "configs/calibration/tcpt.yaml").write_text("CALIB:\n  NAME: tcpt\n")
-    shutil.copy(os.path.join(REPO, "tests", "fake_train.py"), root / "train.py")
+    fake_repo(root, [("CoOp", "vit_b16_ep50_ctxv1", "OPTIM:\n  MAX_EPOCH: 50\n")], ("dtd", "eurosat"))
     log = tmp_path / "calls.jsonl"
     for k in ("OUTPUT", "OPTS", "LOAD_EPOCH", "FAKE_FAIL", "FAKE_SLEEP", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(k, raising=False)
@@ -48,14 +41,11 @@ def fake(tmp_path, monkeypatch):
     f.args = ["--repo-root", f.root, "--output", f.out] + GRID
 
     def calls():
-        if not os.path.exists(f.log):
-            return []
         out = []
-        with open(f.log) as fh:
-            for line in fh:
-                a = json.loads(line)["argv"]
-                ds = os.path.basename(a[a.index("--dataset-config-file") + 1])[:-5]
-                out.append((ds, int(a[a.index("--seed") + 1]), a[-1]))  # last word: base / new
+        for rec in read_calls(f.log):
+            a = rec["argv"]
+            ds = os.path.basename(a[a.index("--dataset-config-file") + 1])[:-5]
+            out.append((ds, int(a[a.index("--seed") + 1]), a[-1]))  # last word: base / new
         return out
     f.calls = calls
     return f
