@@ -4,7 +4,7 @@ the COCO-LT test set, and parse the runs with ``parse_results.py --dg``.
 
 Fixture trees in the real COCO layout (5 categories, 4 px JPEGs) under ``tmp_path``, the shipped
 world CLIP as the backbone, 1 epoch: the numbers are not the point, the plumbing is. Checks: the
-output layout of ``scripts/multilabel/common_ml.sh``, that the targets were scored with the
+output layout of the multi-label scripts (``scripts/common.sh`` / ``scripts/drive.py``), that the targets were scored with the
 source's checkpoint (same prompt, so COCO-2017 and COCO-LT, which hold the same val2017 images,
 give identical mAP), the COCO-LT head/medium/tail groups, and that the parser's table carries the
 numbers of each run's ``results.json``.
