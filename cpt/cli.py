@@ -7,7 +7,6 @@ trailing ``KEY VALUE`` opts. Each run writes ``log.txt`` and ``results.json``
 """
 import argparse
 import hashlib
-import io
 import os
 import sys
 import time
@@ -174,13 +173,13 @@ def _save_outputs(cfg, trainer, split):
         return None
     import numpy as np
 
-    from cpt.engine.utils import atomic_write_bytes
+    from cpt.fileio import atomic_write_with
+
     outputs = trainer.last_outputs
-    buf = io.BytesIO()
-    np.savez(buf, scores=scores.detach().float().cpu().numpy(), labels=outputs["labels"].cpu().numpy(),
-             index=outputs["index"].cpu().numpy())
+    arrays = dict(scores=scores.detach().float().cpu().numpy(), labels=outputs["labels"].cpu().numpy(),
+                  index=outputs["index"].cpu().numpy())
     name = f"outputs_{split}.npz"
-    atomic_write_bytes(buf.getvalue(), os.path.join(cfg.OUTPUT_DIR, name))
+    atomic_write_with(lambda f: np.savez(f, **arrays), os.path.join(cfg.OUTPUT_DIR, name))
     return name
 
 

@@ -278,7 +278,7 @@ def read_split(filepath, path_prefix, with_names=False):
 
 def save_split(train, val, test, filepath, path_prefix):
     """Write a CoOp split file (compact JSON, atomic) with paths relative to ``path_prefix``."""
-    from cpt.engine.utils import atomic_write_bytes
+    from cpt.fileio import atomic_write_bytes
 
     base = os.path.join(path_prefix, "")
 
