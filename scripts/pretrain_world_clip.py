@@ -12,18 +12,16 @@ Loss: multi-positive symmetric InfoNCE. Caption j (classes T_j) is a positive of
 and a scene image is pulled toward captions of each of its objects. Per row the loss is
 -log(sum of softmax probabilities over the positives).
 
-Evaluation after training, on the shipped (fp16-rounded) checkpoint, prompts
-"a photo of a {name}.": 64-way zero-shot accuracy on the clean test split (seed 0, 50 per class,
-the images ``materialize_split`` writes), 32-way accuracy on base and new halves of the cast
-variant, and scene zero-shot mAP on 1000 clean test scenes.
+Evaluation (in the manifest) of the shipped fp16-rounded checkpoint with "a photo of a {name}.":
+64-way accuracy on the clean test split (seed 0, 50 per class), 32-way accuracy on the base and
+new halves of the cast variant, scene mAP on 1000 clean test scenes.
 
-Usage: python scripts/pretrain_world_clip.py [--steps 3000] [--out trainers/weights/world_tiny.pt]
-(wall time: ``wall_time_s`` in the manifest). ``--init CKPT`` continues a shipped checkpoint;
-``--renderings vintage,neon`` draws a fraction ``--render-frac`` of both pools in those renderings
-of ``datasets/world`` and names the rendering in a rendered image's caption with probability
-``--render-word`` (a caption naming a rendering is a positive only for images drawn in it; the
-manifest adds each rendering's scene mAP with the default and the rendering-word prompts and its
-probability map). The commands that built the shipped checkpoints: README, "The offline world".
+Usage: python scripts/pretrain_world_clip.py [--steps 3000] [--out trainers/weights/world_tiny.pt].
+``--init CKPT`` continues a checkpoint (a scratch parent's recipe goes into the manifest, so a chain
+of continuations is recorded). ``--renderings vintage,neon`` draws a fraction ``--render-frac`` of
+both pools in those renderings, and a rendered image's caption names its rendering with probability
+``--render-word``; the manifest adds each rendering's scene mAP (default and rendering-word prompts)
+and probability map. The commands of the shipped checkpoints: README, "The offline world".
 """
 
 from __future__ import annotations
@@ -280,20 +278,12 @@ def build_eval_data(seed, n_per_class, n_scenes, renderings=(), render_stream="s
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--wd", type=float, default=0.1)
-    ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--pool", type=int, default=60000, help="single-object images")
-    ap.add_argument("--scene-pool", type=int, default=20000)
-    ap.add_argument("--scene-frac", type=float, default=0.25)
-    ap.add_argument("--scene-partial", type=float, default=0.4)
-    ap.add_argument("--data-seed", type=int, default=1)
-    ap.add_argument("--train-seed", type=int, default=1)
-    ap.add_argument("--eval-seed", type=int, default=world.WORLD_SEED)
-    ap.add_argument("--eval-every", type=int, default=500)
-    ap.add_argument("--threads", type=int, default=2)
+    for flag, default in (("--steps", 3000), ("--batch", 256), ("--lr", 1e-3), ("--wd", 0.1),
+                          ("--warmup", 100), ("--pool", 60000), ("--scene-pool", 20000),
+                          ("--scene-frac", 0.25), ("--scene-partial", 0.4), ("--data-seed", 1),
+                          ("--train-seed", 1), ("--eval-seed", world.WORLD_SEED),
+                          ("--eval-every", 500), ("--threads", 2)):
+        ap.add_argument(flag, type=type(default), default=default)  # --pool: single-object images
     ap.add_argument("--out", default=wc.DEFAULT_CHECKPOINT)
     ap.add_argument("--init", default="", help="continue from this checkpoint (verified against its manifest)")
     ap.add_argument("--name", default="world-tiny", help="backbone name recorded in the manifest")
@@ -371,25 +361,37 @@ def main(argv=None):
 
     model = expand_text_model(model, ids, full_table)
     atomic_write_with(lambda f: torch.save(wc.pack_checkpoint(model), f), args.out)
-    keys = ["name", "steps", "batch", "lr", "wd", "warmup", "pool", "scene_pool", "scene_frac",
-            "scene_partial", "data_seed", "train_seed", "wall_time_s", "threads"]
-    args.wall_time_s = round(train_time, 1)
+    args.wall_time_s, args.weight_decay = round(train_time, 1), args.wd
     if renderings:
         args.renderings = renderings
-        keys += ["renderings", "render_frac", "render_word"]
-    manifest = {("weight_decay" if k == "wd" else k): getattr(args, k) for k in keys}
+    manifest = {k: getattr(args, k) for k in RECIPE_KEYS[:-1] if renderings or "render" not in k}
     if args.init:
-        manifest["init"] = {"file": os.path.basename(args.init), "sha256": wc.sha256_file(args.init)}
+        manifest["init"] = init_record(args.init)
     return write_manifest(args.out, manifest, args.eval_seed)
 
 
-def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500, variant="clean"):
-    """Sigmoid map p = sigmoid(scale * cos + bias) for multi-label zero-shot.
+# a manifest's training recipe, in order (the rendering keys only with --renderings)
+RECIPE_KEYS = ("name", "steps", "batch", "lr", "weight_decay", "warmup", "pool", "scene_pool",
+               "scene_frac", "scene_partial", "data_seed", "train_seed", "wall_time_s", "threads",
+               "renderings", "render_frac", "render_word", "init")
 
-    Fitted by 1-D logistic regression of the multi-hot labels on the cosine similarity between
-    scene images (the scene *val* stream drawn in ``variant``, never test) and the
-    "a photo of a {name}." prompts, all classes pooled.
-    """
+
+def init_record(path):
+    """The parent checkpoint: file and sha256, plus its own recipe (and so its parent, a chain) when
+    it is not a shipped checkpoint and its manifest lies beside it."""
+    rec = {"file": os.path.basename(path), "sha256": wc.sha256_file(path)}
+    shipped = {os.path.abspath(p) for p in wc.CHECKPOINTS.values()}
+    if os.path.abspath(path) not in shipped and os.path.exists(wc.manifest_path(path)):
+        with open(wc.manifest_path(path)) as f:
+            parent = json.load(f)
+        rec["recipe"] = {k: v for k, v in parent.items() if k in RECIPE_KEYS}
+    return rec
+
+
+def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500, variant="clean"):
+    """Map p = sigmoid(scale * cos + bias): 1-D logistic regression of the multi-hot labels on the
+    cosines of scene-*val*-stream images (drawn in ``variant``; never test) to "a photo of a {name}."
+    prompts, all classes pooled."""
     from sklearn.linear_model import LogisticRegression
     imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_val", variant=variant)
     with torch.no_grad():

@@ -162,7 +162,7 @@ def test_dataset_groups_by_training_count_and_reads_the_user_folder(tmp_path):
 
 
 def test_render_checkpoint_ships_with_its_manifest_and_loads():
-    """``world-tiny-render``: under 8 MB, manifest hash and parent recorded, renderings listed, the
+    """``world-tiny-render``: under 8 MB, manifest hash and parents recorded, renderings listed, the
     config maps equal to the manifest's vintage map, and it loads through the backbone registry."""
     from cpt.trainers import world_clip as wc
     from cpt.trainers.clip import load_clip
@@ -170,7 +170,12 @@ def test_render_checkpoint_ships_with_its_manifest_and_loads():
     m = json.load(open(wc.manifest_path(path)))
     parent = json.load(open(wc.manifest_path(wc.CHECKPOINTS["world-tiny-scenes"])))
     assert os.path.getsize(path) == m["size_bytes"] < 8_000_000
-    assert m["sha256"] == wc.sha256_file(path) and m["init"]["sha256"] == parent["sha256"]
+    assert m["sha256"] == wc.sha256_file(path)
+    stages = [m]  # a chain of continuations, each recording its parent's recipe, down to a shipped parent
+    while "recipe" in stages[-1]["init"]:
+        stages.append(stages[-1]["init"]["recipe"])
+    assert stages[-1]["init"]["sha256"] == parent["sha256"] and len(stages) == 2
+    assert [s["render_word"] for s in stages] == [1.0, 0.75]
     assert m["name"] == "world-tiny-render" and m["renderings"] == ["vintage", "neon"]
     assert m["eval"]["vintage_scene_map_word"] > m["eval"]["vintage_scene_map_default"]
     import yaml
@@ -214,6 +219,28 @@ def test_pretraining_positives_respect_the_rendering():
     plain = pre.build_pools(1, 10, 6)
     ref = (world.generate_single_pool(1, 10, stream="pretrain"), world.generate_scene_pool(1, 6, stream="pretrain_scene"))
     assert plain[0][0].tobytes() == ref[0][0].tobytes() and plain[1][1] == ref[1][1]
+
+
+def test_continuation_records_a_scratch_parent_recipe(tmp_path):
+    """``--init`` of a scratch checkpoint with its manifest records the parent's recipe (and so the
+    chain); a shipped parent is recorded by file and hash only."""
+    import importlib.util
+    import shutil
+    from cpt.trainers import world_clip as wc
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("_pretrain", os.path.join(root, "scripts", "pretrain_world_clip.py"))
+    pre = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pre)
+    shipped = wc.CHECKPOINTS["world-tiny-scenes"]
+    assert pre.init_record(shipped) == {"file": "world_tiny_scenes.pt", "sha256": wc.sha256_file(shipped)}
+    stage = tmp_path / "stage1.pt"
+    shutil.copy(shipped, stage)
+    shutil.copy(wc.manifest_path(shipped), wc.manifest_path(str(stage)))
+    rec = pre.init_record(str(stage))
+    parent = json.load(open(wc.manifest_path(shipped)))
+    assert rec["file"] == "stage1.pt" and rec["sha256"] == parent["sha256"]
+    assert rec["recipe"]["steps"] == parent["steps"] and rec["recipe"]["init"] == parent["init"]
+    assert "eval" not in rec["recipe"] and set(rec["recipe"]) <= set(pre.RECIPE_KEYS)
 
 
 def test_class_calibration_script_prints_group_gaps(tmp_path, capsys):
