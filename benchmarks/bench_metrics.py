@@ -14,15 +14,12 @@ values are checked to agree (1e-9) on the samples the loops saw. Both sides run
 single-threaded; a ratio is loop time / vectorised time.
 """
 import argparse
-import os
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cpt.calibration import metrics as M  # noqa: E402
+from benchlib import best_time
+from cpt.calibration import metrics as M
 
 
 # ---------------------------------------------------------------------------
@@ -98,16 +95,6 @@ def make_data(n, seed):
     return conf, correct, prox
 
 
-def best_time(fn, repeats):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 3_200_000])
@@ -137,13 +124,9 @@ def main(argv=None):
              lambda: M.piece(conf[:m], correct[:m], prox[:m])),
         ]
         for name, vec, loop, vec_sub in cases:
-            t_vec = best_time(vec, args.repeats)
+            t_vec = best_time(vec, args.repeats, warmup=True)[0]
             expect = vec_sub()
-            best = float("inf")
-            for _ in range(args.loop_repeats):
-                t0 = time.perf_counter()
-                value = loop()
-                best = min(best, time.perf_counter() - t0)
+            best, value = best_time(loop, args.loop_repeats)
             if abs(value - expect) > 1e-9:
                 print(f"MISMATCH {name}: loop {value!r} vs vectorised {expect!r}")
                 return 2
