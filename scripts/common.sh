@@ -1,10 +1,8 @@
 # Shared by the drivers in scripts/<method>/ and scripts/multilabel/. Sourced, never run.
 #
-# A driver sources this file and calls `cpt_run [--multilabel] METHOD ACTION "$@"`, which runs
-# scripts/drive.py (its docstring lists the actions: train, train_datasets, test, test_datasets,
-# dg_train, dg_test, parse). Methods, their trainers and default configs, the dataset lists, the
-# run-directory layout and the finished rule are cpt/catalog.py's (`python -m cpt.catalog` prints
-# the method table); scripts/sweep.py builds the same commands from the same module.
+# A driver calls `cpt_run [--multilabel] METHOD ACTION "$@"`, which runs scripts/drive.py (its
+# docstring lists the actions). Methods, dataset lists, the run-directory layout and the finished
+# rule are cpt/catalog.py's (`python -m cpt.catalog` prints the method table), as for scripts/sweep.py.
 #
 # Environment (all optional except DATA):
 #   DATA      dataset root passed as --root (required for training/testing)
@@ -26,12 +24,9 @@
 #             val and the COCO-LT test set, whose head/medium/tail groups the evaluator reports)
 #   METHOD    scripts/multilabel/ only: zsclip | coop | cocoop | kgcoop | taidpt (default coop)
 #
-# Output layout (docs/design.md section 7, calibrator in the path):
-#   $OUTPUT/base2new/{train_base,test_new}/<dataset>/shots_<K>/<Trainer>/<cfgdir>/seed<S>
-#   $OUTPUT/dg/{train,test}/<dataset>/shots_<K>/<Trainer>/<cfgdir>/seed<S>
-# with <cfgdir> = <cfg> when CALIB is none, else <cfg>_<CALIB>.
-# A run whose results.json says "status": "finished" is skipped; any other existing run dir is
-# re-run, and train.py resumes from its last checkpoint (Dassl's resume_model_if_exist).
+# Output layout: $OUTPUT/{base2new/{train_base,test_new},dg/{train,test}}/<dataset>/shots_<K>/<Trainer>/
+# <cfg>[_<CALIB>]/seed<S>. A run whose results.json says "status": "finished" is skipped; any other
+# is re-run, and train.py resumes from its last checkpoint.
 
 CPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
