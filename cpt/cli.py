@@ -117,13 +117,8 @@ def run_metadata(cfg, args):
 def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start=None):
     from cpt.engine.utils import versions, write_json
 
-    out = dict(meta)
-    out["status"] = status
-    out["metrics"] = metrics or {}
-    out["wall_time_s"] = round(time.time() - start, 3) if start else None
-    out["versions"] = versions()
-    if extra:
-        out.update(extra)
+    out = {**meta, "status": status, "metrics": metrics or {},
+           "wall_time_s": round(time.time() - start, 3) if start else None, "versions": versions(), **(extra or {})}
     if error:
         out["error"] = error
     write_json(out, os.path.join(cfg.OUTPUT_DIR, "results.json"))
@@ -253,8 +248,7 @@ def _run(cfg, args, rank, start):
             split = cfg.TEST.SPLIT
             metrics = trainer.last_results.get(split, {})
             extra = {"epoch": getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
-                     "classnames": trainer.classnames}
-            extra.update(getattr(trainer, "results_extra", lambda: {})())
+                     "classnames": trainer.classnames, **getattr(trainer, "results_extra", lambda: {})()}
             for key, save in (("reliability_diagram", _save_reliability), ("outputs", _save_outputs)):
                 name = save(cfg, trainer, split)
                 if name:
@@ -293,11 +287,6 @@ def error_text(e):
     return f"{type(e).__name__}: {msg}"
 
 
-def error_line(e):
-    """The first line of ``error_text(e)`` (what the terminal gets)."""
-    return error_text(e).splitlines()[0]
-
-
 def cli(argv=None):
     """The ``train.py`` / ``cpt-train`` command: exit 2 with one line on bad input."""
     args = build_parser().parse_args(argv)
@@ -318,7 +307,7 @@ def cli(argv=None):
     except INPUT_ERRORS as e:
         if debug:
             traceback.print_exc()
-        print(f"error: {error_line(e)}", file=sys.stderr)
+        print(f"error: {error_text(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
 
 
