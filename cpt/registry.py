@@ -3,7 +3,7 @@ from the project).
 
 ``@REG.register()`` stores a class or function under its ``__name__`` (or ``name=``);
 ``REG.get(name)`` returns it, and a miss raises a ``KeyError`` whose message lists the closest
-registered names. ``aliases`` (lower-cased) map other spellings onto a registered name.
+registered names. ``case_insensitive=True`` folds the case of names.
 """
 import difflib
 
