@@ -39,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -142,7 +142,6 @@ class Outcome:
     status: str  # "ok", "failed", "skipped", "interrupted"
     message: str = ""
     seconds: float = 0.0
-    steps: list = field(default_factory=list)
 
 
 def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
@@ -157,10 +156,9 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
     if slot is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot)
     os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
-    done = []
     for name, cmd, out_dir in steps:
         if stop.is_set():
-            return Outcome(run, "interrupted", f"before {name}", time.time() - t0, done)
+            return Outcome(run, "interrupted", f"before {name}", time.time() - t0)
         if is_finished(out_dir):  # finished meanwhile (another sweep)
             continue
         echo(f"[start] {'gpu' + str(slot) if slot is not None else 'cpu'} {run.label} {name}")
@@ -176,14 +174,13 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
                 with lock:
                     active.discard(proc)
         if stop.is_set():
-            return Outcome(run, "interrupted", f"during {name}", time.time() - t0, done)
+            return Outcome(run, "interrupted", f"during {name}", time.time() - t0)
         if rc != 0:
-            return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0, done)
+            return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0)
         if not is_finished(out_dir):
             return Outcome(run, "failed", f"{name} exited 0 but {out_dir}/results.json is not finished; "
-                                          f"log: {run.log_path}", time.time() - t0, done)
-        done.append(name)
-    return Outcome(run, "ok", "", time.time() - t0, done)
+                                          f"log: {run.log_path}", time.time() - t0)
+    return Outcome(run, "ok", "", time.time() - t0)
 
 
 def run_local(runs, slots, echo=print):
@@ -249,11 +246,8 @@ def unit_script(run):
              f"exec >>{shlex.quote(run.log_path)} 2>&1"]
     for name, cmd, out_dir in run.steps():
         check = catalog.finished_test_sh(out_dir)
-        lines.append(f"if ! {check}; then")
-        lines.append(f"  echo {shlex.quote('$ ' + shlex.join(cmd))}")
-        lines.append(f"  {shlex.join(cmd)}")
-        lines.append(f"  {check} || {{ echo 'error: {name} step left no finished results.json' >&2; exit 1; }}")
-        lines.append("fi")
+        lines += [f"if ! {check}; then", f"  echo {shlex.quote('$ ' + shlex.join(cmd))}", f"  {shlex.join(cmd)}",
+                  f"  {check} || {{ echo 'error: {name} step left no finished results.json' >&2; exit 1; }}", "fi"]
     return "\n".join(lines) + "\n"
 
 
@@ -276,9 +270,8 @@ def make_executor(kind, folder, args):
 def submit(runs, executor, echo=print):
     """Submit one job per unit (a job array); returns [(run, job)]."""
     from submitit.helpers import CommandFunction
-    fns = [CommandFunction(["bash", "-c", unit_script(r)], verbose=False) for r in runs]
     with executor.batch():
-        jobs = [executor.submit(fn) for fn in fns]
+        jobs = [executor.submit(CommandFunction(["bash", "-c", unit_script(r)], verbose=False)) for r in runs]
     for r, j in zip(runs, jobs):
         echo(f"[submitted] {r.label} job {j.job_id}")
     return list(zip(runs, jobs))
