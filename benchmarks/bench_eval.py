@@ -3,11 +3,10 @@ second evaluation with vs without the frozen image-feature cache (``TEST.CACHE_F
 sweep of ``--sweep`` runs (a new trainer each, seeds 1..N, as a sweep over seeds and calibrators)
 sharing one cache: the first run's evaluation time and the mean of the others.
 
-Runs on the CPU (or the GPU with --device cuda) for two backbones: the world's tiny CLIP (its
-checkpoint when present, else random weights) and a randomly initialised ViT-B/16-sized CLIP
-(``MODEL.BACKBONE.PRETRAINED False``; no download). Images are random PNGs of a synthetic dataset
-with ``--classes`` classes; ``--batches`` test batches of ``--batch-size``. Prints the times and
-their ratios measured in this one run.
+Two backbones, on the CPU or ``--device cuda``: the world's tiny CLIP (its checkpoint when present,
+else random weights) and a random ViT-B/16-sized CLIP (no download), on ``--batches`` test batches
+of ``--batch-size`` random PNGs over ``--classes`` classes. Prints the times and their ratios
+measured in this one run.
 
     python benchmarks/bench_eval.py [--classes 100] [--batches 3] [--batch-size 16] [--sweep 5] ...
 """

@@ -2,16 +2,13 @@
 
     python benchmarks/bench_metrics.py [--sizes 200000 3200000] [--loop-max 400000]
 
-For each size N and each of ece / mce / adaptive_ece / piece, the vectorised
-function is timed (best of --repeats, after a warm-up) against a per-bin loop
-written here (the best of --loop-repeats) with the structure of the TCPT evaluator's
-ECE helper: for every bin (for PIECE, every proximity bin and then every confidence
-bin inside it), a Python pass over the samples, given as numpy arrays, keeps those
-that satisfy the bin's rule; the bin's accuracy and mean confidence are then summed
-up. Equal-mass edges of the loops come from np.quantile (not a per-sample step). Loops run on at most --loop-max samples; above that their time is scaled
-linearly to N (the loops are O(N)), and the output says so. Loop and vectorised
-values are checked to agree (1e-9) on the samples the loops saw. Both sides run
-single-threaded; a ratio is loop time / vectorised time.
+For each size N and each of ece / mce / adaptive_ece / piece, the vectorised function (best of
+--repeats, after a warm-up) is timed against a per-bin loop (best of --loop-repeats) with the
+structure of the TCPT evaluator's ECE helper: for every bin (PIECE: every proximity bin, then every
+confidence bin inside it) a Python pass over the samples keeps those in the bin, whose accuracy and
+mean confidence are then summed up (equal-mass edges from np.quantile). Loops run on at most
+--loop-max samples, their time scaled linearly to N (the output says so); both sides must agree to
+1e-9 on the samples the loops saw. Single-threaded; a ratio is loop time / vectorised time.
 """
 import argparse
 import sys

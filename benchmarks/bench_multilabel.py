@@ -2,16 +2,13 @@
 
     python benchmarks/bench_multilabel.py [--images 40504] [--classes 80] [--loop-images N]
 
-A COCO-2014-val-sized test set (40,504 images x 80 classes = 3.24M image-class
-pairs, long-tailed class frequencies, base/new halves as groups) with image
-proximities. The vectorised side is ``calibration.multilabel.multilabel_metrics``,
-the call ``MultiLabelClassification.evaluate()`` makes: mAP, CF1, OF1, ECE, MCE,
-ACE, positive-class ECE, class-wise ECE, PIECE over the pairs, pair accuracy,
-per-group mAP/ECE/accuracy (the kNN search that produces the proximities is not
-part of either side). The loop side computes the same numbers with Python loops
-over the pairs (one pass per metric; a sort plus a loop per class for AP). Both must agree to
-1e-9. With --loop-images below --images the loop runs on the first images only
-and its time is scaled linearly; the output says so.
+A COCO-2014-val-sized test set (40,504 images x 80 classes = 3.24M image-class pairs, long-tailed
+class frequencies, base/new halves as groups) with image proximities. The vectorised side is the
+call ``MultiLabelClassification.evaluate()`` makes, ``calibration.multilabel.multilabel_metrics``
+(every metric it reports; the kNN search for the proximities is in neither side); the loop side
+computes the same numbers with Python loops over the pairs (one pass per metric; a sort plus a loop
+per class for AP). Both must agree to 1e-9. With --loop-images below --images the loop runs on the
+first images only and its time is scaled linearly; the output says so.
 """
 import argparse
 import sys

@@ -2,15 +2,12 @@
 (``MODEL.BACKBONE.SHORT_TEXT``; off is what the upstream forks do: every prompt at the full
 context of 77 tokens).
 
-Backbone: a randomly initialised ViT-B/16-sized CLIP (``MODEL.BACKBONE.PRETRAINED False``; no
-download). Data: ``--batch-size`` random-noise PNGs of 224 px of a synthetic dataset with
-``--classes`` classes, read through the trainer's own training loader (deterministic: sequential
-sampler, no augmentation), so a step is the real ``forward_backward``: loader batch to device,
-forward, loss, backward, optimizer step. The optimizer is SGD with learning rate 0, so every
-step sees the same parameters and the losses of the two paths can be compared. Both paths run
-on the same trainer in one process, interleaved (on, off, on, off, ...) after one warm-up step
-each (``--warmup``); the script prints per setting the median step time of each path, their ratio and the max
-difference of the losses.
+A randomly initialised ViT-B/16-sized CLIP (no download) on ``--batch-size`` random PNGs over
+``--classes`` classes, read through the trainer's own (deterministic) training loader, so a step is
+the real ``forward_backward``: batch to device, forward, loss, backward, optimizer step. SGD with
+learning rate 0 keeps the parameters, so the two paths' losses can be compared. Both paths run on
+one trainer, interleaved (on, off, ...) after ``--warmup`` steps each; per setting the script prints
+the median step time of each path, their ratio and the max difference of the losses.
 
     python benchmarks/bench_train.py [--classes 10 100 1000] [--trainers CoOp MaPLe] [--device cuda] ...
 
