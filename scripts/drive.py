@@ -102,7 +102,8 @@ class Driver:
         d, seed, gpu = (list(args) + [None])[:3]
         return self.run(self.s.run_dir("base2new", "test_new", d, seed), d, seed, "new",
                         f"{self.label('test')} {d} seed{seed}", gpu,
-                        self.s.run_dir("base2new", "train_base", d, seed), f"no trained model for {d} seed{seed} (run base2new_train first)")
+                        self.s.run_dir("base2new", "train_base", d, seed),
+                        f"no trained model for {d} seed{seed} (run base2new_train first)")
 
     def loop(self, action, items, *extra):
         """``action(*item, *extra)`` for every item, each failure noted; 1 when any failed."""
