@@ -14,7 +14,7 @@
     parse [parse_results.py args]   the tables of METHOD's runs (METHOD ``all``: every trainer);
                                     multi-label: the multi-label table, then the DG table
 
-Settings come from the environment, as documented in ``scripts/common.sh``. ``--multilabel``
+Settings come from the environment (the README's settings table). ``--multilabel``
 (``scripts/multilabel/``; implied by a multi-label method) takes the method's multi-label default
 config and the multi-label datasets. Commands, directories and the finished rule are
 ``cpt.catalog``'s, shared with ``scripts/sweep.py``. A loop over runs keeps going after a failure
