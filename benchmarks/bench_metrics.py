@@ -92,6 +92,11 @@ def make_data(n, seed):
     return conf, correct, prox
 
 
+# (metric, vectorised function, per-bin loop, number of arguments: conf, correct[, prox])
+CASES = [("ece", M.ece, perbin_ece, 2), ("mce", M.mce, perbin_mce, 2), ("adaptive_ece", M.adaptive_ece, perbin_ace, 2),
+         ("piece", M.piece, perbin_piece, 3)]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 3_200_000])
@@ -112,18 +117,11 @@ def main(argv=None):
         conf, correct, prox = make_data(n, args.seed)
         m = min(n, args.loop_max)
         arr = (conf[:m], correct[:m].astype(float), prox[:m])
-        cases = [
-            ("ece", lambda: M.ece(conf, correct), lambda: perbin_ece(*arr[:2]), lambda: M.ece(conf[:m], correct[:m])),
-            ("mce", lambda: M.mce(conf, correct), lambda: perbin_mce(*arr[:2]), lambda: M.mce(conf[:m], correct[:m])),
-            ("adaptive_ece", lambda: M.adaptive_ece(conf, correct), lambda: perbin_ace(*arr[:2]),
-             lambda: M.adaptive_ece(conf[:m], correct[:m])),
-            ("piece", lambda: M.piece(conf, correct, prox), lambda: perbin_piece(*arr),
-             lambda: M.piece(conf[:m], correct[:m], prox[:m])),
-        ]
-        for name, vec, loop, vec_sub in cases:
-            t_vec = best_time(vec, args.repeats, warmup=True)[0]
-            expect = vec_sub()
-            best, value = best_time(loop, args.loop_repeats)
+        for name, vec, loop, n_args in CASES:
+            full = (conf, correct, prox)[:n_args]
+            t_vec = best_time(lambda: vec(*full), args.repeats, warmup=True)[0]
+            expect = vec(*(a[:m] for a in full))
+            best, value = best_time(lambda: loop(*arr[:n_args]), args.loop_repeats)
             if abs(value - expect) > 1e-9:
                 print(f"MISMATCH {name}: loop {value!r} vs vectorised {expect!r}")
                 return 2
