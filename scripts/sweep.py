@@ -13,11 +13,9 @@ by ``cpt.catalog.Setup``; the methods of ``CPT_PLUGINS`` included, and the runs 
 whose ``results.json`` says ``"status": "finished"`` is skipped, so a sweep restarted with the same
 arguments runs only what is unfinished (train.py resumes an unfinished train step).
 
-Executors: ``local`` (default; a queue over one slot per GPU, ``--gpus 0,1`` or detected, with
-``--runs-per-gpu`` runs each, or ``--workers`` CPU slots; each run sees ``CUDA_VISIBLE_DEVICES=<its
-GPU>``; unit logs in ``<output>/sweep_logs/``), ``slurm`` (one job per unit through ``submitit``, a
-job array, ``--slurm-*`` flags) and ``submitit-local`` (the same jobs through submitit's
-``LocalExecutor``, all at once; for tests).
+Executors: ``local`` (a queue over one slot per GPU, each run seeing ``CUDA_VISIBLE_DEVICES=<its
+GPU>``, or over CPU slots), ``slurm`` (a submitit job array) and ``submitit-local`` (the same jobs
+through submitit's ``LocalExecutor``; for tests). Unit logs go to ``<output>/sweep_logs/``.
 
 Grid YAML (every key optional; CLI flags override)::
 
