@@ -27,9 +27,7 @@ def timed(fn, repeats=1):
 
 def bench(label, backbone, pretrained, size, args, tmp):
     slug = "".join(ch if ch.isalnum() else "_" for ch in label)
-    folder = os.path.join(tmp, slug)
-    os.makedirs(folder)
-    serve(write_images(folder, args.classes, args.batches * args.batch_size, size),
+    serve(write_images(os.path.join(tmp, slug), args.classes, args.batches * args.batch_size, size),
           [f"class {i}" for i in range(args.classes)], n_train=args.classes)
     cfg = trainer_cfg(args, "CoOp", "COOP", backbone, pretrained, size, os.path.join(tmp, "out-" + slug),
                       os.path.join(tmp, "cache"))

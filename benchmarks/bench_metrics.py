@@ -93,8 +93,8 @@ def make_data(n, seed):
 
 
 # (metric, vectorised function, per-bin loop, number of arguments: conf, correct[, prox])
-CASES = [("ece", M.ece, perbin_ece, 2), ("mce", M.mce, perbin_mce, 2), ("adaptive_ece", M.adaptive_ece, perbin_ace, 2),
-         ("piece", M.piece, perbin_piece, 3)]
+CASES = [("ece", M.ece, perbin_ece, 2), ("mce", M.mce, perbin_mce, 2),
+         ("adaptive_ece", M.adaptive_ece, perbin_ace, 2), ("piece", M.piece, perbin_piece, 3)]
 
 
 def main(argv=None):

@@ -61,9 +61,8 @@ def batches(loader):
 
 def bench_one(args, trainer, n_classes, repeats, tmp):
     bs = args.cocoop_batch_size if trainer == "CoCoOp" else args.batch_size
-    folder = os.path.join(tmp, f"img-{trainer}-{n_classes}")
-    os.makedirs(folder)
-    serve(write_images(folder, n_classes, bs, args.size), class_names(n_classes))
+    images = write_images(os.path.join(tmp, f"img-{trainer}-{n_classes}"), n_classes, bs, args.size)
+    serve(images, class_names(n_classes))
     torch.manual_seed(0)
     t = build_trainer(make_cfg(args, trainer, bs, os.path.join(tmp, f"out-{trainer}-{n_classes}")))
     t.set_model_mode("train")

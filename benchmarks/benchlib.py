@@ -31,12 +31,13 @@ def best_time(fn, repeats=1, warmup=False):
 
 
 def write_images(folder, n_classes, n_images, size, seed=0):
-    """``n_images`` random PNGs of ``size`` px in ``folder``, as Datums of classes ``i % n_classes``."""
+    """``n_images`` random PNGs of ``size`` px in the new ``folder``, as Datums of classes ``i % n_classes``."""
     import numpy as np
     from PIL import Image
 
     from cpt.engine.data import Datum
 
+    os.makedirs(folder)
     rng = np.random.default_rng(seed)
     items = []
     for i in range(n_images):

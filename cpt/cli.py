@@ -299,14 +299,12 @@ def cli(argv=None):
 
         load_plugins(args.plugin.split(","))
         main(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *INPUT_ERRORS) as e:
         if debug:
             traceback.print_exc()
-        print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
-        sys.exit(130)
-    except INPUT_ERRORS as e:
-        if debug:
-            traceback.print_exc()
+        if isinstance(e, KeyboardInterrupt):
+            print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
+            sys.exit(130)
         print(f"error: {error_text(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
 

@@ -141,9 +141,7 @@ def main(argv=None):
     multilabel = args.multilabel or (bool(finished) and all("mAP" in r.metrics for r in finished))
     primary = "map" if multilabel else "acc"
     metrics = metric_list(args.metrics or (ML_METRICS if multilabel else ["acc", "ece"]), runs if multilabel else None)
-    if primary in metrics:
-        metrics.remove(primary)
-        metrics.insert(0, primary)
+    metrics.sort(key=lambda m: m != primary)  # the primary metric first (a stable sort keeps the rest)
     groups, problems, notes = summarize(runs, metrics, datasets=args.datasets, seeds=args.seeds, primary=primary)
     paper = None
     if args.compare_paper:
