@@ -42,9 +42,8 @@ def _import(name):
 
 def load_plugins(extra=()):
     """Import every plugin named in ``CPT_PLUGINS`` and ``extra`` (each once); returns the modules."""
-    mods = []
-    for name in plugin_names(extra):
+    names = plugin_names(extra)
+    for name in names:
         if name not in _loaded:
             _loaded[name] = _import(name)
-        mods.append(_loaded[name])
-    return mods
+    return [_loaded[name] for name in names]

@@ -150,16 +150,9 @@ def format_wide(groups, metrics, fmt="md", paper=None, primary="acc"):
 def format_dg(groups, columns, fmt="md", std=True):
     """The domain-generalisation table: a row per group, a column per (dataset, metric)."""
     if fmt == "csv":
-        header = ["trainer", "config", "calibration", "shots"]
-        for ds, _, m in columns:
-            header += [f"{ds}_{m}"] + ([f"{ds}_{m}_std"] if std else [])
-        records = []
-        for gkey, row in groups.items():
-            rec = _group_cells(gkey)
-            for ds, _, m in columns:
-                rec += [_fmt(row.get(f"{ds}_{m}"), 4)] + ([_fmt(row.get(f"{ds}_{m}_std"), 4)] if std else [])
-            records.append(rec)
-        return _csv(header, records)
+        cols = [f"{ds}_{m}{s}" for ds, _, m in columns for s in (("", "_std") if std else ("",))]
+        records = [_group_cells(gkey) + [_fmt(row.get(c), 4) for c in cols] for gkey, row in groups.items()]
+        return _csv(["trainer", "config", "calibration", "shots"] + cols, records)
     header = ["Method", "Calibration"] + [f"{DISPLAY_NAME.get(ds, ds)}{' (source)' if side == 'source' else ''} "
                                           f"{METRIC_LABEL.get(m, m)}" for ds, side, m in columns]
     body = [[f"{gkey[0]} ({gkey[1]})", str(gkey[2])] + [_cell(row, f"{ds}_{m}", std, fmt) for ds, _, m in columns]
