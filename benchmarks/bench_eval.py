@@ -21,10 +21,6 @@ from cpt.engine.trainer import build_trainer
 from cpt import trainers  # noqa: F401  (registers CoOp)
 
 
-def timed(fn, repeats=1):
-    return best_time(fn, repeats)[0]
-
-
 def bench(label, backbone, pretrained, size, args, tmp):
     slug = "".join(ch if ch.isalnum() else "_" for ch in label)
     serve(write_images(os.path.join(tmp, slug), args.classes, args.batches * args.batch_size, size),
@@ -37,18 +33,18 @@ def bench(label, backbone, pretrained, size, args, tmp):
     torch.manual_seed(0)
     t = build_trainer(cfg)
     t.test()  # warm-up (allocations, lazy init)
-    once = timed(t.test, args.repeats)
+    once = best_time(t.test, args.repeats)[0]
 
     # Text features once per batch: the per-evaluation text cache is left empty.
     original = t.before_evaluation
     t.before_evaluation = lambda split: setattr(t, "_eval_cache", {})
-    per_batch = timed(t.test, args.repeats)
+    per_batch = best_time(t.test, args.repeats)[0]
     t.before_evaluation = original
 
     t.cfg.defrost()
     t.cfg.TEST.CACHE_FEATURES = True
-    first = timed(t.test)          # computes and writes the cache
-    second = timed(t.test, args.repeats)  # reads it
+    first = best_time(t.test)[0]          # computes and writes the cache
+    second = best_time(t.test, args.repeats)[0]  # reads it
     t.cfg.TEST.CACHE_FEATURES = False
     print(f"\n[{label}] {t.clip.describe()}")
     print(f"  {args.classes} classes, {args.batches} batches x {args.batch_size} images of {size} px, "
@@ -75,7 +71,7 @@ def sweep(base_cfg, args, cache_dir):
         t = build_trainer(cfg)
         torch.manual_seed(i + 1)
         t.learner.ctx.data.normal_(std=0.02)  # each run its own prompt, as seeds would give
-        times.append(timed(t.test))
+        times.append(best_time(t.test)[0])
     rest = sum(times[1:]) / (len(times) - 1)
     print(f"  sweep of {args.sweep} runs sharing the cache: first {times[0]:8.3f} s, mean of the other "
           f"{args.sweep - 1} {rest:8.3f} s   ratio {times[0] / rest:6.2f}x  (all: "

@@ -127,8 +127,7 @@ def detect_gpus():
 
 def make_slots(gpus=None, workers=1, runs_per_gpu=1):
     """Slots of the local queue: GPU id strings (each repeated runs_per_gpu times) or None (CPU)."""
-    if gpus is None:
-        gpus = detect_gpus()
+    gpus = detect_gpus() if gpus is None else gpus
     if gpus:
         return [g for g in gpus for _ in range(max(1, runs_per_gpu))]
     return [None] * max(1, workers)

@@ -102,11 +102,9 @@ def format_csv(groups, metrics, std=True, paper=None, primary="acc"):
 def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
     """One table per group, one row per dataset plus the average (CoCoOp/TCPT style)."""
     cols = value_columns(metrics, primary)
+    header = ["Dataset"] + [h for c in cols for h in [column_label(c)] + (["paper"] if paper is not None else [])]
     out = []
     for gkey, rows in groups.items():
-        header = ["Dataset"]
-        for c in cols:
-            header += [column_label(c)] + (["paper"] if paper is not None else [])
         body = []
         for row in rows:
             rec = [DISPLAY_NAME.get(row["dataset"], row["dataset"])]

@@ -42,8 +42,7 @@ def dataset_sort_key(name):
 
 
 def glabel(gkey):
-    trainer, config, calib, shots = gkey
-    return f"{trainer}/{config}/{calib}/shots_{shots}"
+    return "{}/{}/{}/shots_{}".format(*gkey)
 
 
 def by_group(runs):
