@@ -1,9 +1,5 @@
-"""Install as one package, ``cpt``: ``pip install -e .`` (or ``pip install .``).
-
-The source folders ``engine/``, ``calibration/``, ``trainers/``, ``datasets/``,
-``dassl_patches/`` and ``configs/`` become ``cpt.engine``, ... ``cpt.configs``; nothing is
-installed under a top-level name like ``datasets`` (which is Hugging Face's).
-"""
+"""Install as one package, ``cpt``: ``pip install -e .`` (or ``pip install .``); the source folders
+and ``configs/`` become ``cpt.engine``, ... ``cpt.configs`` (see ``cpt/__init__.py``)."""
 from setuptools import setup
 
 SOURCE_PACKAGES = ["engine", "engine.data", "calibration", "trainers", "trainers.clip", "datasets", "datasets.world",

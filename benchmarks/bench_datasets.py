@@ -13,16 +13,14 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cpt import datasets  # noqa: E402,F401
-from cpt.datasets import common  # noqa: E402
-from cpt.engine.config import get_cfg_default  # noqa: E402
-from cpt.engine.data import build_dataset  # noqa: E402
+from benchlib import best_time
+from cpt import datasets  # noqa: F401
+from cpt.datasets import common
+from cpt.engine.config import get_cfg_default
+from cpt.engine.data import build_dataset
 
 
 def write_fake_imagenet(root, per_class, n_classes=1000, test_per_class=50):
@@ -57,9 +55,7 @@ def timed_build(root, cache, **kw):
     cfg.SEED = kw.get("seed", 1)
     cfg.DATASET.NUM_SHOTS = kw.get("shots", -1)
     cfg.DATASET.SUBSAMPLE_CLASSES = kw.get("subsample", "all")
-    t = time.perf_counter()
-    ds = build_dataset(cfg)
-    return time.perf_counter() - t, ds
+    return best_time(lambda: build_dataset(cfg))
 
 
 def main():

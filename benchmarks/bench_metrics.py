@@ -2,27 +2,21 @@
 
     python benchmarks/bench_metrics.py [--sizes 200000 3200000] [--loop-max 400000]
 
-For each size N and each of ece / mce / adaptive_ece / piece, the vectorised
-function is timed (best of --repeats, after a warm-up) against a per-bin loop
-written here (the best of --loop-repeats) with the structure of the TCPT evaluator's
-ECE helper: for every bin (for PIECE, every proximity bin and then every confidence
-bin inside it), a Python pass over the samples, given as numpy arrays, keeps those
-that satisfy the bin's rule; the bin's accuracy and mean confidence are then summed
-up. Equal-mass edges of the loops come from np.quantile (not a per-sample step). Loops run on at most --loop-max samples; above that their time is scaled
-linearly to N (the loops are O(N)), and the output says so. Loop and vectorised
-values are checked to agree (1e-9) on the samples the loops saw. Both sides run
-single-threaded; a ratio is loop time / vectorised time.
+For each size N and each of ece / mce / adaptive_ece / piece, the vectorised function (best of
+--repeats, after a warm-up) is timed against a per-bin loop (best of --loop-repeats) with the
+structure of the TCPT evaluator's ECE helper: for every bin (PIECE: every proximity bin, then every
+confidence bin inside it) a Python pass over the samples keeps those in the bin, whose accuracy and
+mean confidence are then summed up (equal-mass edges from np.quantile). Loops run on at most
+--loop-max samples, their time scaled linearly to N (the output says so); both sides must agree to
+1e-9 on the samples the loops saw. Single-threaded; a ratio is loop time / vectorised time.
 """
 import argparse
-import os
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cpt.calibration import metrics as M  # noqa: E402
+from benchlib import best_time
+from cpt.calibration import metrics as M
 
 
 # ---------------------------------------------------------------------------
@@ -98,14 +92,9 @@ def make_data(n, seed):
     return conf, correct, prox
 
 
-def best_time(fn, repeats):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+# (metric, vectorised function, per-bin loop, number of arguments: conf, correct[, prox])
+CASES = [("ece", M.ece, perbin_ece, 2), ("mce", M.mce, perbin_mce, 2),
+         ("adaptive_ece", M.adaptive_ece, perbin_ace, 2), ("piece", M.piece, perbin_piece, 3)]
 
 
 def main(argv=None):
@@ -128,22 +117,11 @@ def main(argv=None):
         conf, correct, prox = make_data(n, args.seed)
         m = min(n, args.loop_max)
         arr = (conf[:m], correct[:m].astype(float), prox[:m])
-        cases = [
-            ("ece", lambda: M.ece(conf, correct), lambda: perbin_ece(*arr[:2]), lambda: M.ece(conf[:m], correct[:m])),
-            ("mce", lambda: M.mce(conf, correct), lambda: perbin_mce(*arr[:2]), lambda: M.mce(conf[:m], correct[:m])),
-            ("adaptive_ece", lambda: M.adaptive_ece(conf, correct), lambda: perbin_ace(*arr[:2]),
-             lambda: M.adaptive_ece(conf[:m], correct[:m])),
-            ("piece", lambda: M.piece(conf, correct, prox), lambda: perbin_piece(*arr),
-             lambda: M.piece(conf[:m], correct[:m], prox[:m])),
-        ]
-        for name, vec, loop, vec_sub in cases:
-            t_vec = best_time(vec, args.repeats)
-            expect = vec_sub()
-            best = float("inf")
-            for _ in range(args.loop_repeats):
-                t0 = time.perf_counter()
-                value = loop()
-                best = min(best, time.perf_counter() - t0)
+        for name, vec, loop, n_args in CASES:
+            full = (conf, correct, prox)[:n_args]
+            t_vec = best_time(lambda: vec(*full), args.repeats, warmup=True)[0]
+            expect = vec(*(a[:m] for a in full))
+            best, value = best_time(lambda: loop(*arr[:n_args]), args.loop_repeats)
             if abs(value - expect) > 1e-9:
                 print(f"MISMATCH {name}: loop {value!r} vs vectorised {expect!r}")
                 return 2

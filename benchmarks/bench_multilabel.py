@@ -2,29 +2,23 @@
 
     python benchmarks/bench_multilabel.py [--images 40504] [--classes 80] [--loop-images N]
 
-A COCO-2014-val-sized test set (40,504 images x 80 classes = 3.24M image-class
-pairs, long-tailed class frequencies, base/new halves as groups) with image
-proximities. The vectorised side is ``calibration.multilabel.multilabel_metrics``,
-the call ``MultiLabelClassification.evaluate()`` makes: mAP, CF1, OF1, ECE, MCE,
-ACE, positive-class ECE, class-wise ECE, PIECE over the pairs, pair accuracy,
-per-group mAP/ECE/accuracy (the kNN search that produces the proximities is not
-part of either side). The loop side computes the same numbers with Python loops
-over the pairs (one pass per metric; a sort plus a loop per class for AP). Both must agree to
-1e-9. With --loop-images below --images the loop runs on the first images only
-and its time is scaled linearly; the output says so.
+A COCO-2014-val-sized test set (40,504 images x 80 classes = 3.24M image-class pairs, long-tailed
+class frequencies, base/new halves as groups) with image proximities. The vectorised side is the
+call ``MultiLabelClassification.evaluate()`` makes, ``calibration.multilabel.multilabel_metrics``
+(every metric it reports; the kNN search for the proximities is in neither side); the loop side
+computes the same numbers with Python loops over the pairs (one pass per metric; a sort plus a loop
+per class for AP). Both must agree to 1e-9. With --loop-images below --images the loop runs on the
+first images only and its time is scaled linearly; the output says so.
 """
 import argparse
-import os
 import sys
-import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench_metrics import loop_quantile_edges  # noqa: E402  (the loops' equal-mass edges)
-from cpt.calibration.multilabel import multilabel_metrics  # noqa: E402
+from bench_metrics import loop_quantile_edges  # the loops' equal-mass edges
+from benchlib import best_time
+from cpt.calibration.multilabel import multilabel_metrics
 
 
 def make_data(n_images, n_classes, seed):
@@ -159,22 +153,21 @@ def main(argv=None):
     # probabilities as MultiLabelClassification.process makes them: sigmoid of the logits, float64
     probs_all = torch.sigmoid(torch.from_numpy(logits).double()).numpy()
 
-    def run_vectorised(n_img):
+    def vectorised(n_img):
         # exactly what MultiLabelClassification.evaluate() computes (prox: the kNN output)
-        t0 = time.perf_counter()
         res = multilabel_metrics(probs_all[:n_img], targets[:n_img], 10, groups, prox[:n_img])[0]
-        return time.perf_counter() - t0, {k: 100.0 * v for k, v in res.items()}, probs_all[:n_img]
+        return {k: 100.0 * v for k, v in res.items()}
 
     n_pairs = args.images * args.classes
     print(f"{args.images:,} images x {args.classes} classes = {n_pairs:,} pairs, "
           f"{targets.sum() / args.images:.2f} positives per image; numpy {np.__version__}, single-threaded")
-    t_vec, res_vec, probs = min((run_vectorised(args.images) for _ in range(args.repeats)), key=lambda r: r[0])
+    t_vec, res_vec = best_time(lambda: vectorised(args.images), args.repeats)
 
     n_loop = min(args.loop_images or args.images, args.images)
-    _, res_vec_sub, probs_sub = run_vectorised(n_loop)
-    t0 = time.perf_counter()
-    res_loop = loop_metrics(probs_sub.tolist(), targets[:n_loop].tolist(), prox[:n_loop].tolist(), groups)
-    t_loop = (time.perf_counter() - t0) * args.images / n_loop
+    res_vec_sub = vectorised(n_loop)
+    lists = probs_all[:n_loop].tolist(), targets[:n_loop].tolist(), prox[:n_loop].tolist()
+    t_loop, res_loop = best_time(lambda: loop_metrics(*lists, groups))
+    t_loop *= args.images / n_loop
     worst = max(abs(res_loop[k] - res_vec_sub[k]) for k in res_loop)
     if set(res_loop) != set(res_vec_sub) or worst > 1e-7:  # percent, i.e. 1e-9 as fractions
         diffs = {k: res_loop[k] - res_vec_sub.get(k, float("nan")) for k in res_loop}

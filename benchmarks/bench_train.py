@@ -2,19 +2,14 @@
 (``MODEL.BACKBONE.SHORT_TEXT``; off is what the upstream forks do: every prompt at the full
 context of 77 tokens).
 
-Backbone: a randomly initialised ViT-B/16-sized CLIP (``MODEL.BACKBONE.PRETRAINED False``; no
-download). Data: ``--batch-size`` random-noise PNGs of 224 px of a synthetic dataset with
-``--classes`` classes, read through the trainer's own training loader (deterministic: sequential
-sampler, no augmentation), so a step is the real ``forward_backward``: loader batch to device,
-forward, loss, backward, optimizer step. The optimizer is SGD with learning rate 0, so every
-step sees the same parameters and the losses of the two paths can be compared. Both paths run
-on the same trainer in one process, interleaved (on, off, on, off, ...) after one warm-up step
-each (``--warmup``); the script prints per setting the median step time of each path, their ratio and the max
-difference of the losses.
+A randomly initialised ViT-B/16-sized CLIP (no download) on ``--batch-size`` random PNGs over
+``--classes`` classes, read through the trainer's own (deterministic) training loader, so a step is
+the real ``forward_backward``: batch to device, forward, loss, backward, optimizer step. SGD with
+learning rate 0 keeps the parameters, so the two paths' losses can be compared. Both paths run on
+one trainer, interleaved (on, off, ...) after ``--warmup`` steps each; per setting the script prints
+the median step time of each path, their ratio and the max difference of the losses.
 
-    python benchmarks/bench_train.py [--classes 10 100 1000] [--trainers CoOp CoCoOp KgCoOp MaPLe]
-        [--repeats 3] [--warmup 1] [--batch-size 4] [--cocoop-batch-size 1] [--device cpu|cuda] [--prec fp32]
-        [--threads 2] [--workers 0] [--pin-memory] [--backbone ViT-B/16 --size 224]
+    python benchmarks/bench_train.py [--classes 10 100 1000] [--trainers CoOp MaPLe] [--device cuda] ...
 
 CoCoOp encodes every class prompt per image, so it runs at ``--cocoop-batch-size`` (its
 published batch size is 1). ``--repeats-at CLASSES N`` lowers the repeats for large settings.
@@ -22,33 +17,15 @@ published batch size is 1). ``--repeats-at CLASSES N`` lowers the repeats for la
 import argparse
 import os
 import statistics
-import sys
 import tempfile
-import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchlib import add_run_flags, best_time, serve, trainer_cfg, write_images
+from cpt.engine.trainer import build_trainer
+from cpt import trainers  # noqa: F401  (registers the trainers)
 
-from cpt.engine.config import get_cfg_default  # noqa: E402
-from cpt.engine.data import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
-from cpt.engine.trainer import build_trainer  # noqa: E402
-from cpt.trainers.config import extend_cfg  # noqa: E402
-from cpt import trainers  # noqa: E402,F401  (registers the trainers)
-from bench_eval import write_images  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-
-_SPEC = {}
 NODES = {"CoOp": "COOP", "CoCoOp": "COCOOP", "KgCoOp": "KGCOOP", "MaPLe": "MAPLE"}
-
-
-@DATASET_REGISTRY.register()
-class BenchTrainSynthetic(DatasetBase):
-    """``--batch-size`` random-noise PNGs over ``--classes`` class names (benchmark only)."""
-
-    def __init__(self, cfg):
-        items, names = _SPEC["items"], _SPEC["names"]
-        super().__init__(train_x=items, val=[], test=items, classnames=names)
 
 
 def class_names(n):
@@ -57,41 +34,23 @@ def class_names(n):
     return [f"{words[i % len(words)]} {words[(i // len(words)) % len(words)]} {i}" for i in range(n)]
 
 
-def make_cfg(args, trainer, n_classes, batch_size, out):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.DATASET.NAME = "BenchTrainSynthetic"
-    cfg.MODEL.BACKBONE.NAME = args.backbone
-    cfg.MODEL.BACKBONE.PRETRAINED = False
-    cfg.INPUT.SIZE = (args.size, args.size)
-    cfg.INPUT.TRANSFORMS = ("normalize",)
-    cfg.DATALOADER.NUM_WORKERS = args.workers
-    cfg.DATALOADER.PIN_MEMORY = args.pin_memory
+def make_cfg(args, trainer, batch_size, out):
+    node = NODES[trainer]
+    cfg = trainer_cfg(args, trainer, node, args.backbone, False, args.size, out, os.path.join(out, "cache"))
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = batch_size
     cfg.OPTIM.NAME = "sgd"
     cfg.OPTIM.LR = 0.0  # the step runs, the parameters stay: both paths see the same model
     cfg.OPTIM.WEIGHT_DECAY = 0.0
     cfg.OPTIM.MAX_EPOCH = 1
-    cfg.TRAINER.NAME = trainer
-    node = cfg.TRAINER[NODES[trainer]]
-    node.PREC = args.prec
+    node = cfg.TRAINER[node]
     if trainer != "MaPLe":
         node.N_CTX, node.CTX_INIT = args.n_ctx, ""
     elif args.backbone.lower().startswith("world"):
         node.PROMPT_DEPTH = 3  # the world's tiny towers have 4 text layers
     cfg.TEST.NO_TEST = True
     cfg.TEST.CACHE_FEATURES = False
-    cfg.TEST.RELIABILITY_DIAGRAM = False
-    cfg.OUTPUT_DIR = out
-    cfg.CACHE_DIR = os.path.join(out, "cache")
-    cfg.USE_CUDA = args.device == "cuda"
     cfg.SEED = 1
     return cfg
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def batches(loader):
@@ -102,12 +61,10 @@ def batches(loader):
 
 def bench_one(args, trainer, n_classes, repeats, tmp):
     bs = args.cocoop_batch_size if trainer == "CoCoOp" else args.batch_size
-    folder = os.path.join(tmp, f"img-{trainer}-{n_classes}")
-    os.makedirs(folder)
-    _SPEC["names"] = class_names(n_classes)
-    _SPEC["items"] = write_images(folder, n_classes, bs, args.size)
+    images = write_images(os.path.join(tmp, f"img-{trainer}-{n_classes}"), n_classes, bs, args.size)
+    serve(images, class_names(n_classes))
     torch.manual_seed(0)
-    t = build_trainer(make_cfg(args, trainer, n_classes, bs, os.path.join(tmp, f"out-{trainer}-{n_classes}")))
+    t = build_trainer(make_cfg(args, trainer, bs, os.path.join(tmp, f"out-{trainer}-{n_classes}")))
     t.set_model_mode("train")
     t.batch_idx, t.num_batches, t.epoch = 0, 10 ** 9, 0
     data = batches(t.train_loader_x)
@@ -117,11 +74,8 @@ def bench_one(args, trainer, n_classes, repeats, tmp):
     def step(on):
         t.clip.short_text = on
         batch = next(data)
-        _sync(t.device)
-        start = time.perf_counter()
-        logs = t.forward_backward(batch)
-        _sync(t.device)
-        return time.perf_counter() - start, logs["loss"]
+        dt, logs = best_time(lambda: t.forward_backward(batch))
+        return dt, logs["loss"]
 
     for _ in range(args.warmup):  # allocations, lazy init
         step(True), step(False)
@@ -152,11 +106,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--cocoop-batch-size", type=int, default=1)
     p.add_argument("--n-ctx", type=int, default=16, help="context tokens of CoOp/CoCoOp/KgCoOp (MaPLe: its 2)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--prec", default="fp32", choices=["fp32", "fp16", "bf16", "amp"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS")
-    p.add_argument("--pin-memory", action="store_true", help="DATALOADER.PIN_MEMORY (CUDA data loading)")
+    add_run_flags(p)
     p.add_argument("--backbone", default="ViT-B/16")
     p.add_argument("--size", type=int, default=224)
     args = p.parse_args()

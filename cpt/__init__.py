@@ -1,15 +1,10 @@
-"""Calibrated prompt tuning of CLIP, as one importable package: ``cpt``.
+"""Calibrated prompt tuning of CLIP, as one importable package: ``cpt`` (layers: docs/design.md).
 
-Sub-packages: ``cpt.engine`` (Dassl-compatible engine), ``cpt.calibration`` (metrics,
-regularizers, post-hoc calibrators), ``cpt.trainers`` (the CLIP adapter and prompt learners),
-``cpt.datasets`` (one module per benchmark and the offline world), ``cpt.dassl_patches``;
-``cpt.cli`` is ``train.py``'s command line (installed as ``cpt-train``).
-
-Where the code lives: in a source checkout the sub-packages are the top-level folders users of
-the Dassl/CoOp forks know (``trainers/``, ``datasets/``, ...) and this file adds the checkout
-root to the package path; an installed copy (``pip install .``) holds them inside this folder,
-with ``configs/`` beside them. Nothing is installed under a top-level name such as ``datasets``,
-so Hugging Face's ``datasets`` and ours live side by side.
+In a source checkout the sub-packages (``engine``, ``calibration``, ``trainers``, ``datasets``,
+``dassl_patches``) are the top-level folders users of the Dassl/CoOp forks know, and this file
+adds the checkout root to the package path; an installed copy (``pip install .``) holds them
+inside this folder, with ``configs/`` beside them. Nothing is installed under a top-level name
+such as ``datasets``, so Hugging Face's ``datasets`` and ours live side by side.
 """
 import os
 

@@ -1,29 +1,22 @@
 """The method and dataset catalog, the run-directory layout and the "finished" rule, written once.
 
 The bash drivers (``scripts/<method>/*.sh`` through ``scripts/drive.py``), ``scripts/sweep.py``
-and ``scripts/parse_results.py`` all read this module; it imports nothing heavy (no torch), so
-it runs from bash as ``python -m cpt.catalog`` (prints the method table).
+and ``scripts/parse_results.py`` all read this module; it imports nothing heavy (no torch), and
+``python -m cpt.catalog`` prints the method table. A plugin (``cpt.plugins``) adds a method with
+:func:`register_method`.
 
-Adding a method: a plugin (``CPT_PLUGINS``, see ``cpt.plugins``) registers its trainer in
-``TRAINER_REGISTRY`` and calls :func:`register_method`; the sweep (``--methods <name>``), the
-bash driver (``python scripts/drive.py <name> train DATASET SEED``) and the parser's paper
-comparison then know it.
-
-Layout (docs/design.md section 7)::
-
-    <output>/base2new/{train_base,test_new}/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>
-    <output>/dg/{train,test}/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>
-
-with ``<cfgdir>`` = ``<cfg>`` when the calibration is ``none``, else ``<cfg>_<calib>``. A run is
-finished when its ``results.json`` says ``"status": "finished"`` (:data:`FINISHED_ERE`, the same
-pattern for ``grep -E`` and Python); anything else is re-run (train.py resumes from its last
-checkpoint). The parser reads a run more leniently (``scripts/results/runs.py``: a results.json
-without a status, or a log.txt with a result block, counts as finished), so older runs still parse.
+Layout (docs/design.md section 7): ``<output>/base2new/{train_base,test_new}/<dataset>/shots_<K>/
+<trainer>/<cfgdir>/seed<S>`` (``dg/{train,test}`` for domain generalisation), ``<cfgdir>`` =
+``<cfg>`` when the calibration is ``none``, else ``<cfg>_<calib>``. A run is finished when its
+``results.json`` says ``"status": "finished"`` (:data:`FINISHED_ERE`, one pattern for ``grep -E``
+and Python); anything else is re-run (train.py resumes from its last checkpoint). The parser
+reads runs more leniently (``scripts/results/runs.py``), so older runs still parse.
 """
 import os
 import re
 import sys
 from dataclasses import dataclass
+from shlex import quote
 
 from cpt.registry import Registry
 
@@ -125,7 +118,6 @@ def is_finished(path):
 
 def finished_test_sh(path):
     """The same rule as a bash condition (for job scripts)."""
-    from shlex import quote
     return f"grep -Eq {quote(FINISHED_ERE)} {quote(os.path.join(path, 'results.json'))} 2>/dev/null"
 
 
@@ -163,23 +155,23 @@ def config_file(root, trainer, cfg):
                        f"(available: {_available(dirs[0])}); set CFG to a stem or a .yaml path")
 
 
+def _existing(path, what, hint=""):
+    if not os.path.isfile(path):
+        available = _available(os.path.dirname(path))
+        raise CatalogError(f"{what} not found: expected {path} (available: {available}){hint}")
+    return path
+
+
 def calib_file(root, calib):
     """Path of ``configs/calibration/<calib>.yaml``, "" for ``none``."""
     if calib == "none":
         return ""
     path = os.path.join(root, "configs", "calibration", calib + ".yaml")
-    if not os.path.isfile(path):
-        raise CatalogError(f"calibration preset '{calib}' not found: expected {path} "
-                           f"(available: {_available(os.path.dirname(path))}); use 'none' for no calibration")
-    return path
+    return _existing(path, f"calibration preset '{calib}'", "; use 'none' for no calibration")
 
 
 def dataset_file(root, dataset):
-    path = os.path.join(root, "configs", "datasets", dataset + ".yaml")
-    if not os.path.isfile(path):
-        raise CatalogError(f"dataset config '{dataset}' not found: expected {path} "
-                           f"(available: {_available(os.path.dirname(path))})")
-    return path
+    return _existing(os.path.join(root, "configs", "datasets", dataset + ".yaml"), f"dataset config '{dataset}'")
 
 
 def load_epoch(cfg_file, opts=(), override=None):

@@ -57,45 +57,35 @@ def resolve_config_path(path):
     return shipped if os.path.isfile(shipped) else path
 
 
-def _merge_file(cfg, path, what):
-    from cpt.engine.config_check import merge_file
-
-    if path:
-        merge_file(cfg, resolve_config_path(path), what)
+# flag -> the config key it sets when given
+FLAG_KEYS = (("root", "DATASET.ROOT"), ("output_dir", "OUTPUT_DIR"), ("resume", "RESUME"),
+             ("source_domains", "DATASET.SOURCE_DOMAINS"), ("target_domains", "DATASET.TARGET_DOMAINS"),
+             ("transforms", "INPUT.TRANSFORMS"), ("trainer", "TRAINER.NAME"), ("backbone", "MODEL.BACKBONE.NAME"))
 
 
 def setup_cfg(args):
     from cpt.engine.config import get_cfg_default
+    from cpt.engine.config_check import merge_file, merge_opts
     from cpt.trainers.config import extend_cfg
 
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
-    _merge_file(cfg, args.config_file, "--config-file")
-    _merge_file(cfg, args.calib_config_file, "--calib-config-file")
-    if args.root:
-        cfg.DATASET.ROOT = args.root
-    if args.output_dir:
-        cfg.OUTPUT_DIR = args.output_dir
-    if args.resume:
-        cfg.RESUME = args.resume
+    for flag in ("--dataset-config-file", "--config-file", "--calib-config-file"):
+        path = getattr(args, flag[2:].replace("-", "_"))
+        if path:
+            merge_file(cfg, resolve_config_path(path), flag)
+    for flag, key in FLAG_KEYS:
+        if getattr(args, flag):
+            *parents, leaf = key.split(".")
+            node = cfg
+            for k in parents:
+                node = node[k]
+            setattr(node, leaf, getattr(args, flag))
     if args.seed is not None and args.seed >= 0:
         cfg.SEED = args.seed
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
-    if args.transforms:
-        cfg.INPUT.TRANSFORMS = args.transforms
-    if args.trainer:
-        cfg.TRAINER.NAME = args.trainer
-    if args.backbone:
-        cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
         print(f"warning: --head {args.head}: Dassl's linear head is accepted and ignored", file=sys.stderr)
     if args.opts:
-        from cpt.engine.config_check import merge_opts
-
         merge_opts(cfg, args.opts, flags=[o for a in build_parser()._actions for o in a.option_strings])
     cfg.freeze()
     return cfg
@@ -127,13 +117,8 @@ def run_metadata(cfg, args):
 def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start=None):
     from cpt.engine.utils import versions, write_json
 
-    out = dict(meta)
-    out["status"] = status
-    out["metrics"] = metrics or {}
-    out["wall_time_s"] = round(time.time() - start, 3) if start else None
-    out["versions"] = versions()
-    if extra:
-        out.update(extra)
+    out = {**meta, "status": status, "metrics": metrics or {},
+           "wall_time_s": round(time.time() - start, 3) if start else None, "versions": versions(), **(extra or {})}
     if error:
         out["error"] = error
     write_json(out, os.path.join(cfg.OUTPUT_DIR, "results.json"))
@@ -156,10 +141,8 @@ def _save_reliability(cfg, trainer, split):
     conf, correct = getattr(ev, "confidences", None), getattr(ev, "correct", None)
     if not cfg.TEST.RELIABILITY_DIAGRAM or conf is None or correct is None:
         return None
-    try:
-        from cpt.calibration.plots import save_reliability_diagram
-    except ImportError:
-        return None
+    from cpt.calibration.plots import save_reliability_diagram
+
     path = os.path.join(cfg.OUTPUT_DIR, f"reliability_{split}.png")
     title = f"{cfg.TRAINER.NAME} {cfg.DATASET.NAME} ({cfg.DATASET.SUBSAMPLE_CLASSES})"
     save_reliability_diagram(conf, correct, path, title=title)
@@ -265,14 +248,11 @@ def _run(cfg, args, rank, start):
             split = cfg.TEST.SPLIT
             metrics = trainer.last_results.get(split, {})
             extra = {"epoch": getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
-                     "classnames": trainer.classnames}
-            extra.update(getattr(trainer, "results_extra", lambda: {})())
-            fig = _save_reliability(cfg, trainer, split)
-            if fig:
-                extra["reliability_diagram"] = fig
-            saved = _save_outputs(cfg, trainer, split)
-            if saved:
-                extra["outputs"] = saved
+                     "classnames": trainer.classnames, **getattr(trainer, "results_extra", lambda: {})()}
+            for key, save in (("reliability_diagram", _save_reliability), ("outputs", _save_outputs)):
+                name = save(cfg, trainer, split)
+                if name:
+                    extra[key] = name
             metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
             if bad:
@@ -307,11 +287,6 @@ def error_text(e):
     return f"{type(e).__name__}: {msg}"
 
 
-def error_line(e):
-    """The first line of ``error_text(e)`` (what the terminal gets)."""
-    return error_text(e).splitlines()[0]
-
-
 def cli(argv=None):
     """The ``train.py`` / ``cpt-train`` command: exit 2 with one line on bad input."""
     args = build_parser().parse_args(argv)
@@ -324,15 +299,13 @@ def cli(argv=None):
 
         load_plugins(args.plugin.split(","))
         main(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *INPUT_ERRORS) as e:
         if debug:
             traceback.print_exc()
-        print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
-        sys.exit(130)
-    except INPUT_ERRORS as e:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {error_line(e)}", file=sys.stderr)
+        if isinstance(e, KeyboardInterrupt):
+            print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
+            sys.exit(130)
+        print(f"error: {error_text(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,11 +1,9 @@
 """Extensions without editing the project: ``CPT_PLUGINS``.
 
 ``CPT_PLUGINS`` (or ``--plugin``) is a comma-separated list of modules, each a dotted name
-(``mylab.methods``, found on ``sys.path``) or a path to a ``.py`` file. Each is imported once,
-before anything is looked up, by ``train.py``/``cpt-train``, ``scripts/sweep.py`` and
-``scripts/parse_results.py``. A plugin registers what it adds with the project's registries
-(``TRAINER_REGISTRY``, ``REGULARIZERS``, ``POSTHOC``, ``DATASET_REGISTRY``) and, to appear in the
-sweep and the parser, names its method in the method catalog.
+(``mylab.methods``, found on ``sys.path``) or a path to a ``.py`` file, imported once before
+anything is looked up by ``train.py``, the sweep, the bash driver and the parser. What a plugin
+registers: docs/design.md section 11.
 """
 import importlib
 import importlib.util
@@ -44,9 +42,8 @@ def _import(name):
 
 def load_plugins(extra=()):
     """Import every plugin named in ``CPT_PLUGINS`` and ``extra`` (each once); returns the modules."""
-    mods = []
-    for name in plugin_names(extra):
+    names = plugin_names(extra)
+    for name in names:
         if name not in _loaded:
             _loaded[name] = _import(name)
-        mods.append(_loaded[name])
-    return mods
+    return [_loaded[name] for name in names]

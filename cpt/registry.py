@@ -3,7 +3,7 @@ from the project).
 
 ``@REG.register()`` stores a class or function under its ``__name__`` (or ``name=``);
 ``REG.get(name)`` returns it, and a miss raises a ``KeyError`` whose message lists the closest
-registered names. ``aliases`` (lower-cased) map other spellings onto a registered name.
+registered names. ``case_insensitive=True`` folds the case of names.
 """
 import difflib
 
@@ -17,20 +17,16 @@ class Registry:
     def _key(self, name):
         return str(name).lower() if self._case_insensitive else name
 
-    def _do_register(self, name, obj, force=False):
-        key = self._key(name)
-        if key in self._obj_map and not force:
-            raise KeyError(f'An object named "{name}" was already registered in the "{self._name}" registry')
-        self._obj_map[key] = obj
-
     def register(self, obj=None, force=False, name=None):
-        if obj is None:
-            def deco(func_or_class):
-                self._do_register(name or func_or_class.__name__, func_or_class, force=force)
-                return func_or_class
-            return deco
-        self._do_register(name or obj.__name__, obj, force=force)
-        return obj
+        """``register(obj)`` or the decorator ``@register()``; a taken name needs ``force=True``."""
+        def deco(o):
+            key = self._key(name or o.__name__)
+            if key in self._obj_map and not force:
+                raise KeyError(f'An object named "{name or o.__name__}" was already registered in the "{self._name}" '
+                               'registry')
+            self._obj_map[key] = o
+            return o
+        return deco if obj is None else deco(obj)
 
     def closest(self, name, n=3):
         names = list(self._obj_map)

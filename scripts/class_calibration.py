@@ -1,21 +1,14 @@
-#!/usr/bin/env python
 """Signed per-class calibration of multi-label base-to-new runs (the CCR paper's Figure 2 view).
 
-For every run, the gap of class c is the mean top-label confidence ``max(p, 1 - p)`` minus the
-accuracy of its (image, c) pairs over the evaluated split (``calibration.multilabel.
-signed_class_calibration``; > 0 over-confident, < 0 under-confident), from the run's
-``outputs_<split>.npz`` (evaluate with ``TEST.SAVE_OUTPUTS True``; p = sigmoid(saved logits)).
-Base runs (``train_base``) give the gaps of the base head / medium / tail groups and of all base
-classes; new runs (``test_new``) the gap of the new classes. Next to them the table shows mAP,
-ECE, ACE, MCE and PIECE of the run's ``results.json`` (base | new). Values are percent, mean ±
-sample std over the seeds found.
-
-Groups: head (>= 100 training images), medium (20-99), tail (< 20) among the base classes,
-counted on the full training split of the dataset (``datasets.common.lt_groups_of_counts``);
-``--counts`` reads them from a split file with ``train_counts`` (``ShapeWorldRender``'s),
-otherwise they are recomputed from the rendered world's generator.
-
-Usage::
+The gap of class c is the mean top-label confidence ``max(p, 1 - p)`` minus the accuracy of its
+(image, c) pairs over the evaluated split (``calibration.multilabel.signed_class_calibration``;
+> 0 over-confident), from the run's ``outputs_<split>.npz`` (``TEST.SAVE_OUTPUTS True``; p =
+sigmoid(saved logits)). Base runs give the gaps of the base head / medium / tail groups and of all
+base classes, new runs that of the new classes; beside them mAP, ECE, ACE, MCE and PIECE of the
+runs' ``results.json``. Percent, mean ± sample std over the seeds found. Groups: head (>= 100
+training images), medium (20-99), tail (< 20) among the base classes, counted on the full training
+split (``datasets.common.lt_groups_of_counts``): from ``--counts`` (a split file with
+``train_counts``, ``ShapeWorldRender``'s), else recomputed from the rendered world's generator.
 
     python scripts/class_calibration.py OUTPUT_ROOT [--dataset shapeworld_render] [--shots 16]
         [--split test] [--counts SPLIT_JSON]
@@ -31,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import parse_results  # noqa: E402  (the run-directory walker and "finished" rule)
+from score_diagnostics import load_outputs as load_scores  # noqa: E402
 from cpt.calibration.multilabel import signed_class_calibration  # noqa: E402
 from cpt.datasets.common import lt_groups_of_counts  # noqa: E402
 
@@ -49,11 +43,7 @@ def world_train_counts(seed=0, n_train=1200):
 
 def load_outputs(run_dir, split):
     """``(probs, targets)`` of one run's saved outputs; a clear error when the file is missing."""
-    npz = os.path.join(run_dir, f"outputs_{split}.npz")
-    if not os.path.isfile(npz):
-        raise FileNotFoundError(f"{npz}: not found (evaluate the run with TEST.SAVE_OUTPUTS True)")
-    with np.load(npz) as f:
-        logits, labels = f["scores"].astype(np.float64), f["labels"]
+    logits, labels = load_scores(run_dir, split)
     return 1.0 / (1.0 + np.exp(-logits)), labels
 
 
@@ -64,6 +54,13 @@ def _fmt(vals):
     if len(vals) == 1:
         return f"{vals[0]:.2f}"
     return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f}"
+
+
+def _table(rows, cols):
+    print("| method | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for m, row in rows.items():
+        print(f"| {m} | " + " | ".join(_fmt(row.get(c, [])) for c in cols) + " |")
 
 
 def collect(root, dataset, shots, split, counts):
@@ -80,8 +77,7 @@ def collect(root, dataset, shots, split, counts):
         calib = "" if run.calibration == "none" else f"_{run.calibration}"
         row = rows.setdefault(f"{run.trainer}/{run.config}{calib}", {})
         p, y = load_outputs(run.path, split)
-        side = run.side
-        if side == "base":
+        if run.side == "base":
             _, g = signed_class_calibration(p, y, groups=dict(groups, all=list(range(p.shape[1]))))
             for name in ("head", "medium", "tail", "all"):
                 row.setdefault(f"base {name}", []).append(100 * g[name])
@@ -89,7 +85,7 @@ def collect(root, dataset, shots, split, counts):
             gaps, _ = signed_class_calibration(p, y)
             row.setdefault("new", []).append(100 * float(np.nanmean(gaps)))
         for label, key in METRICS:
-            row.setdefault(f"{label} {side}", []).append(run.metrics.get(key))
+            row.setdefault(f"{label} {run.side}", []).append(run.metrics.get(key))
     return rows, groups
 
 
@@ -115,16 +111,9 @@ def main(argv=None):
     sizes = ", ".join(f"{k} {len(v)}" for k, v in groups.items())
     print(f"Signed calibration gap (mean confidence - accuracy per class, %, mean over the group's "
           f"classes; base groups: {sizes})\n")
-    cols = ["base head", "base medium", "base tail", "base all", "new"]
-    print("| method | " + " | ".join(cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for m, row in rows.items():
-        print(f"| {m} | " + " | ".join(_fmt(row.get(c, [])) for c in cols) + " |")
-    cols = [f"{label} {side}" for label, _ in METRICS for side in ("base", "new")]
-    print("\n| method | " + " | ".join(cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for m, row in rows.items():
-        print(f"| {m} | " + " | ".join(_fmt(row.get(c, [])) for c in cols) + " |")
+    _table(rows, ["base head", "base medium", "base tail", "base all", "new"])
+    print()
+    _table(rows, [f"{label} {side}" for label, _ in METRICS for side in ("base", "new")])
 
 
 if __name__ == "__main__":

@@ -1,37 +1,16 @@
 # Shared by the drivers in scripts/<method>/ and scripts/multilabel/. Sourced, never run.
 #
-# A driver sources this file and calls `cpt_run [--multilabel] METHOD ACTION "$@"`, which runs
-# scripts/drive.py (its docstring lists the actions: train, train_datasets, test, test_datasets,
-# dg_train, dg_test, parse). Methods, their trainers and default configs, the dataset lists, the
-# run-directory layout and the finished rule are cpt/catalog.py's (`python -m cpt.catalog` prints
-# the method table); scripts/sweep.py builds the same commands from the same module.
+# A driver calls `cpt_run [--multilabel] METHOD ACTION "$@"`, which runs scripts/drive.py (its
+# docstring lists the actions). Methods, dataset lists, the run-directory layout and the finished
+# rule are cpt/catalog.py's (`python -m cpt.catalog` prints the method table), as for scripts/sweep.py.
 #
-# Environment (all optional except DATA):
-#   DATA      dataset root passed as --root (required for training/testing)
-#   DATASETS  dataset yaml stems (configs/datasets/<stem>.yaml), default: the 11 benchmarks
-#             (multi-label scripts: coco2014 voc2007 nuswide coco_lt voc_lt; the offline world is in
-#             neither list: DATASETS=shapeworld CFG=...)
-#   SEEDS     default "1 2 3"
-#   CFG       method config stem (configs/trainers/<Trainer>/<CFG>.yaml) or a .yaml path
-#   CALIB     calibration preset (configs/calibration/<CALIB>.yaml) or "none" (default)
-#   SHOTS     default 16 (multi-label: 0 or negative trains on all training data)
-#   OUTPUT    output root, default <repo>/output
-#   OPTS      extra trailing "KEY VALUE" opts for train.py (appended to every command)
-#   LOAD_EPOCH  checkpoint epoch for testing; default: OPTIM.MAX_EPOCH from OPTS or the config
-#   PYTHON    interpreter, default "python"
-#   GPU       GPU id (CUDA_VISIBLE_DEVICES); the optional GPU argument wins over it
-#   DRY_RUN=1 print the commands instead of running them
-#   DG_SOURCE, DG_TARGETS  domain generalisation: the training source (default coco2014: train2014,
-#             its test set is COCO-2014 val) and the targets (default "coco2017 coco_lt": COCO-2017
-#             val and the COCO-LT test set, whose head/medium/tail groups the evaluator reports)
-#   METHOD    scripts/multilabel/ only: zsclip | coop | cocoop | kgcoop | taidpt (default coop)
+# Environment: DATA (the dataset root, required), DATASETS, SEEDS, CFG, CALIB, SHOTS, OUTPUT, OPTS,
+# LOAD_EPOCH, PYTHON, GPU, DRY_RUN=1, DG_SOURCE / DG_TARGETS and (scripts/multilabel/) METHOD: their
+# defaults and meaning are the table "Settings (environment variables)" of the README.
 #
-# Output layout (docs/design.md section 7, calibrator in the path):
-#   $OUTPUT/base2new/{train_base,test_new}/<dataset>/shots_<K>/<Trainer>/<cfgdir>/seed<S>
-#   $OUTPUT/dg/{train,test}/<dataset>/shots_<K>/<Trainer>/<cfgdir>/seed<S>
-# with <cfgdir> = <cfg> when CALIB is none, else <cfg>_<CALIB>.
-# A run whose results.json says "status": "finished" is skipped; any other existing run dir is
-# re-run, and train.py resumes from its last checkpoint (Dassl's resume_model_if_exist).
+# Output layout: $OUTPUT/{base2new/{train_base,test_new},dg/{train,test}}/<dataset>/shots_<K>/<Trainer>/
+# <cfg>[_<CALIB>]/seed<S>. A run whose results.json says "status": "finished" is skipped; any other
+# is re-run, and train.py resumes from its last checkpoint.
 
 CPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 

@@ -14,7 +14,7 @@
     parse [parse_results.py args]   the tables of METHOD's runs (METHOD ``all``: every trainer);
                                     multi-label: the multi-label table, then the DG table
 
-Settings come from the environment, as documented in ``scripts/common.sh``. ``--multilabel``
+Settings come from the environment (the README's settings table). ``--multilabel``
 (``scripts/multilabel/``; implied by a multi-label method) takes the method's multi-label default
 config and the multi-label datasets. Commands, directories and the finished rule are
 ``cpt.catalog``'s, shared with ``scripts/sweep.py``. A loop over runs keeps going after a failure
@@ -69,7 +69,17 @@ class Driver:
                           "folder holding imagenet/, caltech-101/, oxford_pets/, ...; for the offline world "
                           "(DATASETS=shapeworld) any folder will do: the world is generated into the cache).")
 
-    def execute(self, cmd, label, out_dir, gpu):
+    def run(self, out_dir, dataset, seed, subsample, label, gpu, model_dir=None, missing=""):
+        """One ``train.py`` run, skipped when finished; with ``model_dir`` a test of that trained run."""
+        if catalog.is_finished(out_dir):
+            print(f"[skip] finished: {out_dir}")
+            return 0
+        if model_dir is None and os.path.isdir(out_dir):
+            print(f"[resume] {out_dir} exists without a finished results.json; re-running")
+        trained = model_dir is None or self.s.method.eval_only or catalog.is_finished(model_dir)
+        if not trained and not self.dry:
+            raise Failure(f"{missing}: {model_dir} has no finished results.json")
+        cmd = self.s.command(dataset, seed, out_dir, subsample, model_dir)
         print(f"{label} -> {out_dir}", flush=True)
         if self.dry:
             print(" ".join(shlex.quote(a) for a in cmd) + " ", flush=True)
@@ -80,36 +90,20 @@ class Driver:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         return subprocess.call(cmd, env=env)
 
-    def train_run(self, out_dir, dataset, seed, subsample, label, gpu):
-        if catalog.is_finished(out_dir):
-            print(f"[skip] finished: {out_dir}")
-            return 0
-        if os.path.isdir(out_dir):
-            print(f"[resume] {out_dir} exists without a finished results.json; re-running")
-        return self.execute(self.s.command(dataset, seed, out_dir, subsample), label, out_dir, gpu)
-
-    def test_run(self, out_dir, model_dir, dataset, seed, subsample, label, missing, gpu):
-        if catalog.is_finished(out_dir):
-            print(f"[skip] finished: {out_dir}")
-            return 0
-        if not self.s.method.eval_only and not catalog.is_finished(model_dir) and not self.dry:
-            raise Failure(f"{missing}: {model_dir} has no finished results.json")
-        return self.execute(self.s.command(dataset, seed, out_dir, subsample, model_dir), label, out_dir, gpu)
-
     # ------------------------------------------------------------------ actions
     def train(self, *args):
         self.require(args, 2, "DATASET SEED [GPU]")
         d, seed, gpu = (list(args) + [None])[:3]
-        return self.train_run(self.s.run_dir("base2new", "train_base", d, seed), d, seed, "base",
-                              f"{self.label('train')} {d} seed{seed}", gpu)
+        return self.run(self.s.run_dir("base2new", "train_base", d, seed), d, seed, "base",
+                        f"{self.label('train')} {d} seed{seed}", gpu)
 
     def test_one(self, *args):
         self.require(args, 2, "[DATASET SEED] [GPU]")
         d, seed, gpu = (list(args) + [None])[:3]
-        return self.test_run(self.s.run_dir("base2new", "test_new", d, seed),
-                             self.s.run_dir("base2new", "train_base", d, seed), d, seed, "new",
-                             f"{self.label('test')} {d} seed{seed}",
-                             f"no trained model for {d} seed{seed} (run base2new_train first)", gpu)
+        return self.run(self.s.run_dir("base2new", "test_new", d, seed), d, seed, "new",
+                        f"{self.label('test')} {d} seed{seed}", gpu,
+                        self.s.run_dir("base2new", "train_base", d, seed),
+                        f"no trained model for {d} seed{seed} (run base2new_train first)")
 
     def loop(self, action, items, *extra):
         """``action(*item, *extra)`` for every item, each failure noted; 1 when any failed."""
@@ -155,8 +149,8 @@ class Driver:
             return self.loop(self.dg_train, [(s,) for s in self.seeds])
         self.require(args, 1, "SEED [GPU]")
         seed, gpu = (list(args) + [None])[:2]
-        return self.train_run(self.s.run_dir("dg", "train", self.src, seed), self.src, seed, "all",
-                              f"{self.label('dg-train')} {self.src} seed{seed}", gpu)
+        return self.run(self.s.run_dir("dg", "train", self.src, seed), self.src, seed, "all",
+                        f"{self.label('dg-train')} {self.src} seed{seed}", gpu)
 
     def dg_test(self, *args):
         if len(args) < 2:
@@ -164,9 +158,10 @@ class Driver:
             return self.loop(self.dg_test, [(t, s) for t in targets for s in self.seeds], *args[:1])
         self.require(args, 2, "TARGET SEED [GPU]")
         t, seed, gpu = (list(args) + [None])[:3]
-        return self.test_run(self.s.run_dir("dg", "test", t, seed), self.s.run_dir("dg", "train", self.src, seed),
-                             t, seed, "all", f"{self.label('dg-test')} {self.src} -> {t} seed{seed}",
-                             f"no trained {self.src} model for seed{seed} (run dg_train first)", gpu)
+        return self.run(self.s.run_dir("dg", "test", t, seed), t, seed, "all",
+                        f"{self.label('dg-test')} {self.src} -> {t} seed{seed}", gpu,
+                        self.s.run_dir("dg", "train", self.src, seed),
+                        f"no trained {self.src} model for seed{seed} (run dg_train first)")
 
     def guarded(self, action, *args):
         try:

@@ -1,45 +1,23 @@
 #!/usr/bin/env python
 """Summarise base-to-new runs into the papers' tables.
 
-Usage: ``python scripts/parse_results.py OUTPUT_ROOT [options]`` (``-h`` lists them).
+Usage: ``python scripts/parse_results.py OUTPUT_ROOT [options]`` (``-h`` lists them). It reads
+``OUTPUT_ROOT/base2new/{train_base,test_new}/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>/``
+(``cpt.catalog``'s layout; ``<cfg>/<calib>`` two levels deep too): metadata and metrics (percent)
+from ``results.json`` (path components are a fallback), else the last ``=> result`` block of
+``log.txt``. Base metrics come from ``train_base``, new ones from ``test_new``.
 
-Layout read (docs/design.md section 7, the calibrator in the path)::
+Per dataset: the mean over finished seeds and the *sample* std (ddof=1; empty with one seed);
+``hm`` is the harmonic mean of the mean base and new primary metric (accuracy; mAP for
+``--multilabel``, chosen when every finished run reports ``mAP``). The ``average`` row is the
+plain mean over datasets of each column, its ``hm`` that of the averaged base and new values.
+Missing, failed and unfinished runs are listed, never averaged in; the expected seeds and
+datasets are the union seen within each (trainer, config, calibration, shots) group unless
+``--seeds`` / ``--datasets`` say otherwise. ``--dg``: one row per group of
+``OUTPUT_ROOT/dg/{train,test}`` runs, per dataset the mean (and std) over seeds of each metric.
 
-    OUTPUT_ROOT/base2new/train_base/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>/results.json
-    OUTPUT_ROOT/base2new/test_new/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>/results.json
-
-``<cfgdir>`` is ``<cfg>`` when the calibration is ``none`` and ``<cfg>_<calib>`` otherwise
-(``<cfg>/<calib>`` two levels deep is read as well). Metadata (trainer, config, calibration,
-dataset, seed, shots, subsample, status) comes from ``results.json``; path components are only
-a fallback. Without ``results.json`` the run's ``log.txt`` is read (the last Dassl
-``=> result`` block, lines ``* key: X%``); such a run counts as finished when it holds a result
-block. Base metrics come from the base runs (``train_base``), new metrics from the new runs
-(``test_new``).
-
-Conventions: metrics are percent as the runs write them. Per dataset the mean over finished seeds
-and the *sample* standard deviation (ddof=1, as the papers' "+-" over 3 seeds; empty with one
-seed). ``hm`` is the harmonic mean of the row's mean base and mean new accuracy (CoCoOp's H).
-The ``average`` row is the plain mean over datasets of each column (stds left empty) and its
-``hm`` is the harmonic mean of the averaged base and new accuracy. Missing, failed and
-unfinished runs are listed under the table and never averaged in; expected seeds and datasets
-are the union seen within each (trainer, config, calibration, shots) group unless ``--seeds`` /
-``--datasets`` say otherwise.
-
-Multi-label runs (``--multilabel``; chosen automatically when every finished run reports ``mAP``
-and no ``--metrics`` are given): the primary metric is mAP instead of accuracy, ``hm`` is the
-harmonic mean of the mean base and new mAP, and the default columns are mAP, CF1, OF1 and ECE on
-base and new, plus the head/medium/tail ECE (``ece_head``, ``ece_medium``, ``ece_tail``, as the
-multi-label evaluator reports them for long-tailed datasets) when some run has them.
-
-Domain generalisation (``--dg``): runs under ``OUTPUT_ROOT/dg/train/<source>/...`` (trained and
-evaluated on the source) and ``OUTPUT_ROOT/dg/test/<target>/...`` (the same prompts evaluated on a
-target; layout of ``scripts/common.sh``) give one table with a row per (trainer,
-config, calibration, shots) and, per dataset, the mean (and std) over seeds of each metric
-(default: mAP, ECE and the head/medium/tail ECE where present).
-
-The stages live in ``scripts/results/`` (runs -> summary -> paper -> formats). Only the standard
-library and ``cpt.catalog`` are needed (``--plot`` imports ``calibration.plots`` and matplotlib);
-``CPT_PLUGINS`` is loaded first, so a plugin's method is named in the paper comparison.
+The stages live in ``scripts/results/`` (runs -> summary -> paper -> formats); ``CPT_PLUGINS`` is
+loaded first, so a plugin's method is named in the paper comparison.
 """
 import argparse
 import os
@@ -51,7 +29,7 @@ sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, SCRIPTS_DIR)
 from cpt.catalog import DATASETS, LAYOUTS  # noqa: E402,F401  (DATASETS re-exported: the 11 benchmarks)
 from cpt.plugins import load_plugins  # noqa: E402
-from results.runs import collect, collect_dg_runs, collect_runs, split_cfg_dir  # noqa: E402,F401
+from results.runs import collect, collect_runs, split_cfg_dir  # noqa: E402,F401
 from results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
                              format_wide, summary_rows)
 from results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
@@ -163,9 +141,7 @@ def main(argv=None):
     multilabel = args.multilabel or (bool(finished) and all("mAP" in r.metrics for r in finished))
     primary = "map" if multilabel else "acc"
     metrics = metric_list(args.metrics or (ML_METRICS if multilabel else ["acc", "ece"]), runs if multilabel else None)
-    if primary in metrics:
-        metrics.remove(primary)
-        metrics.insert(0, primary)
+    metrics.sort(key=lambda m: m != primary)  # the primary metric first (a stable sort keeps the rest)
     groups, problems, notes = summarize(runs, metrics, datasets=args.datasets, seeds=args.seeds, primary=primary)
     paper = None
     if args.compare_paper:

@@ -1,14 +1,10 @@
 """What a prompt changed in a run's scores: per-image comparisons or per-class rankings.
 
-Reads ``outputs_<split>.npz`` of one or more runs (written with ``TEST.SAVE_OUTPUTS True``) and
-prints, per run:
-
-* ``acc``: top-1 accuracy (single-label runs only);
-* ``mAP``: mean over classes of the average precision of ranking all images by that class's score
-  (one-vs-rest for single-label runs; the multi-label mAP otherwise, -1 entries ignored);
-* ``mAP centred``: the same after subtracting each image's mean score over classes, i.e. with any
-  per-image common term removed;
-* ``img-mean std``: the standard deviation over images of that per-image mean.
+Reads ``outputs_<split>.npz`` of runs (``TEST.SAVE_OUTPUTS True``) and prints per run: ``acc``
+(top-1, single-label runs only); ``mAP``, the mean over classes of the average precision of ranking
+all images by that class's score (one-vs-rest for single-label runs; -1 entries ignored); ``mAP
+centred``, the same after subtracting each image's mean score over classes (any per-image common
+term removed); ``img-mean std``, the standard deviation over images of that per-image mean.
 
 Accuracy is blind to a per-image common term and sensitive to per-class offsets; mAP is the
 opposite. A prompt that gains accuracy but not mAP changed class offsets (or the common term),

@@ -7,21 +7,15 @@ Usage (``python scripts/sweep.py -h`` for all flags)::
         --calibs none tcpt [--executor local|submitit-local|slurm] [--dry-run]
     python scripts/sweep.py --grid grid.yaml [flags that override the file]
 
-Each grid point is one *unit*: the base-class run (``train_base``) and then the new-class run
-(``test_new``), with exactly the commands of ``scripts/<method>/base2new_{train,test}_<m>.sh``
-(both are built by ``cpt.catalog.Setup``; methods are the catalog's, plugins of ``CPT_PLUGINS``
-included, and the runs inherit ``CPT_PLUGINS``). A step whose
-``results.json`` says ``"status": "finished"`` is skipped, so an interrupted sweep restarted with
-the same arguments runs only what is unfinished (an unfinished train step re-runs, and train.py
-resumes from its last checkpoint).
+Each grid point is one *unit*: the base-class run (``train_base``), then the new-class run
+(``test_new``), with the commands of ``scripts/<method>/base2new_{train,test}_<m>.sh`` (both built
+by ``cpt.catalog.Setup``; the methods of ``CPT_PLUGINS`` included, and the runs inherit it). A step
+whose ``results.json`` says ``"status": "finished"`` is skipped, so a sweep restarted with the same
+arguments runs only what is unfinished (train.py resumes an unfinished train step).
 
-Executors:
-- ``local`` (default): a queue over slots; one slot per GPU (``--gpus 0,1``; default: the GPUs in
-  ``CUDA_VISIBLE_DEVICES`` or listed by ``nvidia-smi``), ``--runs-per-gpu`` runs at once on each;
-  without GPUs ``--workers`` CPU slots (default 1). Each run sees ``CUDA_VISIBLE_DEVICES=<its
-  GPU>``. Output of each unit goes to ``<output>/sweep_logs/...``.
-- ``slurm``: one job per unit through ``submitit`` (a job array), ``--slurm-*`` flags.
-- ``submitit-local``: the same jobs through submitit's ``LocalExecutor`` (all at once; for tests).
+Executors: ``local`` (a queue over one slot per GPU, each run seeing ``CUDA_VISIBLE_DEVICES=<its
+GPU>``, or over CPU slots), ``slurm`` (a submitit job array) and ``submitit-local`` (the same jobs
+through submitit's ``LocalExecutor``; for tests). Unit logs go to ``<output>/sweep_logs/``.
 
 Grid YAML (every key optional; CLI flags override)::
 
@@ -43,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -55,27 +49,20 @@ from cpt.plugins import load_plugins  # noqa: E402
 @dataclass
 class Run:
     """One grid point: base-class run then new-class run."""
-    method: str
-    trainer: str
-    cfg: str
-    calib: str
-    dataset: str
-    seed: int
-    shots: int
+    label: str
     train_dir: str
     test_dir: str
     train_cmd: list
     test_cmd: list
     log_path: str = ""
 
-    @property
-    def label(self):
-        return f"{self.trainer}/{catalog.cfg_dir(self.cfg, self.calib)}/{self.dataset}/shots_{self.shots}/seed{self.seed}"
+    def steps(self):
+        """[(step name, argv, run dir)] of both steps."""
+        return [("train", self.train_cmd, self.train_dir), ("test", self.test_cmd, self.test_dir)]
 
     def pending(self):
-        """[(step name, argv, run dir)] still to do (finished steps left out)."""
-        steps = [("train", self.train_cmd, self.train_dir), ("test", self.test_cmd, self.test_dir)]
-        return [s for s in steps if not is_finished(s[2])]
+        """The steps still to do (finished steps left out)."""
+        return [s for s in self.steps() if not is_finished(s[2])]
 
 
 def _as_list(v):
@@ -119,7 +106,7 @@ def expand_grid(grid, root=REPO_ROOT):
                     tr = s.run_dir("base2new", "train_base", ds, seed)
                     te = s.run_dir("base2new", "test_new", ds, seed)
                     log = os.path.join(log_dir, s.method.trainer, s.cfgdir, f"{ds}_shots{shots}_seed{seed}.log")
-                    runs.append(Run(s.method.name, s.method.trainer, s.cfg, calib, ds, seed, shots, tr, te,
+                    runs.append(Run(f"{s.method.trainer}/{s.cfgdir}/{ds}/shots_{shots}/seed{seed}", tr, te,
                                     s.command(ds, seed, tr, "base"), s.command(ds, seed, te, "new", tr), log))
     return runs
 
@@ -135,15 +122,12 @@ def detect_gpus():
                              capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return []
-    if out.returncode != 0:
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
 def make_slots(gpus=None, workers=1, runs_per_gpu=1):
     """Slots of the local queue: GPU id strings (each repeated runs_per_gpu times) or None (CPU)."""
-    if gpus is None:
-        gpus = detect_gpus()
+    gpus = detect_gpus() if gpus is None else gpus
     if gpus:
         return [g for g in gpus for _ in range(max(1, runs_per_gpu))]
     return [None] * max(1, workers)
@@ -155,7 +139,6 @@ class Outcome:
     status: str  # "ok", "failed", "skipped", "interrupted"
     message: str = ""
     seconds: float = 0.0
-    steps: list = field(default_factory=list)
 
 
 def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
@@ -170,10 +153,9 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
     if slot is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot)
     os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
-    done = []
     for name, cmd, out_dir in steps:
         if stop.is_set():
-            return Outcome(run, "interrupted", f"before {name}", time.time() - t0, done)
+            return Outcome(run, "interrupted", f"before {name}", time.time() - t0)
         if is_finished(out_dir):  # finished meanwhile (another sweep)
             continue
         echo(f"[start] {'gpu' + str(slot) if slot is not None else 'cpu'} {run.label} {name}")
@@ -189,14 +171,13 @@ def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
                 with lock:
                     active.discard(proc)
         if stop.is_set():
-            return Outcome(run, "interrupted", f"during {name}", time.time() - t0, done)
+            return Outcome(run, "interrupted", f"during {name}", time.time() - t0)
         if rc != 0:
-            return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0, done)
+            return Outcome(run, "failed", f"{name} exited {rc}; log: {run.log_path}", time.time() - t0)
         if not is_finished(out_dir):
             return Outcome(run, "failed", f"{name} exited 0 but {out_dir}/results.json is not finished; "
-                                          f"log: {run.log_path}", time.time() - t0, done)
-        done.append(name)
-    return Outcome(run, "ok", "", time.time() - t0, done)
+                                          f"log: {run.log_path}", time.time() - t0)
+    return Outcome(run, "ok", "", time.time() - t0)
 
 
 def run_local(runs, slots, echo=print):
@@ -260,13 +241,10 @@ def unit_script(run):
     """Bash script of one unit for a submitit job (the same skip rule, output to the unit log)."""
     lines = ["set -e", f"mkdir -p {shlex.quote(os.path.dirname(run.log_path))}",
              f"exec >>{shlex.quote(run.log_path)} 2>&1"]
-    for name, cmd, out_dir in (("train", run.train_cmd, run.train_dir), ("test", run.test_cmd, run.test_dir)):
+    for name, cmd, out_dir in run.steps():
         check = catalog.finished_test_sh(out_dir)
-        lines.append(f"if ! {check}; then")
-        lines.append(f"  echo {shlex.quote('$ ' + shlex.join(cmd))}")
-        lines.append(f"  {shlex.join(cmd)}")
-        lines.append(f"  {check} || {{ echo 'error: {name} step left no finished results.json' >&2; exit 1; }}")
-        lines.append("fi")
+        lines += [f"if ! {check}; then", f"  echo {shlex.quote('$ ' + shlex.join(cmd))}", f"  {shlex.join(cmd)}",
+                  f"  {check} || {{ echo 'error: {name} step left no finished results.json' >&2; exit 1; }}", "fi"]
     return "\n".join(lines) + "\n"
 
 
@@ -289,9 +267,8 @@ def make_executor(kind, folder, args):
 def submit(runs, executor, echo=print):
     """Submit one job per unit (a job array); returns [(run, job)]."""
     from submitit.helpers import CommandFunction
-    fns = [CommandFunction(["bash", "-c", unit_script(r)], verbose=False) for r in runs]
     with executor.batch():
-        jobs = [executor.submit(fn) for fn in fns]
+        jobs = [executor.submit(CommandFunction(["bash", "-c", unit_script(r)], verbose=False)) for r in runs]
     for r, j in zip(runs, jobs):
         echo(f"[submitted] {r.label} job {j.job_id}")
     return list(zip(runs, jobs))

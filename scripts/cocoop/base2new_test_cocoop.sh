@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
 # CoCoOp, base-to-new: evaluate on the new classes.
-# usage: bash base2new_test_cocoop.sh                 # every dataset/seed with a trained model
-#        bash base2new_test_cocoop.sh DATASET SEED [GPU]
-#        bash base2new_test_cocoop.sh GPU              # all, on this GPU
+# usage: bash base2new_test_cocoop.sh [DATASET SEED] [GPU]   (no DATASET SEED: every trained dataset/seed)
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run cocoop test "$@"

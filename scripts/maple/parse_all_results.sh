@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # Tables of the MaPLe runs under $OUTPUT (default <repo>/output): base, new, HM, ECE per dataset.
-# usage: bash parse_all_results.sh [--format md|csv|latex] [--metrics acc ece mce ace piece]
-#        [--compare-paper] [--plot PATH] ...   (any scripts/parse_results.py option)
+# usage: bash parse_all_results.sh [any scripts/parse_results.py option: --format csv, --compare-paper, ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run maple parse "$@"

@@ -50,11 +50,6 @@ def _row_datasets(rows):
     return [r["dataset"] for r in rows if r["dataset"] != "average"]
 
 
-def _group_title(gkey):
-    trainer, config, calib, shots = gkey
-    return f"{trainer} ({config}), calibration: {calib}, {shots} shots"
-
-
 def table_lines(title, header, body, fmt, n_text):
     """One md or latex table; the first ``n_text`` columns are text (left-aligned, escaped), an
     ``Average`` row is set off (bold / a rule)."""
@@ -97,11 +92,9 @@ def format_csv(groups, metrics, std=True, paper=None, primary="acc"):
         for row in rows:
             rec = [row["dataset"]] + (_group_cells(gkey) if show_group else [])
             for c in cols:
-                rec.append(_fmt(row.get(c), 4))
-                if c != "hm" and std:
-                    rec.append(_fmt(row.get(c + "_std"), 4))
-                if paper is not None:
-                    rec.append(_fmt(paper_value(paper, gkey, row["dataset"], c, _row_datasets(rows)), 2))
+                pv = paper_value(paper, gkey, row["dataset"], c, _row_datasets(rows)) if paper is not None else None
+                rec += [_fmt(row.get(c), 4)] + ([_fmt(row.get(c + "_std"), 4)] if c != "hm" and std else []) + (
+                    [_fmt(pv, 2)] if paper is not None else [])
             records.append(rec + ["" if row.get(k) is None else row[k] for k in ("n_seeds", "n_base", "n_new")])
     return _csv(header + ["n_seeds", "n_base", "n_new"], records)
 
@@ -109,11 +102,9 @@ def format_csv(groups, metrics, std=True, paper=None, primary="acc"):
 def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
     """One table per group, one row per dataset plus the average (CoCoOp/TCPT style)."""
     cols = value_columns(metrics, primary)
+    header = ["Dataset"] + [h for c in cols for h in [column_label(c)] + (["paper"] if paper is not None else [])]
     out = []
     for gkey, rows in groups.items():
-        header = ["Dataset"]
-        for c in cols:
-            header += [column_label(c)] + (["paper"] if paper is not None else [])
         body = []
         for row in rows:
             rec = [DISPLAY_NAME.get(row["dataset"], row["dataset"])]
@@ -125,7 +116,8 @@ def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
             nb, nn = row["n_base"], row["n_new"]
             rec.append("" if row["dataset"] == "average" else str(nb) if nb == nn else f"{nb}/{nn}")
             body.append(rec)
-        out += table_lines(_group_title(gkey), header + ["Seeds"], body, fmt, 1)
+        title = f"{gkey[0]} ({gkey[1]}), calibration: {gkey[2]}, {gkey[3]} shots"
+        out += table_lines(title, header + ["Seeds"], body, fmt, 1)
     return "\n".join(out)
 
 
@@ -156,16 +148,9 @@ def format_wide(groups, metrics, fmt="md", paper=None, primary="acc"):
 def format_dg(groups, columns, fmt="md", std=True):
     """The domain-generalisation table: a row per group, a column per (dataset, metric)."""
     if fmt == "csv":
-        header = ["trainer", "config", "calibration", "shots"]
-        for ds, _, m in columns:
-            header += [f"{ds}_{m}"] + ([f"{ds}_{m}_std"] if std else [])
-        records = []
-        for gkey, row in groups.items():
-            rec = _group_cells(gkey)
-            for ds, _, m in columns:
-                rec += [_fmt(row.get(f"{ds}_{m}"), 4)] + ([_fmt(row.get(f"{ds}_{m}_std"), 4)] if std else [])
-            records.append(rec)
-        return _csv(header, records)
+        cols = [f"{ds}_{m}{s}" for ds, _, m in columns for s in (("", "_std") if std else ("",))]
+        records = [_group_cells(gkey) + [_fmt(row.get(c), 4) for c in cols] for gkey, row in groups.items()]
+        return _csv(["trainer", "config", "calibration", "shots"] + cols, records)
     header = ["Method", "Calibration"] + [f"{DISPLAY_NAME.get(ds, ds)}{' (source)' if side == 'source' else ''} "
                                           f"{METRIC_LABEL.get(m, m)}" for ds, side, m in columns]
     body = [[f"{gkey[0]} ({gkey[1]})", str(gkey[2])] + [_cell(row, f"{ds}_{m}", std, fmt) for ds, _, m in columns]

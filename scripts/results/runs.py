@@ -139,10 +139,9 @@ def read_results_json(run, rpath):
         run.status, run.error = "no-accuracy", f"{rpath}: metrics has no 'accuracy'"
 
 
-def read_run(run_dir, split_name, rel_parts, repo_root):
+def read_run(run_dir, side, rel_parts, repo_root):
     """One run: ``results.json`` when present, else the last result block of ``log.txt`` (finished
     when it holds an accuracy), else unfinished."""
-    side = {s: v for sides in catalog.LAYOUTS.values() for s, v in sides.items()}.get(split_name, split_name)
     run = run_from_path(run_dir, side, rel_parts, repo_root)
     rpath, lpath = os.path.join(run_dir, "results.json"), os.path.join(run_dir, "log.txt")
     if os.path.isfile(rpath):
@@ -164,11 +163,6 @@ def collect_runs(output_root, repo_root=REPO_ROOT):
     return collect(output_root, "base2new", repo_root)
 
 
-def collect_dg_runs(output_root, repo_root=REPO_ROOT):
-    """Every ``seed<S>`` directory under ``OUTPUT_ROOT/dg/{train,test}`` (side ``source``/``target``)."""
-    return collect(output_root, "dg", repo_root)
-
-
 def collect(output_root, layout, repo_root=REPO_ROOT):
     """Every ``seed<S>`` directory under ``OUTPUT_ROOT/<layout>/<split>`` (``catalog.LAYOUTS``).
     DG runs keep the side of their split (their results.json says subsample ``all``)."""
@@ -179,7 +173,7 @@ def collect(output_root, layout, repo_root=REPO_ROOT):
             dirnames.sort()
             if catalog.SEED_DIR.fullmatch(os.path.basename(dirpath)):
                 dirnames[:] = []  # checkpoints etc. below
-                run = read_run(dirpath, split_name, os.path.relpath(dirpath, top).split(os.sep), repo_root)
+                run = read_run(dirpath, side, os.path.relpath(dirpath, top).split(os.sep), repo_root)
                 if layout == "dg":
                     run.side = side
                 runs.append(run)

@@ -42,8 +42,7 @@ def dataset_sort_key(name):
 
 
 def glabel(gkey):
-    trainer, config, calib, shots = gkey
-    return f"{trainer}/{config}/{calib}/shots_{shots}"
+    return "{}/{}/{}/shots_{}".format(*gkey)
 
 
 def by_group(runs):
@@ -138,17 +137,14 @@ def summarize_dg(runs, metrics, seeds=None):
         exp_seeds = sorted(set(seeds) if seeds else {r.seed for r in gruns})
         row = {"n": {}}
         for ds in ds_order:
-            cand = [r for r in gruns if r.dataset == ds]
-            fin = {}
-            for r in cand:
-                if r.finished:
-                    fin.setdefault(r.seed, r)
-            for seed in exp_seeds:
-                bad = [r for r in cand if r.seed == seed]
-                if seed not in fin:
-                    problems.append(Problem(gkey, ds, ds_side[ds], seed, bad[0].status, bad[0].path, bad[0].error)
-                                    if bad else Problem(gkey, ds, ds_side[ds], seed))
-            fin = [fin[s] for s in exp_seeds if s in fin]
+            fin = []
+            for seed in exp_seeds:  # the first finished run of each seed; else a problem (its first run)
+                mine = [r for r in gruns if r.dataset == ds and r.seed == seed]
+                ok = [r for r in mine if r.finished]
+                fin += ok[:1]
+                if not ok:
+                    problems.append(Problem(gkey, ds, ds_side[ds], seed, mine[0].status, mine[0].path, mine[0].error)
+                                    if mine else Problem(gkey, ds, ds_side[ds], seed))
             row["n"][ds] = len(fin)
             for m in metrics:
                 _, vals = metric_values(fin, m)

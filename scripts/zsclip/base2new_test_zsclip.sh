@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
 # ZeroshotCLIP, base-to-new: evaluate on the new classes.
-# usage: bash base2new_test_zsclip.sh                 # every dataset/seed with a finished base run
-#        bash base2new_test_zsclip.sh DATASET SEED [GPU]
-#        bash base2new_test_zsclip.sh GPU              # all, on this GPU
+# usage: bash base2new_test_zsclip.sh [DATASET SEED] [GPU]   (none: every finished base dataset/seed)
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cpt_run zsclip test "$@"
