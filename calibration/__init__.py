@@ -30,15 +30,10 @@ from .multilabel import (
 )
 
 
-def save_reliability_diagram(*args, **kwargs):
-    """Lazy wrapper of ``calibration.plots.save_reliability_diagram`` (imports matplotlib on use)."""
-    from .plots import save_reliability_diagram as _f
-
-    return _f(*args, **kwargs)
-
-
-def save_summary_figure(*args, **kwargs):
-    """Lazy wrapper of ``calibration.plots.save_summary_figure`` (imports matplotlib on use)."""
-    from .plots import save_summary_figure as _f
-
-    return _f(*args, **kwargs)
+def __getattr__(name):
+    """``save_reliability_diagram`` / ``save_summary_figure`` of ``calibration.plots``, imported on use
+    (matplotlib)."""
+    if name in ("save_reliability_diagram", "save_summary_figure"):
+        from . import plots
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
