@@ -35,23 +35,6 @@ import torch
 from . import binning as B
 from .proximity import knn_proximity  # noqa: F401  (public here as well)
 
-__all__ = [
-    "ece",
-    "mce",
-    "adaptive_ece",
-    "piece",
-    "knn_proximity",
-    "nll",
-    "brier",
-    "accuracy",
-    "macro_f1",
-    "reliability_bins",
-    "confidences_from_probs",
-    "classification_stats",
-    "classification_metrics",
-    "quantile_bin_index",
-    "equal_width_bin_index",
-]
 
 # ----------------------------------------------------------------------------
 # input handling
@@ -111,17 +94,17 @@ def _grid(c, fname):
     return _binner(fname, "confidences", B.Grid, c)
 
 
-def equal_width_bin_index(x, n_bins=10, rule="ece"):
-    """Exact equal-width bin of each value (edges ``linspace(0, 1, n_bins+1)``).
+def _edges(n_bins):
+    """Equal-width edges ``linspace(0, 1, n_bins + 1)``."""
+    return np.linspace(0.0, 1.0, n_bins + 1)
 
-    ``rule="ece"``: ``(lo, hi]`` bins numbered 1..n_bins, 0 for x <= 0 and
-    n_bins + 1 for x > 1 (ECE's convention). ``rule="right"``: ``[lo, hi)`` with
-    the last bin closed, numbered 0..n_bins-1 (``np.digitize`` on the interior
-    edges; MCE's and PIECE's convention). Returns an integer array.
-    """
+
+def equal_width_bin_index(x, n_bins=10, rule="ece"):
+    """Exact equal-width bin (integer array) of each value: ``rule="ece"``: ``(lo, hi]`` bins 1..n_bins,
+    0 for x <= 0 and n_bins + 1 for x > 1; ``rule="right"`` (MCE's, PIECE's): ``[lo, hi)``, the last
+    closed, 0..n_bins-1 (``np.digitize`` on the interior edges)."""
     x = np.ascontiguousarray(_to_numpy(x, np.float64).reshape(-1))
-    n_bins = _check_bins(n_bins, "equal_width_bin_index")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = _edges(_check_bins(n_bins, "equal_width_bin_index"))
     if rule not in ("ece", "right"):
         raise ValueError(f"calibration.metrics.equal_width_bin_index: rule must be 'ece' or 'right', got {rule!r}")
     grid = _grid(x, "equal_width_bin_index")
@@ -144,7 +127,7 @@ def quantile_bin_index(x, n_bins=10):
 def ece(confidences, correct, n_bins=10):
     """Expected calibration error (fraction): ``(lo, hi]`` equal-width bins (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "ece", n_bins)
-    gap, _ = B.binned_gaps(_grid(c, "ece"), np.linspace(0.0, 1.0, n_bins + 1), True, a, c)
+    gap, _ = B.binned_gaps(_grid(c, "ece"), _edges(n_bins), True, a, c)
     return float(np.abs(gap[1:-1]).sum() / c.shape[0])
 
 
@@ -152,8 +135,7 @@ def mce(confidences, correct, n_bins=10, weighted=True):
     """Maximum calibration error (fraction); ``weighted`` True: the papers' mass-weighted MCE,
     False: the textbook one (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "mce", n_bins)
-    gap, counts = B.binned_gaps(_grid(c, "mce"), np.linspace(0.0, 1.0, n_bins + 1)[1:-1], False, a, c,
-                                counts=True)
+    gap, counts = B.binned_gaps(_grid(c, "mce"), _edges(n_bins)[1:-1], False, a, c, counts=True)
     nz = counts > 0
     gap = np.abs(gap[nz])
     if weighted:
@@ -187,15 +169,11 @@ def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
 
 
 def reliability_bins(confidences, correct, n_bins=10):
-    """Per-bin data of a reliability diagram, with ECE's ``(lo, hi]`` bins.
-
-    Returns a dict: ``edges`` (n_bins+1), ``counts``, ``mean_confidence`` and
-    ``accuracy`` (n_bins each; NaN for empty bins), ``n_total`` (N, including
-    samples in no bin), ``n_unbinned`` (confidences of 0 or outside (0, 1]) and
-    ``ece`` (equals ``ece(confidences, correct, n_bins)``).
-    """
+    """Per-bin data of a reliability diagram (ECE's ``(lo, hi]`` bins), a dict: ``edges``, ``counts``,
+    ``mean_confidence`` and ``accuracy`` (NaN for empty bins), ``n_total`` (N), ``n_unbinned``
+    (confidences of 0 or outside (0, 1]) and ``ece`` (equal to :func:`ece`)."""
     c, a, n_bins = _prep(confidences, correct, "reliability_bins", n_bins)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = _edges(n_bins)
     bins = B.bin_index(_grid(c, "reliability_bins"), edges, True)
     counts = np.bincount(bins, minlength=n_bins + 2)
     sum_c = np.bincount(bins, weights=c, minlength=n_bins + 2)[1:-1]
@@ -248,12 +226,9 @@ def _brier_rows(p, y):
 
 
 def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
-    """Negative log-likelihood of the true class (natural log, mean over samples).
-
-    ``scores``: (N, C) logits (``from_logits=True``, log-softmax in float64) or
-    probabilities (``from_logits=False``, clipped below at ``eps``); ``labels``:
-    (N,) int. ``reduction``: ``mean`` (float), ``sum`` (float) or ``none``
-    (numpy array of per-sample values).
+    """Negative log-likelihood of the true class (natural log) of ``scores`` (N, C): logits
+    (log-softmax in float64) or, ``from_logits=False``, probabilities clipped below at ``eps``.
+    ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample).
     """
     s, y = _scores_labels(scores, labels, "nll")
     logp = torch.log_softmax(s, dim=1) if from_logits else torch.log(s.clamp_min(eps))
@@ -307,13 +282,8 @@ def macro_f1(preds_or_scores, labels):
 
 
 def confidences_from_probs(probs, labels, from_logits=False):
-    """Top-label confidence and correctness of each row.
-
-    ``probs``: (N, C) probabilities (or logits with ``from_logits=True``, then
-    softmax in float64); ``labels``: (N,) int. Returns
-    ``(confidence float64 (N,), correct bool (N,))`` as numpy arrays; the
-    prediction is the argmax (first index on ties).
-    """
+    """``(confidence float64 (N,), correct bool (N,))`` numpy arrays of the top label (argmax, first
+    on ties) of ``probs`` (N, C) (logits with ``from_logits=True``: softmax in float64)."""
     p = _to_numpy(probs, np.float64)
     if from_logits:
         p = torch.softmax(torch.as_tensor(p), dim=1).numpy()
@@ -328,12 +298,8 @@ def confidences_from_probs(probs, labels, from_logits=False):
 
 
 def classification_stats(logits, labels):
-    """Per-sample statistics of a batch of logits, for evaluators that accumulate.
-
-    Returns a dict of numpy arrays (N,): ``confidence`` (max softmax, float64),
-    ``pred`` (argmax), ``nll`` (-log softmax of the label) and ``brier``.
-    Softmax is taken in float64.
-    """
+    """Per-sample numpy arrays (N,) of a batch of logits (softmax in float64), for accumulating
+    evaluators: ``confidence`` (max softmax), ``pred`` (argmax), ``nll`` and ``brier``."""
     s, y = _scores_labels(logits, labels, "classification_stats")
     logp = torch.log_softmax(s, dim=1)
     p = logp.exp()
@@ -344,13 +310,9 @@ def classification_stats(logits, labels):
 
 def classification_metrics(confidence, pred, labels, nll_values=None, brier_values=None,
                            proximity=None, n_bins=10):
-    """All single-label metrics as an OrderedDict of fractions, in the evaluator's order.
-
-    Keys: ``accuracy``, ``error_rate``, ``macro_f1``, ``ece``, ``mce`` (weighted),
-    ``adaptive_ece``, ``piece`` (only when ``proximity`` is given), ``mce_max``
-    (textbook MCE), ``nll`` and ``brier`` (means of the per-sample values, only
-    when given).
-    """
+    """All single-label metrics, an OrderedDict of fractions in the evaluator's order: ``accuracy``,
+    ``error_rate``, ``macro_f1``, ``ece``, ``mce`` (weighted), ``adaptive_ece``, ``piece`` (with
+    ``proximity``), ``mce_max`` (textbook), ``nll`` and ``brier`` (means of the values, when given)."""
     conf = _to_numpy(confidence, np.float64).reshape(-1)
     p = _to_numpy(pred).astype(np.int64).reshape(-1)
     y = _to_numpy(labels).astype(np.int64).reshape(-1)

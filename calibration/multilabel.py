@@ -1,8 +1,7 @@
 """Multi-label metrics: calibration over image-class pairs, mAP, CF1/OF1 (vectorised).
 
-Label encoding (the project's): ``targets[i, j]`` is 1 (positive), 0 (negative)
-or -1 (unknown / ignored). Entries with -1 are dropped from every metric.
-``probs`` are per-class probabilities, shape (N, C).
+Label encoding: ``targets[i, j]`` is 1 (positive), 0 (negative) or -1 (unknown), dropped from
+every metric; ``probs`` (N, C) are per-class probabilities.
 
 The probability-map contract (the one statement of it; other modules point here): on a
 multi-label dataset every trainer maps its scores to *calibration logits*
@@ -14,27 +13,15 @@ BCE_BIAS``; TaI-DPT: its merged cosine and the fitted ``(a, b)`` of ``PROB_FIT``
 sigmoid (float64), saved outputs hold ``z``, and ``results.json`` records the map
 (``probability_map``). mAP depends only on the order of ``z``.
 
-Top-label decomposition (docs/design.md section 5.3): each valid (image, class) pair
-is a binary prediction ``1[p >= 0.5]`` with confidence ``max(p, 1 - p)``,
-correct when the prediction equals the label; those pairs go through the
-single-label ``ece`` / ``mce`` / ``adaptive_ece`` / ``piece`` of
-``calibration.metrics`` with their conventions. All results are fractions.
+Top-label decomposition: each valid (image, class) pair is a binary prediction ``1[p >= 0.5]``
+with confidence ``max(p, 1 - p)``, correct when it equals the label; the pairs go through
+``calibration.metrics``' single-label metrics. All results are fractions.
 """
 from collections import OrderedDict
 
 import numpy as np
 
 from .metrics import _to_numpy, adaptive_ece, ece, equal_width_bin_index, mce, piece
-
-__all__ = [
-    "binary_pairs",
-    "multilabel_calibration",
-    "multilabel_metrics",
-    "average_precision_per_class",
-    "mean_average_precision",
-    "f1_scores",
-    "signed_class_calibration",
-]
 
 
 def _prep(probs, targets, fname):
@@ -245,14 +232,10 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
 
 
 def signed_class_calibration(probs, targets, threshold=0.5, groups=None):
-    """Signed calibration gap of every class: over- (> 0) or under-confidence (< 0).
-
-    For class ``c`` the gap is the mean top-label confidence ``max(p, 1 - p)`` minus the accuracy
-    (``1[p >= threshold] == y``) over its valid (image, c) pairs, as the CCR paper's Figure 2
-    plots it. Returns ``(gaps, group_gaps)``: ``gaps`` a float64 array (C,) (fractions, NaN for a
-    class without valid pairs) and ``group_gaps`` a dict name -> mean of the gaps of the group's
-    classes (NaN when none has a gap); ``groups`` maps names to class indices. -1 entries ignored.
-    """
+    """Signed calibration gap of every class, over- (> 0) or under-confident (< 0): the mean top-label
+    confidence minus the accuracy over its valid pairs (the CCR paper's Figure 2). Returns ``gaps``
+    (float64 (C,), NaN without valid pairs) and ``group_gaps`` (name -> mean of the group's gaps,
+    NaN when none has one) for ``groups`` (name -> class indices)."""
     pr = _Pairs(probs, targets, "signed_class_calibration", threshold)
     diff = np.where(pr.valid, pr.conf2d - pr.correct2d, 0.0)
     n_c = pr.valid.sum(axis=0)

@@ -1,11 +1,7 @@
-"""Post-hoc calibrators applied to logits at test time (docs/design.md section 5.2).
-
-Functional core: :func:`fit_temperature` / :func:`apply_temperature`,
-:func:`dac_factors` / :func:`apply_dac`, :func:`sals_logits`. Registry: :data:`POSTHOC`
-(``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals``), each a
-:class:`PosthocCalibrator` with ``fit(**inputs)``, ``apply(logits, **inputs)``
-and a JSON state saved atomically (:meth:`PosthocCalibrator.save`,
-:func:`load_posthoc`). None is fitted on test labels.
+"""Post-hoc calibrators applied to logits at test time (docs/design.md section 5.2): the functional
+core and the registry :data:`POSTHOC` (``CALIB.POSTHOC``) of :class:`PosthocCalibrator` classes,
+their JSON state saved atomically (:meth:`PosthocCalibrator.save`, :func:`load_posthoc`). None is
+fitted on test labels.
 
 Imports only torch/numpy/scipy and ``cpt.registry``/``cpt.fileio`` (no engine, trainer or dataset).
 """
@@ -141,7 +137,7 @@ def register_posthoc(name):
 
 
 def posthoc_names():
-    """Names accepted by ``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals`` (and plugins')."""
+    """Names accepted by ``CALIB.POSTHOC`` (plugins' included)."""
     return POSTHOC.registered_names()
 
 

@@ -1,11 +1,8 @@
 """Training-time calibration regularizers (docs/design.md section 5.1): the :class:`Regularizer`
-interface, its registry :data:`REGULARIZERS` (names ``tcpt``, ``ccr``, ``mbls``, ``zs_norm``,
-``penalty``, ``dor``; ``CALIB.METHOD``) and :func:`apply_regularizers`, the one call a trainer
-makes in ``forward_backward``. Each regularizer is configured from its ``CALIB.<NAME>`` node
-(passed as a plain dict with lowercase keys) and computed by the functional core in
-:mod:`calibration.losses` (re-exported here).
-
-This module imports only torch and ``cpt.registry`` (no engine, trainer or dataset module).
+interface, its registry :data:`REGULARIZERS` (``CALIB.METHOD``) and :func:`apply_regularizers`, the
+one call a trainer makes in ``forward_backward``; each configured from its ``CALIB.<NAME>`` node
+(a dict with lowercase keys) and computed by :mod:`calibration.losses` (re-exported here).
+Imports only torch and ``cpt.registry``.
 """
 import difflib
 import types
@@ -43,10 +40,6 @@ class RegContext(types.SimpleNamespace):
             raise AttributeError(name)
         return None
 
-    def available(self):
-        """Names of the inputs that are set (not None)."""
-        return {k for k, v in vars(self).items() if v is not None}
-
 
 class Regularizer:
     """Base class: ``reg(ctx)`` returns the weighted scalar added to the task loss.
@@ -81,10 +74,8 @@ class Regularizer:
     def _fetch(self, ctx):
         missing = [f for f in self.needs if getattr(ctx, f, None) is None]
         if missing:
-            raise ValueError(
-                f"regularizer '{self.name}' needs {missing} in the RegContext, "
-                f"which the trainer did not provide"
-            )
+            raise ValueError(f"regularizer '{self.name}' needs {missing} in the RegContext, "
+                             f"which the trainer did not provide")
         return {f: getattr(ctx, f) for f in self.needs}
 
     def components(self, ctx):
