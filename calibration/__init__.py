@@ -3,42 +3,17 @@
 Imports only torch / numpy (and matplotlib lazily, for ``plots``). Metrics
 return fractions; see ``calibration.metrics`` for the exact conventions.
 """
-from .metrics import (
-    accuracy,
-    adaptive_ece,
-    brier,
-    classification_metrics,
-    classification_stats,
-    confidences_from_probs,
-    ece,
-    equal_width_bin_index,
-    knn_proximity,
-    macro_f1,
-    mce,
-    nll,
-    piece,
-    quantile_bin_index,
-    reliability_bins,
-)
-from .multilabel import (
-    average_precision_per_class,
-    binary_pairs,
-    f1_scores,
-    mean_average_precision,
-    multilabel_calibration,
-    multilabel_metrics,
-)
+from .metrics import (accuracy, adaptive_ece, brier, classification_metrics, classification_stats,  # noqa: F401
+                      confidences_from_probs, ece, equal_width_bin_index, knn_proximity, macro_f1, mce, nll,
+                      piece, quantile_bin_index, reliability_bins)
+from .multilabel import (average_precision_per_class, binary_pairs, f1_scores, mean_average_precision,  # noqa: F401
+                         multilabel_calibration, multilabel_metrics, signed_class_calibration)
 
 
-def save_reliability_diagram(*args, **kwargs):
-    """Lazy wrapper of ``calibration.plots.save_reliability_diagram`` (imports matplotlib on use)."""
-    from .plots import save_reliability_diagram as _f
-
-    return _f(*args, **kwargs)
-
-
-def save_summary_figure(*args, **kwargs):
-    """Lazy wrapper of ``calibration.plots.save_summary_figure`` (imports matplotlib on use)."""
-    from .plots import save_summary_figure as _f
-
-    return _f(*args, **kwargs)
+def __getattr__(name):
+    """``save_reliability_diagram`` / ``save_summary_figure`` of ``calibration.plots``, imported on use
+    (matplotlib)."""
+    if name in ("save_reliability_diagram", "save_summary_figure"):
+        from . import plots
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,8 @@
-"""Stateful metric accumulators: ``update`` batch by batch, ``compute`` once, ``reset``.
-
-The layer between the pure functions of ``metrics``/``multilabel`` and the evaluators (this
-project's ``engine.evaluation`` and the drop-in Dassl evaluator of ``dassl_patches``), in the
-manner of torchmetrics: an accumulator keeps per-sample statistics (confidence, prediction,
-NLL, Brier; or sigmoid probabilities and targets) and optional image features for PIECE, and
-``compute`` returns FRACTIONS. Evaluators add config reading, percent scaling and printing;
-:func:`result_block` and :func:`per_class_block` are Dassl's printed format, shared by both.
+"""Stateful metric accumulators (``update`` per batch, ``compute`` once, ``reset``; as in
+torchmetrics) between the functions of ``metrics``/``multilabel`` and the evaluators
+(``engine.evaluation``, ``dassl_patches``): per-sample statistics and optional image features
+(PIECE); ``compute`` returns FRACTIONS. Evaluators add config, percent and printing;
+:func:`result_block` / :func:`per_class_block` are Dassl's printed format, shared by both.
 """
 from collections import OrderedDict
 
@@ -155,14 +152,9 @@ class MultiLabelAccumulator(_Accumulator):
 
     def compute(self, groups=None, proximity=None, n_bins=10, where="MultiLabelAccumulator.compute"):
         """Every multi-label metric (``multilabel.multilabel_metrics``), fractions, in order;
-        ``groups``: name -> class indices (per-group mAP/ECE/accuracy)."""
+        ``groups``: name -> class indices (per-group mAP/ECE/accuracy; checked there)."""
         self._check_nonempty(where)
         probs, targets = np.concatenate(self._probs), np.concatenate(self._targets)
-        n_classes = probs.shape[1]
-        for name, idx in (groups or {}).items():
-            idx = np.asarray(list(idx), dtype=np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= n_classes):
-                raise ValueError(f"{where}: group {name!r} has class indices outside [0, {n_classes})")
         frac, self.confidences, self.correct, self.ap_per_class = multilabel_metrics(
             probs, targets, n_bins=n_bins, groups=groups or {}, proximity=proximity)
         self.probs, self.targets = probs, targets

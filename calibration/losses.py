@@ -46,13 +46,8 @@ def _row_range(x):
 
 
 def margin_mean_var(logits, labels, alpha=0.1, beta=0.01):
-    """TCPT margin term: ``-alpha * mean(m) + beta * Var(m)``.
-
-    ``m_i = z_{i,y_i} - max_{j != y_i} z_{i,j}`` on the scaled logits ``z``
-    ``(N, C)``, ``C >= 2``; ``Var`` is the biased variance ``mean((m - mean(m))^2)``
-    (0 for a batch of one). Example: logits ``[[2,1,0],[0,3,1],[1,1,4]]``,
-    labels ``[0,1,0]`` give ``m = [1,2,-3]`` and ``0.046667``.
-    """
+    """TCPT margin term: ``-alpha * mean(m) + beta * Var(m)``, ``m_i = z_{i,y_i} - max_{j != y_i} z_{i,j}``
+    (``C >= 2``), ``Var`` biased (0 for a batch of one). Golden: docs/design.md 5.1."""
     z = _float(logits)
     _check_2d("logits", z)
     if z.shape[1] < 2:
@@ -69,15 +64,10 @@ def margin_mean_var(logits, labels, alpha=0.1, beta=0.01):
 
 
 def text_moment_matching(text_features, zs_text_features):
-    """TCPT text-space moment matching, without lambda.
-
-    ``||mu(T) - mu(T0)||^2 + ||Sigma(T) - Sigma(T0)||_F^2`` where ``T``
-    (learned prompt) and ``T0`` (hand-crafted zero-shot prompt) are ``(C, D)``
-    class text features, **L2-normalised row-wise inside this function**,
-    ``mu`` the mean over classes and ``Sigma`` the biased ``D x D`` covariance
-    over classes (divided by ``C``). Example: ``T = I_2``,
-    ``T0 = [[.6,.8],[.8,.6]]`` give ``0.3104``. Pass ``T0`` without grad.
-    """
+    """TCPT text-space moment matching, without lambda: ``||mu(T) - mu(T0)||^2 + ||Sigma(T) -
+    Sigma(T0)||_F^2`` over the ``(C, D)`` learned (T) and zero-shot (T0, pass it without grad) class
+    text features, **L2-normalised row-wise here**; ``mu`` the mean and ``Sigma`` the biased
+    ``D x D`` covariance over classes. Golden: docs/design.md 5.1."""
     t, t0 = _pair("text_features", text_features, "zs_text_features", zs_text_features)
     t, t0 = F.normalize(t, dim=-1), F.normalize(t0, dim=-1)
     c = t.shape[0]
@@ -89,31 +79,19 @@ def text_moment_matching(text_features, zs_text_features):
 
 
 def ccr_loss(probs, targets, text_similarity, return_count=False, rel_tol=1e-5):
-    """CCR: squared Frobenius distance between predicted and text correlation.
+    """CCR: ``sum_{defined (i, j)} (Corr_pred(i, j) - S(i, j))^2`` over the full ``C x C`` matrix,
+    without lambda, in the dtype of ``probs`` (computed in float64).
 
-    The project's estimator (the paper publishes none). For classes ``i, j``
-    let the joint mask be the samples with ``y_i = 0`` **and** ``y_j = 0``
-    (-1 = unknown counts as not inactive). ``Corr_pred(i, j)`` is the Pearson
-    correlation of ``p_i`` and ``p_j`` over that mask, with means, covariance
-    and variances all taken over the mask (population form; the ``1/n``
-    cancels). An off-diagonal entry is *defined* when the mask holds at least
-    2 samples and both variances are non-zero, where a variance counts as
-    zero if ``std <= rel_tol * rms`` of that column over the mask (constant up
-    to rounding). Undefined entries drop out: they add nothing, produce no
-    NaN/inf and pass no gradient. Diagonal entries are always defined with
-    ``Corr = 1`` and compared with ``text_similarity``'s diagonal (zero for a
-    cosine matrix).
+    The project's estimator (the paper publishes none): ``Corr_pred(i, j)`` is the Pearson
+    correlation (population form) of ``p_i`` and ``p_j`` over the samples with ``y_i = 0`` **and**
+    ``y_j = 0`` (-1 = unknown is not inactive). An off-diagonal entry is *defined* when that mask
+    holds at least 2 samples and neither variance is zero (``std <= rel_tol * rms`` over the mask
+    counts as zero); undefined entries add nothing, produce no NaN/inf and pass no gradient. The
+    diagonal is always defined, ``Corr = 1`` against ``S``'s diagonal. ``return_count=True`` also
+    returns the int number of defined entries (diagonal included), the divisor of the mean.
 
-    Returns ``sum_{defined (i, j)} (Corr_pred(i, j) - S(i, j))^2`` over the full
-    ``C x C`` matrix (both ``(i, j)`` and ``(j, i)``), without lambda, in the
-    dtype of ``probs`` (computed in float64 internally). With
-    ``return_count=True`` returns ``(loss, n_defined)`` where ``n_defined`` is
-    the int number of defined entries (ordered pairs plus the ``C`` diagonal
-    entries); ``loss / n_defined`` is the mean over the entries that were used.
-
-    probs: ``(N, C)`` probabilities; targets: ``(N, C)`` in {1, 0, -1};
-    text_similarity: ``(C, C)``, e.g. cosine similarities of the zero-shot text
-    features.
+    probs ``(N, C)``; targets ``(N, C)`` in {1, 0, -1}; text_similarity ``(C, C)`` (e.g. cosines
+    of the zero-shot text features).
     """
     p_in = _float(probs)
     _check_2d("probs", p_in)
@@ -134,24 +112,19 @@ def ccr_loss(probs, targets, text_similarity, return_count=False, rel_tol=1e-5):
 
     enough = count >= 2
     n_safe = torch.where(enough, count, torch.ones_like(count))
-    mean_i = sum_i / n_safe
-    mean_j = mean_i.t()
-    msq_i = sq_i / n_safe
-    msq_j = msq_i.t()
-    var_i = msq_i - mean_i * mean_i
-    var_j = var_i.t()
-    cov = cross / n_safe - mean_i * mean_j
+    mean_i, msq_i = sum_i / n_safe, sq_i / n_safe
+    var_i = msq_i - mean_i * mean_i  # [i, j]: variance of p_i over the joint mask; [j, i] is p_j's
+    cov = cross / n_safe - mean_i * mean_i.t()
 
     tol2 = float(rel_tol) ** 2
     with torch.no_grad():
-        ok_i = var_i > tol2 * msq_i
-        ok_j = var_j > tol2 * msq_j
+        ok = var_i > tol2 * msq_i
         eye = torch.eye(c, dtype=torch.bool, device=p.device)
-        defined = enough & ok_i & ok_j & ~eye
+        defined = enough & ok & ok.t() & ~eye
         used = defined | eye
     one = torch.ones_like(var_i)
     vi = torch.where(defined, var_i, one)
-    vj = torch.where(defined, var_j, one)
+    vj = torch.where(defined, var_i.t(), one)
     corr = torch.where(defined, cov / torch.sqrt(vi * vj), torch.zeros_like(cov))
     corr = torch.where(eye, one, corr)
     diff = torch.where(used, corr - s, torch.zeros_like(corr))
@@ -173,37 +146,25 @@ def mbls_loss(logits, margin=10.0, alpha=0.1):
 
 
 def zs_norm_logits(logits, zs_logits, eps=1e-12):
-    """ZS-Norm / SaLS: rescale each sample's logits into its zero-shot logit range.
-
-    Per row: ``z' = min(z_zs) + (z - min z) * (max z_zs - min z_zs) / (max z - min z)``,
-    so the row's minimum and maximum land on the zero-shot minimum and maximum
-    and the order is kept. A constant row maps to ``min(z_zs)`` (the range is
-    clamped at ``eps``). Example: ``z = [4,2,0]``, ``z_zs = [30,25,20]`` give
-    ``[30,25,20]``.
-    """
+    """ZS-Norm / SaLS: each row rescaled into its zero-shot logit range (order kept),
+    ``z' = min(z_zs) + (z - min z) * (max z_zs - min z_zs) / (max z - min z)``; a constant row
+    maps to ``min(z_zs)`` (the range is clamped at ``eps``)."""
     z, zs = _pair("logits", logits, "zs_logits", zs_logits)
     (zmin, zmax), (smin, smax) = _row_range(z), _row_range(zs)
     return smin + (z - zmin) * (smax - smin) / (zmax - zmin).clamp_min(eps)
 
 
 def logit_range_penalty(logits, zs_logits, weight=10.0):
-    """Logit-range penalty: ``weight * (mean relu(z - max z_zs) + mean relu(min z_zs - z))``.
-
-    ``max z_zs`` / ``min z_zs`` are taken per sample (row) of the zero-shot
-    logits; both means run over all ``N x C`` entries. Example:
-    ``z = [35,22,10]``, ``z_zs = [30,25,20]``: bracket ``5.0``, with weight 10 ``50.0``.
-    """
+    """Logit-range penalty: ``weight * (mean relu(z - max z_zs) + mean relu(min z_zs - z))``, the
+    max/min per row of the zero-shot logits, both means over all ``N x C`` entries."""
     z, zs = _pair("logits", logits, "zs_logits", zs_logits)
     smin, smax = _row_range(zs)
     return weight * (F.relu(z - smax).mean() + F.relu(smin - z).mean())
 
 
 def dor_loss(outlier_text_features, outlier_zs_text_features):
-    """DOR: ``1 - mean_k cos(t_k, t0_k)`` over outlier words, without lambda.
-
-    ``t_k`` is word k's text feature under the learned prompt, ``t0_k`` under
-    the zero-shot prompt; both ``(K, D)``. Zero outliers give 0.
-    """
+    """DOR: ``1 - mean_k cos(t_k, t0_k)`` without lambda, ``t_k`` / ``t0_k`` ``(K, D)`` outlier word
+    k's text feature under the learned / zero-shot prompt. Zero outliers give 0."""
     t, t0 = _pair("outlier_text_features", outlier_text_features, "outlier_zs_text_features",
                   outlier_zs_text_features)
     if t.shape[0] == 0:
@@ -224,13 +185,10 @@ def _norm_word(w):
 
 
 def load_outlier_vocab(path=None, exclude=()):
-    """Outlier words for DOR, one per line (blank lines and ``#`` comments skipped).
-
-    ``path``: a text file; None or "" uses the shipped
-    ``calibration/data/dor_vocab.txt``. Words equal to a name in ``exclude``
-    (the training class names) are removed; equality after lowercasing,
-    ``_`` -> space and whitespace collapsing. Duplicates are dropped, order kept.
-    """
+    """Outlier words for DOR from ``path`` (None or "": the shipped ``calibration/data/dor_vocab.txt``),
+    one per line, blank lines and ``#`` comments skipped, duplicates dropped (order kept). Words
+    equal to a name in ``exclude`` (the training class names) are removed; equality after
+    lowercasing, ``_`` -> space and whitespace collapsing."""
     path = path or DEFAULT_VOCAB_PATH
     if not os.path.isfile(path):
         raise FileNotFoundError(f"DOR vocabulary not found: {path} (CALIB.DOR.VOCAB; one word per line)")
@@ -250,15 +208,12 @@ def load_outlier_vocab(path=None, exclude=()):
 
 
 def select_outliers(vocab_features, class_features, n, reduction="max", pool=None, generator=None):
-    """Indices of outlier words nearest to the training classes in zero-shot text space.
+    """Indices of the outlier words nearest to the training classes in zero-shot text space.
 
-    Each word's score is its cosine similarity to the training classes
-    (row-normalised ``vocab_features (V, D)`` vs ``class_features (C, D)``),
-    reduced over classes by ``max`` (default: nearest to any class) or
-    ``mean`` (nearest to the class centroid direction on average). Without
-    ``pool`` returns the ``n`` best (descending score, ties by index). With
-    ``pool > n`` draws ``n`` at random (``generator``) from the ``pool`` best,
-    so the set can change each epoch. ``n`` larger than ``V`` returns all.
+    A word's score is its cosine to the classes (``vocab_features (V, D)`` vs ``class_features
+    (C, D)``) reduced by ``max`` or ``mean`` over classes. Without ``pool``: the ``n`` best
+    (descending, ties by index); with ``pool > n``: ``n`` drawn (``generator``) from the ``pool``
+    best, so the set can change each epoch. ``n > V`` returns all.
     """
     v = F.normalize(_float(vocab_features).detach(), dim=-1)
     c = F.normalize(_float(class_features).detach().to(v.dtype), dim=-1)

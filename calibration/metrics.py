@@ -35,23 +35,6 @@ import torch
 from . import binning as B
 from .proximity import knn_proximity  # noqa: F401  (public here as well)
 
-__all__ = [
-    "ece",
-    "mce",
-    "adaptive_ece",
-    "piece",
-    "knn_proximity",
-    "nll",
-    "brier",
-    "accuracy",
-    "macro_f1",
-    "reliability_bins",
-    "confidences_from_probs",
-    "classification_stats",
-    "classification_metrics",
-    "quantile_bin_index",
-    "equal_width_bin_index",
-]
 
 # ----------------------------------------------------------------------------
 # input handling
@@ -69,7 +52,8 @@ def _to_numpy(x, dtype=None):
     return x
 
 
-def _prep(confidences, correct, fname):
+def _prep(confidences, correct, fname, n_bins):
+    """Float64 confidences, correctness (bool or float64) and the checked ``n_bins``."""
     c = _to_numpy(confidences, np.float64)
     a = _to_numpy(correct)
     if c.ndim != 1 or a.ndim != 1:
@@ -86,7 +70,7 @@ def _prep(confidences, correct, fname):
         raise ValueError(f"calibration.metrics.{fname}: got no samples")
     if a.dtype != np.bool_ and a.dtype != np.float64:
         a = a.astype(np.float64)
-    return np.ascontiguousarray(c), np.ascontiguousarray(a)
+    return np.ascontiguousarray(c), np.ascontiguousarray(a), _check_bins(n_bins, fname)
 
 
 def _check_bins(n_bins, fname, name="n_bins"):
@@ -98,31 +82,29 @@ def _check_bins(n_bins, fname, name="n_bins"):
 # ----------------------------------------------------------------------------
 # binning (calibration.binning does the exact, fast per-bin sums)
 # ----------------------------------------------------------------------------
-def _grid(c, fname, what="confidences"):
+def _binner(fname, what, make, *args):
+    """``make(*args)`` (``B.Grid`` / ``B.EqualMass``); its ValueError names the function and input."""
     try:
-        return B.Grid(c)
+        return make(*args)
     except ValueError as e:
         raise ValueError(f"calibration.metrics.{fname}: {what} {e}") from None
 
 
-def _equal_mass(x, n_bins, fname, what, a=None, c=None):
-    try:
-        return B.EqualMass(x, n_bins, a, c)
-    except ValueError as e:
-        raise ValueError(f"calibration.metrics.{fname}: {what} {e}") from None
+def _grid(c, fname):
+    return _binner(fname, "confidences", B.Grid, c)
+
+
+def _edges(n_bins):
+    """Equal-width edges ``linspace(0, 1, n_bins + 1)``."""
+    return np.linspace(0.0, 1.0, n_bins + 1)
 
 
 def equal_width_bin_index(x, n_bins=10, rule="ece"):
-    """Exact equal-width bin of each value (edges ``linspace(0, 1, n_bins+1)``).
-
-    ``rule="ece"``: ``(lo, hi]`` bins numbered 1..n_bins, 0 for x <= 0 and
-    n_bins + 1 for x > 1 (ECE's convention). ``rule="right"``: ``[lo, hi)`` with
-    the last bin closed, numbered 0..n_bins-1 (``np.digitize`` on the interior
-    edges; MCE's and PIECE's convention). Returns an integer array.
-    """
+    """Exact equal-width bin (integer array) of each value: ``rule="ece"``: ``(lo, hi]`` bins 1..n_bins,
+    0 for x <= 0 and n_bins + 1 for x > 1; ``rule="right"`` (MCE's, PIECE's): ``[lo, hi)``, the last
+    closed, 0..n_bins-1 (``np.digitize`` on the interior edges)."""
     x = np.ascontiguousarray(_to_numpy(x, np.float64).reshape(-1))
-    n_bins = _check_bins(n_bins, "equal_width_bin_index")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = _edges(_check_bins(n_bins, "equal_width_bin_index"))
     if rule not in ("ece", "right"):
         raise ValueError(f"calibration.metrics.equal_width_bin_index: rule must be 'ece' or 'right', got {rule!r}")
     grid = _grid(x, "equal_width_bin_index")
@@ -130,16 +112,11 @@ def equal_width_bin_index(x, n_bins=10, rule="ece"):
 
 
 def quantile_bin_index(x, n_bins=10):
-    """Equal-mass bin index of each value of 1-D ``x`` and the bin edges used.
-
-    Edges are ``np.quantile(x, np.linspace(0, 1, n_bins+1))`` (linear
-    interpolation); an edge within 1e-8 of its predecessor is dropped (zero-width
-    bins merged); bins are ``[lo, hi)`` with the last one closed. A constant
-    ``x`` gives a single bin. Returns ``(index int64 array, edges)``.
-    """
+    """``(index int64 array, edges)``: equal-mass bin of each value of 1-D ``x`` (``adaptive_ece``'s
+    rule, module docstring; a constant ``x`` gives a single bin)."""
     x = np.ascontiguousarray(_to_numpy(x, np.float64).reshape(-1))
     n_bins = _check_bins(n_bins, "quantile_bin_index")
-    em = _equal_mass(x, n_bins, "quantile_bin_index", "x")
+    em = _binner("quantile_bin_index", "x", B.EqualMass, x, n_bins)
     edges = np.array([em.grid.mn, em.grid.mx]) if em.edges is None else em.edges
     return em.bin_index().astype(np.int64), edges
 
@@ -148,30 +125,17 @@ def quantile_bin_index(x, n_bins=10):
 # calibration errors
 # ----------------------------------------------------------------------------
 def ece(confidences, correct, n_bins=10):
-    """Expected calibration error (fraction), TCPT convention.
-
-    ``n_bins`` equal-width bins ``(lo, hi]`` on edges ``linspace(0, 1, n_bins+1)``;
-    a confidence of 0 (or outside (0, 1]) lies in no bin but counts in N.
-    ``sum_b |acc_b - conf_b| * n_b / N``.
-    """
-    c, a = _prep(confidences, correct, "ece")
-    n_bins = _check_bins(n_bins, "ece")
-    gap, _ = B.binned_gaps(_grid(c, "ece"), np.linspace(0.0, 1.0, n_bins + 1), True, a, c)
+    """Expected calibration error (fraction): ``(lo, hi]`` equal-width bins (module docstring)."""
+    c, a, n_bins = _prep(confidences, correct, "ece", n_bins)
+    gap, _ = B.binned_gaps(_grid(c, "ece"), _edges(n_bins), True, a, c)
     return float(np.abs(gap[1:-1]).sum() / c.shape[0])
 
 
 def mce(confidences, correct, n_bins=10, weighted=True):
-    """Maximum calibration error (fraction).
-
-    Equal-width bins ``[lo, hi)`` with the last bin closed at 1 (c = 0 is in the
-    first bin). ``weighted=True`` (the TCPT/CCR papers' MCE):
-    ``max_b |acc_b - conf_b| * n_b / N``; ``weighted=False`` (textbook MCE):
-    ``max_b |acc_b - conf_b|``. The maximum runs over non-empty bins.
-    """
-    c, a = _prep(confidences, correct, "mce")
-    n_bins = _check_bins(n_bins, "mce")
-    gap, counts = B.binned_gaps(_grid(c, "mce"), np.linspace(0.0, 1.0, n_bins + 1)[1:-1], False, a, c,
-                                counts=True)
+    """Maximum calibration error (fraction); ``weighted`` True: the papers' mass-weighted MCE,
+    False: the textbook one (module docstring)."""
+    c, a, n_bins = _prep(confidences, correct, "mce", n_bins)
+    gap, counts = B.binned_gaps(_grid(c, "mce"), _edges(n_bins)[1:-1], False, a, c, counts=True)
     nz = counts > 0
     gap = np.abs(gap[nz])
     if weighted:
@@ -180,55 +144,36 @@ def mce(confidences, correct, n_bins=10, weighted=True):
 
 
 def adaptive_ece(confidences, correct, n_bins=10):
-    """Adaptive (equal-mass) ECE (fraction), TCPT convention with the linear quantile rule.
-
-    Edges ``np.quantile(c, linspace(0, 1, n_bins+1))`` (linear interpolation),
-    edges within 1e-8 of the previous one dropped (zero-width bins merged),
-    bins ``[lo, hi)`` with the last one closed; a constant c is one bin.
-    ``sum_b |acc_b - conf_b| * n_b / N``. (No ``KBinsDiscretizer``: its default
-    quantile rule changed in scikit-learn 1.9 and it subsamples above 200,000
-    points.)
-    """
-    c, a = _prep(confidences, correct, "adaptive_ece")
-    n_bins = _check_bins(n_bins, "adaptive_ece")
-    em = _equal_mass(c, n_bins, "adaptive_ece", "confidences", a, c)
+    """Adaptive (equal-mass) ECE (fraction), bins as in the module docstring. (No
+    ``KBinsDiscretizer``: its default quantile rule changed in scikit-learn 1.9 and it subsamples
+    above 200,000 points.)"""
+    c, a, n_bins = _prep(confidences, correct, "adaptive_ece", n_bins)
+    em = _binner("adaptive_ece", "confidences", B.EqualMass, c, n_bins, a, c)
     return float(np.abs(em.gap_sums(a, c)).sum() / c.shape[0])
 
 
 def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
-    """Proximity-informed ECE (fraction).
-
-    Samples are split into ``n_prox_bins`` equal-mass bins of ``proximity``
-    (the adaptive-ECE quantile rule: linear ``np.quantile`` edges, zero-width
-    bins merged, ``[lo, hi)`` last closed) crossed with ``n_bins`` equal-width
-    confidence bins (``[lo, hi)``, last closed, as in ``mce``).
-    ``sum_cells |acc - conf| * n / N`` over non-empty cells.
-    """
-    c, a = _prep(confidences, correct, "piece")
+    """Proximity-informed ECE (fraction): equal-mass proximity bins x equal-width confidence
+    bins (module docstring)."""
+    c, a, n_bins = _prep(confidences, correct, "piece", n_bins)
     p = np.ascontiguousarray(_to_numpy(proximity, np.float64))
     if p.ndim != 1 or p.shape[0] != c.shape[0]:
         raise ValueError(
             f"calibration.metrics.piece: proximity must be 1-D with {c.shape[0]} entries, "
             f"got shape {tuple(p.shape)}"
         )
-    n_bins = _check_bins(n_bins, "piece")
     n_prox_bins = _check_bins(n_prox_bins, "piece", "n_prox_bins")
     cgrid = _grid(c, "piece")
-    gap = B.cell_gaps(_equal_mass(p, n_prox_bins, "piece", "proximity"), cgrid, a, n_bins)
+    gap = B.cell_gaps(_binner("piece", "proximity", B.EqualMass, p, n_prox_bins), cgrid, a, n_bins)
     return float(np.abs(gap).sum() / c.shape[0])
 
 
 def reliability_bins(confidences, correct, n_bins=10):
-    """Per-bin data of a reliability diagram, with ECE's ``(lo, hi]`` bins.
-
-    Returns a dict: ``edges`` (n_bins+1), ``counts``, ``mean_confidence`` and
-    ``accuracy`` (n_bins each; NaN for empty bins), ``n_total`` (N, including
-    samples in no bin), ``n_unbinned`` (confidences of 0 or outside (0, 1]) and
-    ``ece`` (equals ``ece(confidences, correct, n_bins)``).
-    """
-    c, a = _prep(confidences, correct, "reliability_bins")
-    n_bins = _check_bins(n_bins, "reliability_bins")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    """Per-bin data of a reliability diagram (ECE's ``(lo, hi]`` bins), a dict: ``edges``, ``counts``,
+    ``mean_confidence`` and ``accuracy`` (NaN for empty bins), ``n_total`` (N), ``n_unbinned``
+    (confidences of 0 or outside (0, 1]) and ``ece`` (equal to :func:`ece`)."""
+    c, a, n_bins = _prep(confidences, correct, "reliability_bins", n_bins)
+    edges = _edges(n_bins)
     bins = B.bin_index(_grid(c, "reliability_bins"), edges, True)
     counts = np.bincount(bins, minlength=n_bins + 2)
     sum_c = np.bincount(bins, weights=c, minlength=n_bins + 2)[1:-1]
@@ -275,13 +220,15 @@ def _scores_labels(scores, labels, fname):
     return s, y
 
 
-def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
-    """Negative log-likelihood of the true class (natural log, mean over samples).
+def _brier_rows(p, y):
+    """Per-row ``sum_k (p_k - 1[k = y])^2`` of torch probabilities ``p`` (N, C)."""
+    return ((p * p).sum(dim=1) - 2.0 * p.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0).numpy()
 
-    ``scores``: (N, C) logits (``from_logits=True``, log-softmax in float64) or
-    probabilities (``from_logits=False``, clipped below at ``eps``); ``labels``:
-    (N,) int. ``reduction``: ``mean`` (float), ``sum`` (float) or ``none``
-    (numpy array of per-sample values).
+
+def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
+    """Negative log-likelihood of the true class (natural log) of ``scores`` (N, C): logits
+    (log-softmax in float64) or, ``from_logits=False``, probabilities clipped below at ``eps``.
+    ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample).
     """
     s, y = _scores_labels(scores, labels, "nll")
     logp = torch.log_softmax(s, dim=1) if from_logits else torch.log(s.clamp_min(eps))
@@ -298,25 +245,23 @@ def brier(probs, labels, from_logits=False, reduction="mean"):
     p, y = _scores_labels(probs, labels, "brier")
     if from_logits:
         p = torch.softmax(p, dim=1)
-    values = ((p * p).sum(dim=1) - 2.0 * p.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0).numpy()
-    return _reduce(values, reduction, "brier")
+    return _reduce(_brier_rows(p, y), reduction, "brier")
 
 
-def _preds(preds_or_scores):
+def _preds_labels(preds_or_scores, labels, fname):
     p = _to_numpy(preds_or_scores)
-    if p.ndim == 2:
-        return p.argmax(axis=1)
-    if p.ndim != 1:
+    if p.ndim not in (1, 2):
         raise ValueError(f"calibration.metrics: predictions must be (N,) ints or (N, C) scores, got {p.shape}")
-    return p.astype(np.int64)
+    p = p.argmax(axis=1) if p.ndim == 2 else p.astype(np.int64)
+    y = _to_numpy(labels).astype(np.int64).reshape(-1)
+    if p.shape != y.shape or y.size == 0:
+        raise ValueError(f"calibration.metrics.{fname}: {p.shape[0]} predictions vs {y.shape[0]} labels")
+    return p, y
 
 
 def accuracy(preds_or_scores, labels):
     """Top-1 accuracy (fraction). ``preds_or_scores``: (N,) predicted ints or (N, C) scores (argmax)."""
-    p = _preds(preds_or_scores)
-    y = _to_numpy(labels).astype(np.int64).reshape(-1)
-    if p.shape != y.shape or y.size == 0:
-        raise ValueError(f"calibration.metrics.accuracy: {p.shape[0]} predictions vs {y.shape[0]} labels")
+    p, y = _preds_labels(preds_or_scores, labels, "accuracy")
     return float((p == y).mean())
 
 
@@ -324,10 +269,7 @@ def macro_f1(preds_or_scores, labels):
     """Macro-F1 (fraction) over the classes present in ``labels`` (Dassl's choice:
     ``f1_score(..., average='macro', labels=np.unique(y_true))``).
     Per class ``F1 = 2 TP / (2 TP + FP + FN)``."""
-    p = _preds(preds_or_scores)
-    y = _to_numpy(labels).astype(np.int64).reshape(-1)
-    if p.shape != y.shape or y.size == 0:
-        raise ValueError(f"calibration.metrics.macro_f1: {p.shape[0]} predictions vs {y.shape[0]} labels")
+    p, y = _preds_labels(preds_or_scores, labels, "macro_f1")
     n = int(max(p.max(), y.max())) + 1
     if min(p.min(), y.min()) < 0:
         raise ValueError("calibration.metrics.macro_f1: labels and predictions must be >= 0")
@@ -340,13 +282,8 @@ def macro_f1(preds_or_scores, labels):
 
 
 def confidences_from_probs(probs, labels, from_logits=False):
-    """Top-label confidence and correctness of each row.
-
-    ``probs``: (N, C) probabilities (or logits with ``from_logits=True``, then
-    softmax in float64); ``labels``: (N,) int. Returns
-    ``(confidence float64 (N,), correct bool (N,))`` as numpy arrays; the
-    prediction is the argmax (first index on ties).
-    """
+    """``(confidence float64 (N,), correct bool (N,))`` numpy arrays of the top label (argmax, first
+    on ties) of ``probs`` (N, C) (logits with ``from_logits=True``: softmax in float64)."""
     p = _to_numpy(probs, np.float64)
     if from_logits:
         p = torch.softmax(torch.as_tensor(p), dim=1).numpy()
@@ -361,34 +298,21 @@ def confidences_from_probs(probs, labels, from_logits=False):
 
 
 def classification_stats(logits, labels):
-    """Per-sample statistics of a batch of logits, for evaluators that accumulate.
-
-    Returns a dict of numpy arrays (N,): ``confidence`` (max softmax, float64),
-    ``pred`` (argmax), ``nll`` (-log softmax of the label) and ``brier``.
-    Softmax is taken in float64.
-    """
+    """Per-sample numpy arrays (N,) of a batch of logits (softmax in float64), for accumulating
+    evaluators: ``confidence`` (max softmax), ``pred`` (argmax), ``nll`` and ``brier``."""
     s, y = _scores_labels(logits, labels, "classification_stats")
     logp = torch.log_softmax(s, dim=1)
     p = logp.exp()
     conf, pred = p.max(dim=1)
-    py = p.gather(1, y.unsqueeze(1)).squeeze(1)
-    return {
-        "confidence": conf.numpy(),
-        "pred": pred.numpy(),
-        "nll": -logp.gather(1, y.unsqueeze(1)).squeeze(1).numpy(),
-        "brier": ((p * p).sum(dim=1) - 2.0 * py + 1.0).numpy(),
-    }
+    return {"confidence": conf.numpy(), "pred": pred.numpy(),
+            "nll": -logp.gather(1, y.unsqueeze(1)).squeeze(1).numpy(), "brier": _brier_rows(p, y)}
 
 
 def classification_metrics(confidence, pred, labels, nll_values=None, brier_values=None,
                            proximity=None, n_bins=10):
-    """All single-label metrics as an OrderedDict of fractions, in the evaluator's order.
-
-    Keys: ``accuracy``, ``error_rate``, ``macro_f1``, ``ece``, ``mce`` (weighted),
-    ``adaptive_ece``, ``piece`` (only when ``proximity`` is given), ``mce_max``
-    (textbook MCE), ``nll`` and ``brier`` (means of the per-sample values, only
-    when given).
-    """
+    """All single-label metrics, an OrderedDict of fractions in the evaluator's order: ``accuracy``,
+    ``error_rate``, ``macro_f1``, ``ece``, ``mce`` (weighted), ``adaptive_ece``, ``piece`` (with
+    ``proximity``), ``mce_max`` (textbook), ``nll`` and ``brier`` (means of the values, when given)."""
     conf = _to_numpy(confidence, np.float64).reshape(-1)
     p = _to_numpy(pred).astype(np.int64).reshape(-1)
     y = _to_numpy(labels).astype(np.int64).reshape(-1)

@@ -1,8 +1,7 @@
 """Multi-label metrics: calibration over image-class pairs, mAP, CF1/OF1 (vectorised).
 
-Label encoding (the project's): ``targets[i, j]`` is 1 (positive), 0 (negative)
-or -1 (unknown / ignored). Entries with -1 are dropped from every metric.
-``probs`` are per-class probabilities, shape (N, C).
+Label encoding: ``targets[i, j]`` is 1 (positive), 0 (negative) or -1 (unknown), dropped from
+every metric; ``probs`` (N, C) are per-class probabilities.
 
 The probability-map contract (the one statement of it; other modules point here): on a
 multi-label dataset every trainer maps its scores to *calibration logits*
@@ -14,27 +13,15 @@ BCE_BIAS``; TaI-DPT: its merged cosine and the fitted ``(a, b)`` of ``PROB_FIT``
 sigmoid (float64), saved outputs hold ``z``, and ``results.json`` records the map
 (``probability_map``). mAP depends only on the order of ``z``.
 
-Top-label decomposition (docs/design.md section 5.3): each valid (image, class) pair
-is a binary prediction ``1[p >= 0.5]`` with confidence ``max(p, 1 - p)``,
-correct when the prediction equals the label; those pairs go through the
-single-label ``ece`` / ``mce`` / ``adaptive_ece`` / ``piece`` of
-``calibration.metrics`` with their conventions. All results are fractions.
+Top-label decomposition: each valid (image, class) pair is a binary prediction ``1[p >= 0.5]``
+with confidence ``max(p, 1 - p)``, correct when it equals the label; the pairs go through
+``calibration.metrics``' single-label metrics. All results are fractions.
 """
 from collections import OrderedDict
 
 import numpy as np
 
 from .metrics import _to_numpy, adaptive_ece, ece, equal_width_bin_index, mce, piece
-
-__all__ = [
-    "binary_pairs",
-    "multilabel_calibration",
-    "multilabel_metrics",
-    "average_precision_per_class",
-    "mean_average_precision",
-    "f1_scores",
-    "signed_class_calibration",
-]
 
 
 def _prep(probs, targets, fname):
@@ -76,33 +63,17 @@ class _Pairs:
         sub = a2d[:, cols]
         return sub.reshape(-1) if self.all_valid else sub[self.valid[:, cols]]
 
-    def class_index(self):
-        ci = np.broadcast_to(np.arange(self.c, dtype=np.intp), (self.n, self.c))
-        return ci.reshape(-1) if self.all_valid else ci[self.valid]
-
-    def row_index(self):
-        ri = np.broadcast_to(np.arange(self.n, dtype=np.intp)[:, None], (self.n, self.c))
-        return ri.reshape(-1) if self.all_valid else ri[self.valid]
-
 
 def binary_pairs(probs, targets, threshold=0.5):
-    """Top-label decomposition of the valid (target != -1) image-class pairs.
-
-    Returns a dict of 1-D numpy arrays over the valid pairs in row-major order:
-    ``confidence`` (``max(p, 1-p)``), ``correct`` (bool, ``1[p >= threshold] == y``),
-    ``prob`` (p), ``target`` (0/1), ``class_index``, ``row_index``; plus ``mask``
-    (N, C) bool of the valid entries.
-    """
+    """The top-label decomposition (module docstring) as 1-D arrays over the valid pairs, row-major:
+    ``confidence``, ``correct`` (bool), ``prob``, ``target`` (0/1), ``class_index``, ``row_index``;
+    and ``mask`` (N, C), the valid entries."""
     pr = _Pairs(probs, targets, "binary_pairs", threshold)
-    return {
-        "confidence": pr.flat(pr.conf2d),
-        "correct": pr.flat(pr.correct2d),
-        "prob": pr.flat(pr.p),
-        "target": pr.flat(pr.y).astype(np.int64),
-        "class_index": pr.class_index(),
-        "row_index": pr.row_index(),
-        "mask": pr.valid,
-    }
+    grid = np.broadcast_to(np.arange(pr.c, dtype=np.intp), (pr.n, pr.c))
+    rows = np.broadcast_to(np.arange(pr.n, dtype=np.intp)[:, None], (pr.n, pr.c))
+    return {"confidence": pr.flat(pr.conf2d), "correct": pr.flat(pr.correct2d), "prob": pr.flat(pr.p),
+            "target": pr.flat(pr.y).astype(np.int64), "class_index": pr.flat(grid), "row_index": pr.flat(rows),
+            "mask": pr.valid}
 
 
 def _classwise_ece(pr, n_bins):
@@ -157,17 +128,11 @@ def _calibration(pr, n_bins, groups):
 
 
 def multilabel_calibration(probs, targets, n_bins=10, groups=None):
-    """Calibration of multi-label predictions over valid image-class pairs (fractions).
-
-    Keys: ``ece``, ``mce`` (weighted, papers' MCE), ``adaptive_ece`` (top-label
-    decomposition, conventions of ``calibration.metrics``); ``ece_positive``
-    (ECE's ``(lo, hi]`` bins over p, comparing mean p with the positive rate);
-    ``classwise_ece`` (positive-class ECE per class, averaged over classes with
-    at least one valid entry); ``accuracy`` (fraction of correct pairs at 0.5).
-    With ``groups`` (dict name -> class indices): ``ece_<name>`` (top-label ECE
-    over that group's pairs) and ``accuracy_<name>``; NaN for a group without
-    valid pairs. Entries with target -1 are dropped everywhere.
-    """
+    """Calibration over the valid image-class pairs (fractions): ``ece``, ``mce`` (weighted),
+    ``adaptive_ece`` (top-label decomposition); ``ece_positive`` (ECE's bins over p, mean p vs the
+    positive rate); ``classwise_ece`` (positive-class ECE per class, mean over classes with a valid
+    entry); ``accuracy`` (correct pairs at 0.5). ``groups`` (name -> class indices) add
+    ``ece_<name>`` and ``accuracy_<name>`` over the group's pairs (NaN without valid pairs)."""
     out, group_out, _, _ = _calibration(_Pairs(probs, targets, "multilabel_calibration"), n_bins, groups)
     for name, (g_ece, g_acc) in group_out.items():
         out[f"ece_{name}"] = g_ece
@@ -199,23 +164,16 @@ def _ap_per_class(pr):
 
 
 def average_precision_per_class(scores, targets):
-    """Non-interpolated average precision of each class (numpy array (C,), NaN when a
-    class has no positive).
-
-    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, which is
-    ``sklearn.metrics.average_precision_score`` (tied scores form one threshold).
-    Entries with target -1 are ignored.
-    """
+    """Non-interpolated AP of each class, ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score
+    thresholds (``sklearn.metrics.average_precision_score``; ties form one threshold); array (C,),
+    NaN for a class without positives; -1 entries ignored."""
     return _ap_per_class(_Pairs(scores, targets, "average_precision_per_class"))
 
 
 def mean_average_precision(scores, targets):
-    """mAP (fraction): mean over classes with at least one positive of the
-    non-interpolated AP (``average_precision_per_class``); -1 entries ignored.
-    Equals the mean of ``sklearn.metrics.average_precision_score`` per class.
-    NaN if no class has a positive."""
-    ap = average_precision_per_class(scores, targets)
-    return _nanmean(ap)
+    """mAP (fraction): mean of ``average_precision_per_class`` over the classes with a positive
+    (NaN if none has one)."""
+    return _nanmean(average_precision_per_class(scores, targets))
 
 
 def _f1(pr, threshold=0.5):
@@ -236,27 +194,19 @@ def _f1(pr, threshold=0.5):
 
 
 def f1_scores(probs, targets, threshold=0.5):
-    """``(CF1, OF1)`` (fractions) at ``p >= threshold``; -1 entries ignored.
-
-    CF1 = 2 CP CR / (CP + CR), with CP and CR the means over classes having at
-    least one positive of per-class precision (0 when a class has no predicted
-    positive) and recall. OF1 = 2 OP OR / (OP + OR) from micro counts over all
-    valid entries. A zero denominator gives 0.
-    """
+    """``(CF1, OF1)`` (fractions) at ``p >= threshold``, -1 entries ignored: CF1 = 2 CP CR / (CP + CR)
+    with CP, CR the means over classes with a positive of per-class precision (0 without a
+    predicted positive) and recall; OF1 the same from micro counts. A zero denominator gives 0."""
     return _f1(_Pairs(probs, targets, "f1_scores"), threshold)
 
 
 def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
-    """Everything the multi-label evaluator reports, as fractions, sharing one decomposition.
-
-    Returns ``(results, confidences, correct, ap_per_class)``: ``results`` is an OrderedDict with
-    ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``, ``adaptive_ece``, ``ece_positive``,
-    ``classwise_ece``, ``piece`` (only with ``proximity``: one value per image,
-    carried by each of its pairs), ``accuracy``, then per group ``mAP_<g>``,
-    ``ece_<g>``, ``accuracy_<g>``; the arrays are the valid pairs' top-label
-    confidences and correctness (for a reliability diagram); ``ap_per_class`` is
-    the (C,) array of ``average_precision_per_class``.
-    """
+    """Everything the multi-label evaluator reports, sharing one decomposition: ``(results,
+    confidences, correct, ap_per_class)``. ``results`` (OrderedDict, fractions): ``mAP``, ``cf1``,
+    ``of1``, the keys of :func:`multilabel_calibration` but ``accuracy``, ``piece`` (with
+    ``proximity``, one value per image carried by each of its pairs), ``accuracy``, then per group
+    ``mAP_<g>``, ``ece_<g>``, ``accuracy_<g>``; the arrays: the valid pairs' top-label confidences
+    and correctness, and the (C,) per-class AP."""
     pr = _Pairs(probs, targets, "multilabel_metrics")
     ap = _ap_per_class(pr)
     cf1, of1 = _f1(pr)
@@ -282,14 +232,10 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
 
 
 def signed_class_calibration(probs, targets, threshold=0.5, groups=None):
-    """Signed calibration gap of every class: over- (> 0) or under-confidence (< 0).
-
-    For class ``c`` the gap is the mean top-label confidence ``max(p, 1 - p)`` minus the accuracy
-    (``1[p >= threshold] == y``) over its valid (image, c) pairs, as the CCR paper's Figure 2
-    plots it. Returns ``(gaps, group_gaps)``: ``gaps`` a float64 array (C,) (fractions, NaN for a
-    class without valid pairs) and ``group_gaps`` a dict name -> mean of the gaps of the group's
-    classes (NaN when none has a gap); ``groups`` maps names to class indices. -1 entries ignored.
-    """
+    """Signed calibration gap of every class, over- (> 0) or under-confident (< 0): the mean top-label
+    confidence minus the accuracy over its valid pairs (the CCR paper's Figure 2). Returns ``gaps``
+    (float64 (C,), NaN without valid pairs) and ``group_gaps`` (name -> mean of the group's gaps,
+    NaN when none has one) for ``groups`` (name -> class indices)."""
     pr = _Pairs(probs, targets, "signed_class_calibration", threshold)
     diff = np.where(pr.valid, pr.conf2d - pr.correct2d, 0.0)
     n_c = pr.valid.sum(axis=0)

@@ -1,7 +1,5 @@
-"""Headless figures: reliability diagrams and a base-vs-new summary chart.
-
-Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend
-change, no display needed). Files are written atomically (``cpt.fileio``).
+"""Headless figures (matplotlib's object API on the Agg canvas: no pyplot, no backend change, no
+display), written atomically: reliability diagrams and a base-vs-new summary chart.
 """
 import numpy as np
 
@@ -26,13 +24,9 @@ def _save_atomic(fig, path):
 
 
 def save_reliability_diagram(confidences, correct, path, n_bins=10, title=None):
-    """Save a reliability diagram PNG at ``path`` (atomic write); returns ``path``.
-
-    Bars: accuracy per confidence bin (ECE's ``(lo, hi]`` bins, see
-    ``reliability_bins``), the gap to the bin's mean confidence shaded, the
-    diagonal for perfect calibration, and a lower panel with the share of
-    samples per bin. The title carries the ECE in percent.
-    """
+    """Save a reliability diagram PNG at ``path`` and return it: accuracy per bin of
+    :func:`reliability_bins`, the gap to the bin's mean confidence shaded, the diagonal, a lower
+    panel with the share of samples per bin; the ECE (percent) in the title."""
     rb = reliability_bins(confidences, correct, n_bins)
     edges = rb["edges"]
     width = np.diff(edges)
@@ -72,12 +66,8 @@ _REQUIRED = ("label", "base_acc", "new_acc", "base_ece", "new_ece")
 
 
 def save_summary_figure(rows, path, title=None):
-    """Save a grouped bar chart (PNG, atomic) of base vs new accuracy and ECE per row.
-
-    ``rows``: list of dicts with keys ``label``, ``base_acc``, ``new_acc``,
-    ``base_ece``, ``new_ece`` (values as given, typically percent; NaN or None
-    leaves a bar out). Returns ``path``.
-    """
+    """Save a grouped bar chart PNG of base vs new accuracy and ECE per row and return ``path``;
+    ``rows``: dicts with the keys of ``_REQUIRED`` (values as given, e.g. percent; NaN/None: no bar)."""
     rows = list(rows)
     if not rows:
         raise ValueError("calibration.plots.save_summary_figure: rows is empty")

@@ -1,11 +1,7 @@
-"""Post-hoc calibrators applied to logits at test time (docs/design.md section 5.2).
-
-Functional core: :func:`fit_temperature` / :func:`apply_temperature`,
-:func:`dac_factors` / :func:`apply_dac`, :func:`sals_logits`. Registry: :data:`POSTHOC`
-(``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals``), each a
-:class:`PosthocCalibrator` with ``fit(**inputs)``, ``apply(logits, **inputs)``
-and a JSON state saved atomically (:meth:`PosthocCalibrator.save`,
-:func:`load_posthoc`). None is fitted on test labels.
+"""Post-hoc calibrators applied to logits at test time (docs/design.md section 5.2): the functional
+core and the registry :data:`POSTHOC` (``CALIB.POSTHOC``) of :class:`PosthocCalibrator` classes,
+their JSON state saved atomically (:meth:`PosthocCalibrator.save`, :func:`load_posthoc`). None is
+fitted on test labels.
 
 Imports only torch/numpy/scipy and ``cpt.registry``/``cpt.fileio`` (no engine, trainer or dataset).
 """
@@ -38,13 +34,11 @@ def _nll(logits, labels, t):
 
 
 def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX):
-    """One temperature ``T`` minimising the mean NLL of ``softmax(logits / T)``.
+    """The temperature ``T`` (float) minimising the mean NLL of ``softmax(logits / T)``.
 
-    logits ``(N, C)`` (torch or numpy), labels ``(N,)`` class indices. A
-    deterministic bounded scalar search (scipy's bounded Brent method) on
-    ``log T`` over ``[t_min, t_max]``, computed in float64; the NLL is convex
-    in ``1/T`` so the minimum is unique. If the split is perfectly separated
-    the optimum runs to ``t_min``. Returns a Python float.
+    logits ``(N, C)`` (torch or numpy), labels ``(N,)``. Bounded Brent search on ``log T`` over
+    ``[t_min, t_max]`` in float64 (the NLL is convex in ``1/T``: one minimum; a perfectly
+    separated split runs to ``t_min``).
     """
     z = _np64(logits)
     y = _np64(labels).astype(np.int64).reshape(-1)
@@ -76,20 +70,15 @@ def _normalize(x):
 
 
 def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05):
-    """DAC scaling factor of each test class.
-
-    Inputs are text features, one row per class: test classes ``(C_test, D)``
-    and base (training) classes ``(C_base, D)``, under the zero-shot prompt and
-    under the tuned prompt. They are L2-normalised inside (idempotent for
-    normalised inputs). For test class ``i``:
-    ``c_i = exp(dbar_zs(i) - dbar_tuned(i))`` where ``dbar`` is the mean of
-    the ``k`` smallest L2 distances from class i's feature to the base-class
-    features in that space (``k`` capped at ``C_base``). A class whose nearest
-    tuned distance is below ``base_threshold`` counts as a base class and gets
-    ``c_i = 1``. Returns a float tensor ``(C_test,)`` (float32 unless the tuned
+    """DAC scaling factor of each test class, a tensor ``(C_test,)`` (float32 unless the tuned
     features are float64) on the device of ``new_tuned``.
-    Golden: base at 0 and 90 degrees, new class at 45 degrees zero-shot and 30
-    degrees tuned, k = 2: ``c = 1.006569``.
+
+    Inputs: text features (L2-normalised here) of the test ``(C_test, D)`` and base ``(C_base, D)``
+    classes under the zero-shot and the tuned prompt. ``c_i = exp(dbar_zs(i) - dbar_tuned(i))``,
+    ``dbar`` the mean of the ``k`` (capped at ``C_base``) smallest L2 distances to the base
+    classes in that space; ``c_i = 1`` when the nearest tuned distance is below
+    ``base_threshold`` (a base class). Golden: base at 0 and 90 degrees, new class at 45 degrees
+    zero-shot and 30 degrees tuned, k = 2: ``c = 1.006569``.
     """
     nz, bz = _normalize(new_zs), _normalize(base_zs)
     nt, bt = _normalize(new_tuned), _normalize(base_tuned)
@@ -111,13 +100,9 @@ def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05
 
 
 def apply_dac(logits, factors):
-    """Multiply each row of ``logits (N, C)`` by the factor of its predicted class.
-
-    ``factors`` ``(C,)`` are positive, so each row's order is kept; the
-    prediction (arg-max, first index on ties) is guaranteed unchanged: in the
-    rare case rounding makes the scaled top logit tie a neighbour, it is
-    raised by one ulp.
-    """
+    """Each row of ``logits (N, C)`` times the (positive) factor of its predicted class; the
+    prediction (arg-max, first on ties) is kept: a scaled top logit that rounding ties with a
+    neighbour is raised by one ulp."""
     z = logits
     f = torch.as_tensor(factors, device=z.device)
     if f.dim() != 1 or f.shape[0] != z.shape[1]:
@@ -152,7 +137,7 @@ def register_posthoc(name):
 
 
 def posthoc_names():
-    """Names accepted by ``CALIB.POSTHOC``: ``none``, ``temperature``, ``dac``, ``sals`` (and plugins')."""
+    """Names accepted by ``CALIB.POSTHOC`` (plugins' included)."""
     return POSTHOC.registered_names()
 
 
@@ -160,18 +145,18 @@ class PosthocCalibrator:
     """Base post-hoc calibrator: ``fit(**inputs)``, then ``apply(logits, **inputs)``.
 
     A subclass is registered with :func:`register_posthoc` (which sets ``name``) and declares
-    ``needs`` (the input names beyond ``logits`` it reads; the trainer provides each, see
-    ``trainers/posthoc.py``, checked at build), ``defaults`` (lowercase keys of ``CALIB.<NAME>``
-    -> default value; the config node is built from them) and ``saved``: True when the state is
-    fitted once in the training run and saved beside the checkpoint (``posthoc.json``), False
-    when it is fitted from the test-time inputs at every evaluation (or is stateless). ``state``
-    is a JSON-serialisable dict of the fitted values; ``fitted`` is True once usable.
+    ``needs`` (the inputs beyond ``logits``; provided by ``trainers/posthoc.py``, checked at
+    build), ``defaults`` (lowercase keys of ``CALIB.<NAME>`` -> default) and ``saved``: True when
+    the state is fitted once in the training run and saved beside the checkpoint
+    (``posthoc.json``), False when fitted at every evaluation (or stateless). ``state`` is a
+    JSON-serialisable dict; ``fitted`` is True once it holds ``state_key`` (always, without one).
     """
 
     name = ""
     needs = ()
     defaults = {}
     saved = False
+    state_key = None
 
     def __init__(self, **params):
         self.params = check_params("post-hoc calibrator", self.name, self.defaults, params)
@@ -179,7 +164,11 @@ class PosthocCalibrator:
 
     @property
     def fitted(self):
-        return True
+        return self.state_key is None or self.state_key in self.state
+
+    def _check_fitted(self, what):
+        if not self.fitted:
+            raise RuntimeError(f"{what} applied before fit() / load")
 
     def fit(self, **inputs):
         return self
@@ -203,16 +192,10 @@ class PosthocCalibrator:
         if missing:
             raise ValueError(f"post-hoc calibrator '{self.name}' {what} needs {missing}")
 
-    def to_dict(self):
-        return {"name": self.name, "params": self.params, "state": self.state, "version": 1}
-
     def save(self, path):
-        """Write ``{"name", "params", "state", "version"}`` as JSON atomically."""
-        return atomic_write_json(self.to_dict(), path)
-
-    @staticmethod
-    def load(path):
-        return load_posthoc(path)
+        """Write ``{"name", "params", "state", "version"}`` as JSON atomically (:func:`load_posthoc`)."""
+        return atomic_write_json({"name": self.name, "params": self.params, "state": self.state, "version": 1},
+                                 path)
 
 
 @register_posthoc("none")
@@ -230,10 +213,7 @@ class TemperatureScaling(PosthocCalibrator):
 
     needs = ("val_logits", "val_labels")
     saved = True
-
-    @property
-    def fitted(self):
-        return "temperature" in self.state
+    state_key = "temperature"
 
     def fit(self, **inputs):
         self._need(inputs, "fit")
@@ -241,8 +221,7 @@ class TemperatureScaling(PosthocCalibrator):
         return self
 
     def apply(self, logits, **inputs):
-        if not self.fitted:
-            raise RuntimeError("temperature scaling applied before fit() / load")
+        self._check_fitted("temperature scaling")
         return apply_temperature(logits, self.state["temperature"])
 
     def describe(self):
@@ -257,14 +236,11 @@ class DAC(PosthocCalibrator):
 
     needs = ("new_zs", "base_zs", "new_tuned", "base_tuned")
     defaults = {"k": 5, "base_threshold": 0.05}
+    state_key = "factors"
 
     def __init__(self, **params):
         super().__init__(**params)
         self.params = {"k": int(self.params["k"]), "base_threshold": float(self.params["base_threshold"])}
-
-    @property
-    def fitted(self):
-        return "factors" in self.state
 
     def fit(self, **inputs):
         self._need(inputs, "fit")
@@ -275,10 +251,8 @@ class DAC(PosthocCalibrator):
         return self
 
     def apply(self, logits, **inputs):
-        if not self.fitted:
-            raise RuntimeError("DAC applied before fit() / load")
-        f = torch.tensor(self.state["factors"], dtype=torch.float64)
-        return apply_dac(logits, f)
+        self._check_fitted("DAC")
+        return apply_dac(logits, torch.tensor(self.state["factors"], dtype=torch.float64))
 
     def describe(self):
         f = torch.tensor(self.state["factors"])

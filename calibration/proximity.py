@@ -3,17 +3,14 @@ import torch
 
 
 def knn_proximity(features, k=10, reference=None, chunk_size=None, normalize=False):
-    """Mean L2 distance of each row of ``features`` to its ``k`` nearest rows of ``reference``.
+    """Mean L2 distance of each row of ``features`` to its ``k`` nearest rows of ``reference``: a
+    tensor (N,) on the input's device, or a numpy array when ``features`` is not a tensor.
 
-    With ``reference=None`` the pool is ``features`` itself and each row's own
-    index is excluded (duplicates of a row still count, at distance 0).
-    Rows are processed in chunks of ``chunk_size`` (default: sized so a chunk's
-    distance block holds about 16M entries), so no N x M matrix is held at
-    once. Runs in torch on the device of ``features`` (fp16/bf16 are computed in
-    fp32). Neighbours are selected on the expanded squared distance and their
-    distances recomputed directly, so values match a brute-force ``cdist``.
-    ``normalize=True`` L2-normalises both sets first. Returns a tensor of length
-    N on the input's device, or a numpy array when ``features`` is not a tensor.
+    ``reference=None``: the pool is ``features`` without the row itself (duplicates count, at 0).
+    Chunks of ``chunk_size`` rows (default: about 16M distances each), in torch on the input's
+    device (fp16/bf16 in fp32); neighbours are chosen on the expanded squared distance and their
+    distances recomputed directly (values match a brute-force ``cdist``). ``normalize=True``
+    L2-normalises both sets first.
     """
     as_numpy = not torch.is_tensor(features)
     x = torch.as_tensor(features)

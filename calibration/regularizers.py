@@ -1,11 +1,8 @@
 """Training-time calibration regularizers (docs/design.md section 5.1): the :class:`Regularizer`
-interface, its registry :data:`REGULARIZERS` (names ``tcpt``, ``ccr``, ``mbls``, ``zs_norm``,
-``penalty``, ``dor``; ``CALIB.METHOD``) and :func:`apply_regularizers`, the one call a trainer
-makes in ``forward_backward``. Each regularizer is configured from its ``CALIB.<NAME>`` node
-(passed as a plain dict with lowercase keys) and computed by the functional core in
-:mod:`calibration.losses` (re-exported here).
-
-This module imports only torch and ``cpt.registry`` (no engine, trainer or dataset module).
+interface, its registry :data:`REGULARIZERS` (``CALIB.METHOD``) and :func:`apply_regularizers`, the
+one call a trainer makes in ``forward_backward``; each configured from its ``CALIB.<NAME>`` node
+(a dict with lowercase keys) and computed by :mod:`calibration.losses` (re-exported here).
+Imports only torch and ``cpt.registry``.
 """
 import difflib
 import types
@@ -34,46 +31,41 @@ def check_params(kind, name, defaults, params):
 
 
 class RegContext(types.SimpleNamespace):
-    """The inputs handed to the regularizers, by name; an input that was not set reads as None.
-
-    Names the trainers provide (``ClipPromptTrainer.providers``): logits: scaled logits
-    ``(N, C)``; labels: class indices ``(N,)``; probs / targets: multi-label probabilities and
-    targets ``(N, C)`` (1 / 0 / -1); text_features: learned text features of the training classes
-    ``(C, D)``; zs_text_features: their zero-shot counterparts; zs_logits: zero-shot logits of the
-    batch ``(N, C)``; image_features ``(N, D)``; logit_scale (exp'd scalar); text_similarity
-    ``(C, C)``; outlier_text_features / outlier_zs_text_features ``(K, D)`` (DOR).
-    """
+    """The inputs handed to the regularizers, by name (``ClipPromptTrainer.providers``; shapes as in
+    :mod:`calibration.losses`: logits/zs_logits/probs/targets ``(N, C)``, labels ``(N,)``, text
+    features ``(C, D)``, outlier features ``(K, D)``); an input that was not set reads as None."""
 
     def __getattr__(self, name):  # only reached for names that were not set
         if name.startswith("__"):
             raise AttributeError(name)
         return None
 
-    def available(self):
-        """Names of the inputs that are set (not None)."""
-        return {k for k, v in vars(self).items() if v is not None}
-
 
 class Regularizer:
     """Base class: ``reg(ctx)`` returns the weighted scalar added to the task loss.
 
     A subclass is registered with :func:`register_regularizer` (which sets ``name``) and declares
-    ``needs`` (the input names it reads from the :class:`RegContext`; the trainer must provide
-    each, checked at build) and ``defaults`` (lowercase keys of ``CALIB.<NAME>`` -> default value;
-    the config's ``CALIB.<NAME>`` node is built from them, ``engine/config.py``). It implements
-    :meth:`components` (named, weighted terms). A regularizer with ``replaces_task_loss = True``
-    provides :meth:`task_loss`, used by :func:`apply_regularizers` instead of the trainer's task
-    loss. After a call ``last_stats`` holds extra floats for logging.
+    ``needs`` (the :class:`RegContext` inputs it reads; checked against the trainer at build),
+    ``defaults`` (lowercase keys of ``CALIB.<NAME>`` -> default; the config node is built from
+    them) and ``nonneg`` (the keys that must be numbers >= 0, stored as floats). It implements
+    :meth:`components` (named, weighted terms); with ``replaces_task_loss = True`` it provides
+    :meth:`task_loss`, used instead of the trainer's. ``last_stats``: extra floats for the log.
     """
 
     name = ""
     needs = ()
     defaults = {}
+    nonneg = ()
     replaces_task_loss = False
 
     def __init__(self, **params):
         self.params = check_params("regularizer", self.name, self.defaults, params)
         self.last_stats = {}
+        for k in self.nonneg:
+            v = self.params[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"CALIB.{self.name.upper()}.{k.upper()} must be a number >= 0, got {v!r}")
+            self.params[k] = float(v)
         self._validate()
 
     def _validate(self):
@@ -82,10 +74,8 @@ class Regularizer:
     def _fetch(self, ctx):
         missing = [f for f in self.needs if getattr(ctx, f, None) is None]
         if missing:
-            raise ValueError(
-                f"regularizer '{self.name}' needs {missing} in the RegContext, "
-                f"which the trainer did not provide"
-            )
+            raise ValueError(f"regularizer '{self.name}' needs {missing} in the RegContext, "
+                             f"which the trainer did not provide")
         return {f: getattr(ctx, f) for f in self.needs}
 
     def components(self, ctx):
@@ -148,14 +138,9 @@ def _params_for(name, params_by_name):
 
 
 def build_regularizers(names, params_by_name=None):
-    """Instantiate the regularizers listed in ``names`` (``CALIB.METHOD``).
-
-    ``params_by_name`` maps a regularizer name to its parameter dict, i.e.
-    ``CALIB.<NAME>`` as a plain dict; names and keys are matched
-    case-insensitively, so ``{"tcpt": {"alpha": .1}}`` and the ``cfg.CALIB``
-    node itself both work. Duplicates and more than one task-loss replacer are
-    rejected.
-    """
+    """Instantiate the regularizers ``names`` (``CALIB.METHOD``); ``params_by_name``: name ->
+    parameter dict, matched case-insensitively (``{"tcpt": {"alpha": .1}}`` or ``cfg.CALIB`` itself).
+    Duplicates and more than one task-loss replacer are rejected."""
     if isinstance(names, str):
         names = [names]
     regs, seen = [], set()
@@ -177,11 +162,8 @@ def _task_loss_replacer(regularizers):
 
 
 def check_requirements(regularizers, available, trainer_name):
-    """Raise ValueError if ``trainer_name`` cannot supply a declared input.
-
-    ``available``: the input names the trainer provides. The message
-    names the trainer, each regularizer and its missing inputs.
-    """
+    """Raise a ValueError naming the trainer, each regularizer and the inputs in its ``needs``
+    that are not ``available`` (the names the trainer provides)."""
     available = set(available)
     problems = [f"regularizer '{r.name}' needs {[f for f in r.needs if f not in available]}"
                 for r in regularizers if not set(r.needs) <= available]
@@ -194,14 +176,9 @@ def check_requirements(regularizers, available, trainer_name):
 
 
 def apply_regularizers(regularizers, ctx, task_loss=None):
-    """Total loss and a log dict: the one call trainers make in ``forward_backward``.
-
-    ``total = task + sum of every regularizer's weighted terms``, where
-    ``task`` is ``task_loss`` or, if a regularizer replaces the task loss
-    (ZS-Norm), that regularizer's ``task_loss(ctx)``. The dict holds floats:
-    ``loss`` (total), ``loss_task``, each named term and each ``last_stats``
-    entry.
-    """
+    """``(total, logs)``: ``total = task + every regularizer's weighted terms``, ``task`` being
+    ``task_loss`` or the replacing regularizer's ``task_loss(ctx)`` (ZS-Norm). ``logs`` (floats):
+    ``loss``, ``loss_task``, each named term and each ``last_stats`` entry."""
     replacer = _task_loss_replacer(regularizers)
     if replacer is not None:
         task = replacer.task_loss(ctx)
@@ -220,25 +197,13 @@ def apply_regularizers(regularizers, ctx, task_loss=None):
     return total, logs
 
 
-def _nonneg(reg, *keys):
-    for k in keys:
-        v = reg.params[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(
-                f"CALIB.{reg.name.upper()}.{k.upper()} must be a number >= 0, got {v!r}"
-            )
-        reg.params[k] = float(v)
-
-
 @register_regularizer("tcpt")
 class TCPT(Regularizer):
     """TCPT: margin mean/variance term plus ``lambda`` x text moment matching."""
 
     needs = ("logits", "labels", "text_features", "zs_text_features")
     defaults = {"alpha": 0.1, "beta": 0.01, "lambda": 5.0}
-
-    def _validate(self):
-        _nonneg(self, "alpha", "beta", "lambda")
+    nonneg = ("alpha", "beta", "lambda")
 
     def components(self, ctx):
         d = self._fetch(ctx)
@@ -254,9 +219,9 @@ class CCR(Regularizer):
 
     needs = ("probs", "targets", "text_similarity")
     defaults = {"lambda": 1.0, "reduction": "mean"}
+    nonneg = ("lambda",)
 
     def _validate(self):
-        _nonneg(self, "lambda")
         red = str(self.params["reduction"]).lower()
         if red not in ("sum", "mean"):
             raise ValueError(f"CALIB.CCR.REDUCTION must be 'sum' or 'mean', got {red!r}")
@@ -276,9 +241,7 @@ class MbLS(Regularizer):
 
     needs = ("logits",)
     defaults = {"margin": 10.0, "alpha": 0.1}
-
-    def _validate(self):
-        _nonneg(self, "margin", "alpha")
+    nonneg = ("margin", "alpha")
 
     def components(self, ctx):
         d = self._fetch(ctx)
@@ -287,10 +250,8 @@ class MbLS(Regularizer):
 
 @register_regularizer("zs_norm")
 class ZSNorm(Regularizer):
-    """ZS-Norm: the task loss becomes CE on :func:`zs_norm_logits`; adds no term.
-
-    ``enabled`` (CALIB.ZS_NORM.ENABLED) False makes it a no-op.
-    """
+    """ZS-Norm: the task loss becomes CE on :func:`zs_norm_logits`; adds no term (``enabled``
+    False: a no-op)."""
 
     needs = ("logits", "labels", "zs_logits")
     defaults = {"enabled": True}
@@ -314,9 +275,7 @@ class Penalty(Regularizer):
 
     needs = ("logits", "zs_logits")
     defaults = {"weight": 10.0}
-
-    def _validate(self):
-        _nonneg(self, "weight")
+    nonneg = ("weight",)
 
     def components(self, ctx):
         d = self._fetch(ctx)
@@ -331,9 +290,9 @@ class DOR(Regularizer):
 
     needs = ("outlier_text_features", "outlier_zs_text_features")
     defaults = {"lambda": 2.0, "vocab": "", "num_outliers": 64}
+    nonneg = ("lambda",)
 
     def _validate(self):
-        _nonneg(self, "lambda")
         n = self.params["num_outliers"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"CALIB.DOR.NUM_OUTLIERS must be an int >= 1, got {n!r}")

@@ -1,20 +1,14 @@
-"""``ClipPromptTrainer``: what every CLIP prompt learner shares.
+"""``ClipPromptTrainer``: what every CLIP prompt learner shares (docs/design.md section 11).
 
-A method module subclasses it, sets ``cfg_node`` (its ``TRAINER.<NODE>``), and implements
+A method subclasses it, sets ``cfg_node`` (its ``TRAINER.<NODE>``) and implements
 ``build_learner`` (the learnable module, registered as ``prompt_learner``), ``class_text_features``
 (image-independent methods) and, when needed, ``forward_logits`` / ``image_features`` /
-``method_losses``. The base provides:
-
-* CLIP through the adapter (``trainers.clip.load_clip``), frozen, with the trainer's ``PREC``;
-* the hand-crafted zero-shot text features (``self.zs_text_features``), computed at first use;
-* ``forward_backward``: task loss (CE, or :func:`masked_bce` with ``LOSS bce``), the method's own
-  terms and the regularizers of ``CALIB.METHOD``, each input they ``need`` from a declared
-  provider (:meth:`providers`, checked at build); amp with a gradient scaler;
-* multi-label datasets: loss, regularizers and evaluator all see the calibration logits of
-  :meth:`calibration_logits`, so ``sigmoid(logits)`` is one probability everywhere;
-* evaluation: text features once per evaluation, image features for the evaluator (PIECE), the
-  training-set proximity pool, the frozen-feature cache (``TEST.CACHE_FEATURES``) and
-  post-hoc calibration (``CALIB.POSTHOC``, :mod:`trainers.posthoc`).
+``method_losses``. The base provides frozen CLIP with the trainer's ``PREC``, the zero-shot text
+features, ``forward_backward`` (task loss, the method's terms and the ``CALIB.METHOD``
+regularizers fed by :meth:`providers`; amp with a gradient scaler), the multi-label
+:meth:`calibration_logits`, and evaluation (text features once per evaluation, features for
+PIECE, the frozen-feature cache ``TEST.CACHE_FEATURES``, ``CALIB.POSTHOC`` via
+:mod:`trainers.posthoc`).
 """
 from types import SimpleNamespace
 
@@ -26,7 +20,7 @@ from cpt.engine import feature_cache
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
 from cpt.engine.trainer import TrainerX
 from cpt.engine.utils import count_num_param
-from cpt.trainers.clip import load_clip
+from cpt.trainers.clip import encode_prompts, load_clip
 from cpt.trainers.config import LOSS_CHOICES, PREC_CHOICES
 from cpt.trainers.templates import get_template, method_templates, trainer_method
 
@@ -34,11 +28,8 @@ ML_EVALUATOR = "MultiLabelClassification"
 
 
 def masked_bce(logits, targets):
-    """Binary cross-entropy with logits on multi-hot ``targets`` (1 positive, 0 negative, -1 unknown).
-
-    Unknown entries carry no loss and no gradient; the mean runs over the known entries only
-    (``sum_{y != -1} bce(z, y) / #known``; 0 when nothing is known).
-    """
+    """Binary cross-entropy with logits on multi-hot ``targets`` (1 / 0 / -1 unknown), the mean over
+    the known entries (``sum_{y != -1} bce(z, y) / #known``; 0 when none): -1 carries no gradient."""
     targets = targets.to(logits.device)
     known = (targets >= 0).to(logits.dtype)
     per = F.binary_cross_entropy_with_logits(logits, (targets == 1).to(logits.dtype), reduction="none")
@@ -141,9 +132,8 @@ class ClipPromptTrainer(TrainerX):
 
     def results_extra(self):
         """Extra fields for ``results.json``."""
-        learner = self.learner
-        out = {"backbone": self.clip.describe(),
-               "learnable_params": sum(p.numel() for p in learner.parameters()) if learner is not None else 0}
+        n = sum(p.numel() for p in self.learner.parameters()) if self.learner is not None else 0
+        out = {"backbone": self.clip.describe(), "learnable_params": n}
         if self.multilabel:
             out["probability_map"] = self.probability_map_info()
         if self.posthoc.active:
@@ -169,16 +159,14 @@ class ClipPromptTrainer(TrainerX):
 
     def probability_map_info(self):
         scale, bias = self.probability_map()
+        zero = ", 0 = the backbone's logit scale" if float(self.tcfg.get("BCE_SCALE", 0.0)) <= 0 else ""
         return {"formula": "p = sigmoid(scale * cosine + bias)", "scale": scale, "bias": bias,
-                "source": f"config (TRAINER.{self.cfg_node}.BCE_SCALE/BCE_BIAS"
-                          + (", 0 = the backbone's logit scale)" if float(self.tcfg.get("BCE_SCALE", 0.0)) <= 0
-                             else ")")}
+                "source": f"config (TRAINER.{self.cfg_node}.BCE_SCALE/BCE_BIAS{zero})"}
 
     def calibration_logits(self, raw):
-        """The probability-map contract (written here once). Multi-label: raw logits
-        (``raw_scale * cos``) -> ``scale * cos + bias`` of :meth:`probability_map`; its sigmoid is
-        the probability the BCE loss trains, CCR sees (``probs``) and the
-        ``MultiLabelClassification`` evaluator computes. Single-label datasets: unchanged."""
+        """Multi-label: raw logits (``raw_scale * cos``) -> ``scale * cos + bias`` of
+        :meth:`probability_map` (the probability-map contract, ``calibration/multilabel.py``);
+        single-label datasets: unchanged."""
         if not self.multilabel:
             return raw
         scale, bias = self.probability_map()
@@ -204,14 +192,10 @@ class ClipPromptTrainer(TrainerX):
 
     # --- regularizers -------------------------------------------------
     def providers(self):
-        """The inputs this trainer hands to the calibration regularizers: name -> ``fn(step)``.
-
-        ``step`` has ``out`` (the dict of :meth:`forward_logits`), ``logits`` (calibration
-        logits), ``labels`` and ``images`` of the batch; only the inputs some regularizer
-        ``needs`` are computed. A multi-label loss gives ``probs`` (the loss's own sigmoid) and
-        ``targets`` (1 / 0 / -1) instead of class-index ``labels``. A method adds an input by
-        extending this dict.
-        """
+        """The regularizers' inputs this trainer provides: name -> ``fn(step)``, ``step`` holding the
+        batch's ``out`` (of :meth:`forward_logits`), calibration ``logits``, ``labels`` and ``images``.
+        A multi-label loss gives ``probs`` / ``targets`` instead of ``labels``; a method adds an input
+        by extending this dict. Only the needed ones are computed."""
         zs = lambda s: self.zs_text_features  # noqa: E731
         p = {"logits": lambda s: s.logits, "image_features": lambda s: s.out.get("image_features"),
              "logit_scale": lambda s: self.clip.logit_scale, "zs_text_features": zs,
@@ -289,8 +273,10 @@ class ClipPromptTrainer(TrainerX):
 
     # --- features and logits ------------------------------------------
     def class_text_features(self):
-        """L2-normalised text features ``(C, E)`` of the learned prompts (image-independent methods)."""
-        raise NotImplementedError
+        """L2-normalised text features ``(C, E)`` of the learned prompts (image-independent methods);
+        by default those of a :class:`~trainers.clip.PromptLearner` learner."""
+        pl = self.learner
+        return F.normalize(encode_prompts(self.clip, pl(), pl.tokenized_prompts), dim=-1)
 
     def image_features(self, images):
         """L2-normalised image features ``(B, E)`` (frozen encoder by default)."""
@@ -365,14 +351,12 @@ class ClipPromptTrainer(TrainerX):
         self.model_zero_grad()
         self.detect_anomaly(loss)
         self.scaler.scale(loss).backward()
-        for name in self.get_model_names():
-            opt = self._optims[name]
-            if opt is not None:
-                self.scaler.unscale_(opt)
+        optims = [self._optims[n] for n in self.get_model_names() if self._optims[n] is not None]
+        for opt in optims:
+            self.scaler.unscale_(opt)
         self._sync_grads(None)
-        for name in self.get_model_names():
-            if self._optims[name] is not None:
-                self.scaler.step(self._optims[name])
+        for opt in optims:
+            self.scaler.step(opt)
         self.scaler.update()
 
     def _reg_context(self, out, logits, labels, images):
@@ -381,19 +365,29 @@ class ClipPromptTrainer(TrainerX):
         return RegContext(**{n: fn(step) for n, fn in self._reg_inputs.items()})
 
     # --- evaluation ---------------------------------------------------
-    def _text_for_eval(self):
-        if self._eval_cache is not None and "text" in self._eval_cache:
-            return self._eval_cache["text"]
-        return self.class_text_features()
+    def _cached(self, key, compute):
+        """``self._eval_cache[key]`` during an evaluation that computed it, else ``compute()``."""
+        if self._eval_cache is not None and key in self._eval_cache:
+            return self._eval_cache[key]
+        return compute()
 
-    def before_evaluation(self, split):
-        """Compute once per evaluation what does not depend on the test image."""
+    def _text_for_eval(self):
+        return self._cached("text", self.class_text_features)
+
+    @torch.no_grad()
+    def _fill_eval_cache(self):
+        """What does not depend on the test image: the class text features and the method's own."""
         self._eval_cache = {}
-        self._eval_split = split
-        with torch.no_grad(), self.clip.autocast():
+        with self.clip.autocast():
             if self.image_independent_text:
                 self._eval_cache["text"] = self.class_text_features().float()
             self.prepare_evaluation(self._eval_cache)
+
+    def before_evaluation(self, split):
+        """Compute once per evaluation what does not depend on the test image."""
+        self._fill_eval_cache()
+        self._eval_split = split
+        with torch.no_grad(), self.clip.autocast():
             if str(self.cfg.TEST.PROXIMITY_POOL).lower() == "train" and self.dm.dataset.train_x:
                 feats, _ = self.split_image_features(self.dm.dataset.train_x, "train")
                 self.evaluator.set_proximity_reference(feats)

@@ -1,10 +1,9 @@
 """CoCoOp (Zhou et al., CVPR 2022): the context plus an image-conditioned bias.
 
 A meta-net ``Linear(E, E // 16) - ReLU - Linear(E // 16, D)`` maps the normalised frozen image
-feature (width ``E``) to a bias added to every context token (width ``D``, the text width); each
-image gets its own class text features, so text features are computed per image (in chunks of
-at most ``max_text_rows`` sequences). Keys ``TRAINER.COCOOP``: ``N_CTX``, ``CTX_INIT``, ``PREC``.
-The image encoder is frozen, so ``TEST.CACHE_FEATURES`` applies.
+feature (width ``E``) to a bias added to every context token (width ``D``), so text features are
+computed per image (in chunks of ``max_text_rows`` sequences). Keys ``TRAINER.COCOOP``:
+``N_CTX``, ``CTX_INIT``, ``PREC``. The image encoder is frozen: ``TEST.CACHE_FEATURES`` applies.
 """
 from collections import OrderedDict
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from cpt.engine.trainer import TRAINER_REGISTRY
 from cpt.trainers.base import ClipPromptTrainer
-from cpt.trainers.clip import PromptLearner, encode_prompts
+from cpt.trainers.clip import PromptLearner
 
 
 def build_coop_learner(trainer, cls=PromptLearner, **extra):
@@ -37,10 +37,6 @@ class CoOp(ClipPromptTrainer):
 
     def build_learner(self):
         return build_coop_learner(self)
-
-    def class_text_features(self):
-        pl = self.learner
-        return F.normalize(encode_prompts(self.clip, pl(), pl.tokenized_prompts), dim=-1)
 
     def outlier_text_features(self, words):
         x, ids = self.learner.prompts_for_names(self.clip, words)

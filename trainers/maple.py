@@ -1,22 +1,16 @@
 """MaPLe (Khattak et al., CVPR 2023): multi-modal deep prompts coupled from text to vision.
 
-Text tower: ``N_CTX`` learnable tokens (the first ``N_CTX`` of ``CTX_INIT``; the rest of
-CTX_INIT stays fixed text) at layer 0, and a learnable ``(N_CTX, D_text)`` prompt replacing them
-before each layer ``1 .. PROMPT_DEPTH-1``. Vision tower: ``N_CTX`` tokens appended to the patch
-tokens, each layer's visual prompt the projection of its text prompt by its own
-``Linear(D_text, D_vision)`` (any widths). Keys ``TRAINER.MAPLE``: ``N_CTX``, ``CTX_INIT``,
-``PREC``, ``PROMPT_DEPTH`` (1 = shallow prompts only), ``UPSTREAM_HALF_PROMPTS``. Needs a ViT
-image tower.
+Text tower: ``N_CTX`` learnable tokens (the first ``N_CTX`` of ``CTX_INIT``; the rest stays fixed
+text) at layer 0 and a learnable ``(N_CTX, D_text)`` prompt replacing them before each layer
+``1 .. PROMPT_DEPTH-1`` (1 = shallow only). Vision tower (a ViT): ``N_CTX`` tokens appended to the
+patch tokens, each layer's the projection of its text prompt by its own ``Linear(D_text,
+D_vision)``. The image encoder is prompted, so ``TEST.CACHE_FEATURES`` does not apply.
 
-Upstream rounding: MaPLe's vendored ``clip/model.py`` (69bce21) casts the shared visual prompt
-(line 457) and the deep visual (line 306) and text (line 323) prompts with ``.half()`` even when
-PREC is fp32, so its fp32 runs carry fp16 rounding of the prompts (the rest stays fp32).
-``UPSTREAM_HALF_PROMPTS True`` rounds the same three tensors to fp16 and back after expanding
-them per class / per image as upstream does (so each row's gradient is rounded, as upstream's
-cast does in the backward pass), to reproduce those numbers; the default (False) keeps them in fp32,
-which equals upstream with the three casts removed. The image
-encoder is prompted, so ``TEST.CACHE_FEATURES`` does not apply; text features and visual
-prompts are computed once per evaluation.
+``UPSTREAM_HALF_PROMPTS True``: MaPLe's vendored ``clip/model.py`` (69bce21) casts the shared
+visual prompt (line 457) and the deep visual (line 306) and text (line 323) prompts with
+``.half()`` even at fp32; this rounds the same three tensors to fp16 and back after expanding them
+per class / per image as upstream does (so each row's gradient is rounded too), to reproduce
+those numbers. The default keeps them fp32 (upstream without the three casts).
 """
 import copy
 
@@ -97,17 +91,15 @@ class MaPLe(ClipPromptTrainer):
         return F.normalize(self.clip.encode_image(images, visual_prompts=visual, deep_visual_prompts=deep_vis),
                            dim=-1)
 
+    def _visual_prompts(self):
+        visual, _, deep_vis = self.learner.deep_prompts()
+        return visual, deep_vis
+
     def image_features(self, images):
-        cache = self._eval_cache
-        if cache is not None and "visual" in cache:
-            visual, deep_vis = cache["visual"], cache["deep_vis"]
-        else:
-            visual, _, deep_vis = self.learner.deep_prompts()
-        return self._image(images, visual, deep_vis)
+        return self._image(images, *self._cached("visual", self._visual_prompts))
 
     def prepare_evaluation(self, cache):
-        visual, _, deep_vis = self.learner.deep_prompts()
-        cache["visual"], cache["deep_vis"] = visual, deep_vis
+        cache["visual"] = self._visual_prompts()
 
     def forward_logits(self, images):
         visual, deep_text, deep_vis = self.learner.deep_prompts()

@@ -1,30 +1,21 @@
 """``CALIB.POSTHOC`` inside the prompt-learner trainers (docs/design.md 5.2).
 
-One object per trainer, :class:`PosthocStep`, owns the calibrator of ``calibration.posthoc``
-and hands it the inputs it ``needs``, each from a declared provider (:func:`posthoc_providers`,
-name -> ``fn(outputs)`` with ``outputs`` the collected test outputs):
-
-- ``val_logits`` / ``val_labels``: the deployed model's outputs on the validation split of the
-  training run (the base classes in base-to-new). A calibrator with ``saved = True``
-  (``temperature``) is fitted on them at the first test after training and saved as
-  ``posthoc.json`` beside the checkpoint; an ``--eval-only`` run loads it from ``--model-dir``,
-  and a model directory without it is an error (test labels are never used to fit).
-- ``new_zs`` / ``new_tuned`` / ``base_zs`` / ``base_tuned`` (``dac``): zero-shot and tuned text
-  features of the test classes and of the training classes. The training class names are saved
-  as ``train_classnames.json`` beside every checkpoint, so DAC applies to any trained model
-  directory; in the training run itself the test classes are the training classes.
-- ``zs_logits`` (``sals``): zero-shot logits of the same (frozen) image features.
-
-What ran is logged, and ``info()`` goes into ``results.json`` (key ``posthoc_state``).
-Post-hoc calibration is single-label only; the validation evaluation used for model selection
-(``TEST.FINAL_MODEL best_val``) sees raw logits.
+:class:`PosthocStep` (one per trainer) owns the calibrator and hands it the inputs it ``needs``
+from :func:`posthoc_providers` (name -> ``fn(outputs)`` of the collected test outputs):
+``val_logits`` / ``val_labels`` (the training run's validation split; a ``saved`` calibrator is
+fitted on them at the first test after training and written as ``posthoc.json``, which
+``--eval-only`` runs must find in ``--model-dir``: test labels never fit anything), the zero-shot
+and tuned text features of the test (``new_*``) and training (``base_*``) classes (their names are
+saved as ``train_classnames.json`` beside every checkpoint), and ``zs_logits``. Single-label only;
+the validation evaluation of ``TEST.FINAL_MODEL best_val`` sees raw logits. ``info()`` goes into
+``results.json`` (``posthoc_state``).
 """
 import json
 import os
 
 import torch
 
-from cpt.calibration.posthoc import PosthocCalibrator, build_posthoc
+from cpt.calibration.posthoc import build_posthoc, load_posthoc
 from cpt.fileio import atomic_write_json
 
 POSTHOC_FILE = "posthoc.json"
@@ -99,7 +90,7 @@ class PosthocStep:
                 self.train_classnames = json.load(f)
         path = os.path.join(directory, POSTHOC_FILE)
         if self.cal.saved and os.path.isfile(path):
-            cal = PosthocCalibrator.load(path)
+            cal = load_posthoc(path)
             if cal.name != self.name:
                 raise ValueError(f"{path} holds post-hoc calibrator '{cal.name}', CALIB.POSTHOC is '{self.name}'")
             self.cal = cal

@@ -1,60 +1,39 @@
 """TaI-DPT (Guo et al., CVPR 2023, "Texts as Images in Prompt Tuning for Multi-Label Image
-Recognition"): double-grained prompts trained on captions as if they were images.
+Recognition"): double-grained prompts trained on captions as if they were images. README.md
+("TaI-DPT") describes the caption labels, the caption corpus and the configs; keys and defaults:
+``TRAINER.TAIDPT`` in ``trainers/config.py``.
 
-Two generic contexts of ``N_CTX`` tokens, spliced into ``"<ctx> <class name>."`` by the shared
-:class:`~trainers.clip.PromptLearner` layout: the **global** context (``ctx``) and the **local**
-context (``ctx_local``); each gives class text features (read at the EOT token), ``t_g`` and
-``t_l`` ``(C, E)``, L2-normalised.
+Two generic contexts of ``N_CTX`` tokens in the shared :class:`~trainers.clip.PromptLearner`
+layout, global (``ctx``) and local (``ctx_local``), give L2-normalised class text features
+``t_g``, ``t_l`` ``(C, E)``. For an input with a global feature ``g`` ``(E,)`` and dense
+features ``f_1..f_K`` ``(K, E)`` (all L2-normalised): ``cos_g[c] = <g, t_g[c]>``; ``cos_l[c] =
+sum_k w_k[c] <f_k, t_l[c]>`` with ``w[c] = softmax_k(T * <f_k, t_l[c]>)``; merged ``m[c] =
+GL_MERGE * cos_g[c] + (1 - GL_MERGE) * cos_l[c]``.
 
-Scores of an input with a global feature ``g`` ``(E,)`` and dense features ``f_1..f_K`` ``(K, E)``
-(all L2-normalised):
+Captions (``DATASET.TRAIN_SOURCE captions``): ``g`` is the caption's EOT feature, ``f_k`` its
+token features (the text tower's output after the final LayerNorm and the projection at
+positions 1..EOT: the start token, the same for every caption under the causal mask, and the
+padding are left out), ``T = SPATIAL_T_TEXT``; the frozen features are computed once at build
+(kept in memory up to ``CAPTION_CACHE_FLOATS`` floats); ``CAPTION_LABELS match`` labels them by
+the class names and the synonym file (``SYNONYMS`` overrides it), ``dataset`` takes the dataset's
+labels (cut to the trained columns). Images (``TRAIN_SOURCE images``, and always at evaluation):
+``g`` is CLIP's image feature, ``f_k`` a ViT's patch tokens (after ``ln_post`` and the projection)
+or a ModifiedResNet's attention-pool value path at every location
+(``ClipBackbone._resnet_dense``), ``T = SPATIAL_T_IMAGE``. ``UPSTREAM_EXACT True`` does
+what upstream's ``Caption_distill_double.py`` (1333eca) does: the caption tokens pooled are those
+of id != 0 (l. 347: the start token too), and a ModifiedResNet's attention pool and dense values
+get no positional embedding (l. 306 ``if_pos=False``, l. 300).
 
-* global: ``cos_g[c] = <g, t_g[c]>``;
-* local (softmax pooling): ``cos_l[c] = sum_k w_k[c] <f_k, t_l[c]>`` with
-  ``w[c] = softmax_k(T * <f_k, t_l[c]>)``;
-* merged: ``m[c] = GL_MERGE * cos_g[c] + (1 - GL_MERGE) * cos_l[c]``.
-
-Training on captions (``DATASET.TRAIN_SOURCE captions``): ``g`` is the caption's text feature
-at its EOT token and ``f_k`` are the caption's token-level features (the text tower's output at
-every position after the final LayerNorm and the projection, positions 1..EOT: the start token,
-identical for all captions under the causal mask, and the padding are left out), ``T =
-SPATIAL_T_TEXT``. The frozen caption features are computed once at build (in memory when they fit
-in ``CAPTION_CACHE_FLOATS`` floats, else per batch). Captions come from the dataset's
-``captions(DATASET.NUM_CAPTIONS)`` (0: the dataset's own; N: a corpus of N); with
-``CAPTION_LABELS match`` (default) their multi-hot labels over the trained classes are made here
-by matching the class names and the dataset's synonym file (``engine.data.captions``; ``SYNONYMS``
-overrides the file), and the agreement with the labels the dataset ships is logged;
-``CAPTION_LABELS dataset`` uses the dataset's labels (cut to the trained columns). Training on
-images (``TRAIN_SOURCE images``, e.g. few-shot): ``g`` is CLIP's image feature and ``f_k`` are
-the dense image features, ``T = SPATIAL_T_IMAGE``: a ViT's patch tokens (after ``ln_post`` and the
-projection), or for a ModifiedResNet (RN50, the upstream backbone) the attention pool's value path
-at every location (``ClipBackbone._resnet_dense``). Evaluation always runs on images that way.
-
-``UPSTREAM_EXACT True`` does what upstream's ``Caption_distill_double.py`` (1333eca) does: the
-caption tokens pooled are those of id != 0 (l. 347: the start token too), and a ModifiedResNet's
-attention pool and dense values get no positional embedding (l. 306 ``if_pos=False``, l. 300).
-
-Raw scores are ``LOGIT_SCALE * cos`` (published: fixed 4.0). Loss (``LOSS``): ``ranking`` (the
-published one, on each branch) ``sum_{i, p in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B``
-on the global and on the local raw scores (entries marked -1 are in neither set), or ``bce``
-(:func:`trainers.base.masked_bce` on each branch's calibration logits). The task loss never uses
-the merged score; CCR and the evaluator do.
-
-Probability (multi-label calibration metrics and CCR): ``p = sigmoid(a * m + b)`` of the merged
-cosine ``m``. ``PROB_FIT config``: ``a = BCE_SCALE`` (0 means ``LOGIT_SCALE``), ``b = BCE_BIAS``.
-``PROB_FIT val``: after training, ``(a, b)`` are fitted by minimising the BCE of
-``sigmoid(a * m + b)`` on the **validation split** (never the test split), written to
-``prob_map.json`` beside the checkpoints and read back by ``--eval-only --model-dir`` runs (a new-
-class test run therefore uses the map fitted on the base-class validation images). During training
-CCR sees the config map. ``results.json`` records the map and its source
-(``probability_map``); the evaluator receives ``a * m + b`` (the contract of
-``ClipPromptTrainer.calibration_logits``).
-
-On a single-label dataset the targets are one-hot and ``Classification`` gets ``LOGIT_SCALE * m``.
-``TEST.FINAL_MODEL best_val`` needs a validation split (upstream selected on the test set). The
-frozen-feature cache (``TEST.CACHE_FEATURES``) is not used: evaluation needs the patch tokens.
-
-Keys and their defaults: ``TRAINER.TAIDPT`` in ``trainers/config.py``.
+Raw scores are ``LOGIT_SCALE * cos``. ``LOSS ranking`` (published, on each branch): ``sum_{i, p
+in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B`` on the global and on the local raw scores
+(-1 entries in neither set); ``bce``: :func:`trainers.base.masked_bce` on each branch's
+calibration logits. The task loss never uses the merged score; CCR and the evaluator do, through
+``p = sigmoid(a * m + b)``: ``PROB_FIT config`` takes ``a = BCE_SCALE`` (0: ``LOGIT_SCALE``),
+``b = BCE_BIAS``; ``PROB_FIT val`` fits ``(a, b)`` by BCE on the validation split after training
+(never the test split), saved as ``prob_map.json`` beside the checkpoints and read back by
+``--eval-only --model-dir`` runs; CCR sees the config map during training. On a single-label
+dataset the targets are one-hot and ``Classification`` gets ``LOGIT_SCALE * m``. The feature cache
+(``TEST.CACHE_FEATURES``) is not used: evaluation needs the patch tokens.
 """
 import json
 import os
@@ -79,12 +58,8 @@ PROB_MAP_FILE = "prob_map.json"
 
 
 def ranking_loss(scores, targets, margin=1.0):
-    """Pairwise ranking loss: ``mean_i sum_{p in P_i, n in N_i} max(0, margin - s_ip + s_in)``.
-
-    ``scores`` ``(B, C)``; ``targets`` ``(B, C)`` in {1, 0, -1}: ``P_i`` the positives, ``N_i``
-    the negatives of row i (-1 entries are in neither). A row without a positive or a negative
-    adds 0.
-    """
+    """Pairwise ranking loss ``mean_i sum_{p in P_i, n in N_i} max(0, margin - s_ip + s_in)`` of
+    ``scores`` ``(B, C)``, ``P_i`` / ``N_i`` the entries 1 / 0 of ``targets`` row i (-1 in neither)."""
     targets = targets.to(scores.device)
     pos = (targets == 1).to(scores.dtype)
     neg = (targets == 0).to(scores.dtype)
@@ -105,12 +80,8 @@ def softmax_pool(cos_tok, temperature, mask=None):
 
 
 class DualPromptLearner(PromptLearner):
-    """:class:`PromptLearner` with a second (local) context ``ctx_local`` of the same shape.
-
-    ``forward()`` gives the global prompts, :meth:`local_prompts` the local ones. Without
-    ``ctx_init`` both contexts are drawn independently from N(0, 0.02^2); with it both start from
-    ``ctx_init``'s embeddings.
-    """
+    """:class:`PromptLearner` with a second (local) context ``ctx_local`` of the same shape
+    (:meth:`local_prompts`); drawn independently from N(0, 0.02^2), or ``ctx_init``'s embeddings."""
 
     def __init__(self, clip, classnames, **kw):
         super().__init__(clip, classnames, **kw)
@@ -149,12 +120,11 @@ class TaIDPT(ClipPromptTrainer):
         key = "TRAINER.TAIDPT"
         if not 0.0 <= float(t.GL_MERGE) <= 1.0:
             raise ValueError(f"{key}.GL_MERGE must be in [0, 1], got {t.GL_MERGE}")
-        if str(t.PROB_FIT).lower() not in ("config", "val"):
-            raise ValueError(f"{key}.PROB_FIT must be 'config' or 'val', got {t.PROB_FIT!r}")
-        if str(t.CAPTION_LABELS).lower() not in ("match", "dataset"):
-            raise ValueError(f"{key}.CAPTION_LABELS must be 'match' or 'dataset', got {t.CAPTION_LABELS!r}")
-        if str(cfg.DATASET.TRAIN_SOURCE).lower() not in ("images", "captions"):
-            raise ValueError(f"DATASET.TRAIN_SOURCE must be 'images' or 'captions', got {cfg.DATASET.TRAIN_SOURCE!r}")
+        for name, val, (a, b) in ((f"{key}.PROB_FIT", t.PROB_FIT, ("config", "val")),
+                                  (f"{key}.CAPTION_LABELS", t.CAPTION_LABELS, ("match", "dataset")),
+                                  ("DATASET.TRAIN_SOURCE", cfg.DATASET.TRAIN_SOURCE, ("images", "captions"))):
+            if str(val).lower() not in (a, b):
+                raise ValueError(f"{name} must be '{a}' or '{b}', got {val!r}")
         if float(t.LOGIT_SCALE) <= 0:
             raise ValueError(f"{key}.LOGIT_SCALE must be > 0, got {t.LOGIT_SCALE}")
 
@@ -176,12 +146,10 @@ class TaIDPT(ClipPromptTrainer):
 
     def probability_map_info(self):
         a, b = self.probability_map()
-        info = {"formula": "p = sigmoid(scale * merged_cosine + bias)", "scale": a, "bias": b}
-        if getattr(self, "_fitted_map", None) is not None:
-            info["source"] = self._fitted_source
-        else:
-            info["source"] = "config (TRAINER.TAIDPT.BCE_SCALE/BCE_BIAS, scale 0 = LOGIT_SCALE)"
-        return info
+        fitted = getattr(self, "_fitted_map", None) is not None
+        return {"formula": "p = sigmoid(scale * merged_cosine + bias)", "scale": a, "bias": b,
+                "source": self._fitted_source if fitted else
+                "config (TRAINER.TAIDPT.BCE_SCALE/BCE_BIAS, scale 0 = LOGIT_SCALE)"}
 
     # --- data -----------------------------------------------------------
     def build_data_loader(self):
@@ -229,8 +197,7 @@ class TaIDPT(ClipPromptTrainer):
             raise ValueError(f"dataset {self.cfg.DATASET.NAME} returned no training captions")
         self.captions_text = texts
         cfg = self.cfg
-        g = torch.Generator()
-        g.manual_seed(max(int(cfg.SEED), 0) * 7919 + 17)
+        g = torch.Generator().manual_seed(max(int(cfg.SEED), 0) * 7919 + 17)
         self.train_loader_x = DataLoader(_CaptionSet(targets), batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
                                          shuffle=True, drop_last=False, num_workers=0, generator=g)
         n_pos = int((targets == 1).sum())
@@ -268,8 +235,7 @@ class TaIDPT(ClipPromptTrainer):
         return F.normalize(g.float(), dim=-1), F.normalize(tok.float(), dim=-1), mask
 
     def _encode_captions(self):
-        tok = self.clip.tokenizer
-        ids = tok(self.captions_text)
+        ids = self.clip.tokenizer(self.captions_text)
         n_trunc = sum(1 for c in self.captions_text if (self.clip.count_tokens(c) or 0) + 2 > ids.shape[1])
         if n_trunc:
             self.logger.info(f"{n_trunc} captions are longer than the text context ({ids.shape[1]}) and were cut")
@@ -284,28 +250,18 @@ class TaIDPT(ClipPromptTrainer):
     def _caption_features(self, index):
         index = torch.as_tensor(index).long()
         if self._caption_cache is not None:
-            idx = index.to(self.device)
-            g, tok, mask = (x[idx] for x in self._caption_cache)
+            g, tok, mask = (x[index.to(self.device)] for x in self._caption_cache)
         else:
             g, tok, mask = self._encode_caption_ids(self._caption_ids[index].to(self.device))
         return {"global": g, "tokens": tok, "mask": mask}
 
     # --- features and scores -----------------------------------------------
-    def class_text_features(self):
-        pl = self.learner
-        return F.normalize(encode_prompts(self.clip, pl(), pl.tokenized_prompts), dim=-1)
-
     def local_text_features(self):
         pl = self.learner
         return F.normalize(encode_prompts(self.clip, pl.local_prompts(), pl.tokenized_prompts), dim=-1)
 
     def prepare_evaluation(self, cache):
         cache["local"] = self.local_text_features().float()
-
-    def _local_for_eval(self):
-        if self._eval_cache is not None and "local" in self._eval_cache:
-            return self._eval_cache["local"]
-        return self.local_text_features()
 
     def dense_image_features(self, images):
         """(global (B, E), dense features (B, K, E)), L2-normalised (K: patches or grid locations)."""
@@ -331,10 +287,7 @@ class TaIDPT(ClipPromptTrainer):
         else:
             g, tok = self.dense_image_features(x)
             mask, temp = None, float(self.tcfg.SPATIAL_T_IMAGE)
-        if self._eval_cache is not None and "text" in self._eval_cache:
-            text_g, text_l = self._eval_cache["text"], self._local_for_eval()
-        else:
-            text_g, text_l = self.class_text_features(), self.local_text_features()
+        text_g, text_l = self._text_for_eval(), self._cached("local", self.local_text_features)
         cos_g, cos_l, merged = self.scores(g, tok, mask, temp, text_g, text_l)
         return {"logits": self.raw_scale * merged, "global": cos_g, "local": cos_l, "merged": merged,
                 "image_features": g, "text_features": text_g}
@@ -369,11 +322,8 @@ class TaIDPT(ClipPromptTrainer):
     @torch.no_grad()
     def _merged_cosines(self, loader):
         self.set_model_mode("eval")
-        self._eval_cache = {}
         try:
-            with self.clip.autocast():
-                self._eval_cache["text"] = self.class_text_features().float()
-                self.prepare_evaluation(self._eval_cache)
+            self._fill_eval_cache()
             ms, ys = [], []
             for batch in loader:
                 imgs, labels = self.parse_batch_test(batch)
@@ -387,9 +337,8 @@ class TaIDPT(ClipPromptTrainer):
     def fit_probability_map(self):
         """Fit ``(a, b)`` of ``sigmoid(a * m + b)`` by BCE on the validation split (known entries)."""
         m, y = self._merged_cosines(self.val_loader)
-        m, y = m.double(), y
         known = y >= 0
-        x, t = m[known], (y[known] == 1).double()
+        x, t = m.double()[known], (y[known] == 1).double()
         if t.numel() == 0 or t.min() == t.max():
             raise ValueError("PROB_FIT val: the validation split needs positive and negative entries")
         mu, sd = float(x.mean()), float(x.std().clamp_min(1e-6))

@@ -1,31 +1,16 @@
 """Hand-crafted prompt templates per method, keyed by dataset name (``DATASET.NAME``).
 
-Each method uses its own upstream table (``method_templates``), for its own zero-shot features and
-for those of the calibration regularizers trained with it (as TCPT's fork does per method):
-
-* :data:`COOP_TEMPLATES`: CoOp ff61507 ``trainers/zsclip.py`` ``CUSTOM_TEMPLATES``. Used by
-  ZeroshotCLIP, CoOp, CoCoOp and MaPLe (their forks' ``zsclip.py`` carry this table unchanged;
-  CoOp/CoCoOp/MaPLe themselves only use ``CTX_INIT``) and by TCPT's CoOp and MaPLe trainers
-  (TCPT 729232f ``trainers/coop.py`` and ``trainers/maple.py``, same table).
-* :data:`KGCOOP_TEMPLATES`: KgCoOp c43ccc3 ``trainers/kgcoop.py`` ``CUSTOM_TEMPLATES`` (line 37),
-  which differs from CoOp's for DTD ("a photo of a {}, a type of texture."); TCPT's
-  ``trainers/kgcoop.py`` carries the same table.
-* TaI-DPT (1333eca) has no per-dataset table (its multi-label benchmarks are not in these
-  tables); it and any dataset not listed (the offline world, user datasets) use
-  :data:`DEFAULT_TEMPLATE`.
-
-``ENSEMBLE_TEMPLATES``: the seven ImageNet templates CLIP selected for prompt ensembling, used by
-ZeroshotCLIP with ``TRAINER.ZSCLIP.ENSEMBLE True`` (together with the dataset's own template).
+Each method uses its own upstream table (``method_templates``) for its zero-shot features and
+those of the regularizers trained with it (as TCPT's fork does): :data:`COOP_TEMPLATES` (CoOp
+ff61507 ``trainers/zsclip.py`` ``CUSTOM_TEMPLATES``, carried unchanged by the CoCoOp/MaPLe forks
+and TCPT 729232f's CoOp and MaPLe trainers) for every method but KgCoOp, whose
+:data:`KGCOOP_TEMPLATES` (c43ccc3 ``trainers/kgcoop.py`` line 37, also TCPT's) differ for DTD.
+TaI-DPT (1333eca) has no table; it and unlisted datasets use :data:`DEFAULT_TEMPLATE`.
+``ENSEMBLE_TEMPLATES``: CLIP's seven ImageNet ensembling templates (``TRAINER.ZSCLIP.ENSEMBLE``).
 Every template has exactly one ``{}`` for the class name (underscores in class names become spaces).
 """
 
 DEFAULT_TEMPLATE = "a photo of a {}."
-
-# the offline world: made-up one-token class names (this project's, in every table)
-_PROJECT_TEMPLATES = {
-    "ShapeWorld": "a photo of a {}.",
-    "ShapeWorldML": "a photo of a {}.",
-}
 
 COOP_TEMPLATES = {
     "OxfordPets": "a photo of a {}, a type of pet.",
@@ -43,7 +28,6 @@ COOP_TEMPLATES = {
     "ImageNetV2": "a photo of a {}.",
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
-    **_PROJECT_TEMPLATES,
 }
 
 KGCOOP_TEMPLATES = {**COOP_TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
@@ -54,7 +38,7 @@ DATASET_TEMPLATES = COOP_TEMPLATES
 # trainer name (TRAINER.NAME) -> (table, where upstream defines it); unlisted trainers use CoOp's
 METHOD_TEMPLATES = {
     "KgCoOp": (KGCOOP_TEMPLATES, "KgCoOp c43ccc3 trainers/kgcoop.py CUSTOM_TEMPLATES"),
-    "TaIDPT": ({**_PROJECT_TEMPLATES}, "TaI-DPT 1333eca (no table; default template)"),
+    "TaIDPT": ({}, "TaI-DPT 1333eca (no table; default template)"),
 }
 _COOP_SOURCE = "CoOp ff61507 trainers/zsclip.py CUSTOM_TEMPLATES"
 
@@ -67,12 +51,6 @@ ENSEMBLE_TEMPLATES = [
     "art of the {}.",
     "a photo of the small {}.",
 ]
-
-
-def _check(template, where):
-    if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(f"{where}: a template needs exactly one '{{}}' for the class name, got {template!r}")
-    return template
 
 
 def method_templates(method=""):
@@ -89,7 +67,10 @@ def get_template(dataset_name, override="", method=""):
     """The single template of ``method`` (trainer name) for ``dataset_name``; ``override`` (e.g.
     TRAINER.ZSCLIP.TEMPLATE) wins; datasets the table lacks get :data:`DEFAULT_TEMPLATE`."""
     if override:
-        return _check(override, "template override")
+        if not isinstance(override, str) or override.count("{}") != 1:
+            raise ValueError(f"template override: a template needs exactly one '{{}}' for the class name, "
+                             f"got {override!r}")
+        return override
     return method_templates(method)[0].get(dataset_name, DEFAULT_TEMPLATE)
 
 

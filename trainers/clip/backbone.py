@@ -1,16 +1,11 @@
-"""The frozen CLIP backbone: the shared text path (with deep prompts) and image encoding.
-
-Text path (:meth:`ClipBackbone.encode_text_embeddings`): token embeddings of a tokenized prompt
-with learnable context spliced in, positional embedding, transformer with the causal mask, final
-LayerNorm, the pooled (EOT) token, projection. Deep prompts (MaPLe) replace, before layer ``i``
-(``1 <= i <= k``), the context tokens of the text tower and the appended prompt tokens of the
-vision tower; any widths.
+"""The frozen CLIP backbone: the shared text path (with deep prompts) and image encoding
+(docs/design.md section 3).
 
 Short text path (``MODEL.BACKBONE.SHORT_TEXT``, on by default): under a causal mask the pooled
 feature at position ``p`` depends on positions ``0..p`` only, so a batch runs on its first
-``max(pooled position) + 1`` positions with the same result as the full context. Used only where
-that is exact (:attr:`ClipBackbone.short_text_exact`): every entry above the diagonal of the text
-tower's mask is masked and the pooling reads one position per row (``argmax``/``eos``/``first``).
+``max(pooled position) + 1`` positions with the same result. Used only where that is exact
+(:attr:`ClipBackbone.short_text_exact`): the text tower's mask hides every position above the
+diagonal and the pooling reads one position per row (``argmax``/``eos``/``first``).
 
 Precision: ``fp32``, ``fp16``, ``bf16`` (frozen weights cast, LayerNorms stay fp32) or ``amp``
 (fp32 weights, :meth:`ClipBackbone.autocast` runs fp16 autocast); the CPU always runs fp32.
@@ -36,7 +31,6 @@ def effective_precision(precision, device):
     if torch.device(device).type != "cuda":
         return "fp32"
     return precision
-
 
 
 class _TextParts:
@@ -93,13 +87,10 @@ def _replace_tokens(x, prompt, start, stop):
 
 
 class ClipBackbone(nn.Module):
-    """A frozen open_clip CLIP with the shared text path and image encoding.
+    """A frozen open_clip CLIP (``model``) with the shared text path and image encoding.
 
-    Attributes: ``model`` (the open_clip model), ``tokenizer``, ``precision`` (effective),
-    ``dtype`` (of the transformer weights), ``text_width``, ``vision_width`` (None unless a ViT),
-    ``embed_dim``, ``context_length``, ``n_text_layers``, ``n_vision_layers``, ``name``, ``arch``,
-    ``source`` (dict: name, tag, file; used in cache keys), ``short_text`` (the short text path is
-    requested), ``short_text_exact`` (it is exact for this text tower; see the module docstring).
+    ``precision`` is the effective one, ``dtype`` the transformer weights', ``vision_width`` None
+    unless a ViT, ``source`` (dict: name, tag, file) goes into cache keys.
     """
 
     def __init__(self, model, tokenizer, precision="fp32", name="", arch="", source=None, short_text=True):
@@ -119,7 +110,6 @@ class ClipBackbone(nn.Module):
         self.text_width = t.token_embedding.weight.shape[1]
         self.context_length = t.positional_embedding.shape[0]
         self.n_text_layers = len(t.transformer.resblocks)
-        # short text path: requested (MODEL.BACKBONE.SHORT_TEXT) and exact for this text tower
         self.short_text = bool(short_text)
         self.short_text_exact = _masks_future(t.attn_mask) and t.pool_type in ("argmax", "eos", "first")
         v = model.visual
@@ -130,8 +120,7 @@ class ClipBackbone(nn.Module):
         pool = getattr(v, "attnpool", None)
         self.is_attnpool_resnet = (not self.is_vit and hasattr(v, "stem") and pool is not None
                                    and all(hasattr(pool, a) for a in ("positional_embedding", "v_proj", "c_proj")))
-        # dense (per-location) image features: ViT patch tokens, or the attention-pool value path of a
-        # ModifiedResNet (RN50, RN101, ...); see encode_image(return_tokens=True)
+        # dense image features: ViT patch tokens or a ModifiedResNet's attention-pool values
         self.has_dense_features = self.is_vit or self.is_attnpool_resnet
         self.embed_dim = getattr(v, "output_dim", None) or self._infer_embed_dim()
 
@@ -221,13 +210,10 @@ class ClipBackbone(nn.Module):
 
         ``x``: ``(N, L, text_width)`` token embeddings with any learnable context spliced in;
         ``token_ids``: ``(N, L)`` ids of the same layout (for the EOT position). ``deep_prompts``:
-        a list of ``(n, text_width)`` (or ``(N, n, text_width)``) tensors; entry ``j`` replaces the
-        tokens ``ctx_slice`` (default ``1 : 1 + n``) at the input of layer ``j + 1``.
-        With ``return_tokens`` also returns the features of every position ``(N, L, embed_dim)``
-        (float32, not normalised): the final LayerNorm and the projection applied to each token,
-        as for the EOT token (TaI-DPT's token-level text features); row ``i`` of the pooled
-        output equals the tokens' entry at the EOT position. With the short path the positions
-        after the batch's longest prefix (all after every row's EOT) are not computed and are 0.
+        ``(n, text_width)`` (or ``(N, n, text_width)``) tensors, entry ``j`` replacing the tokens
+        ``ctx_slice`` (default ``1 : 1 + n``) at the input of layer ``j + 1``. ``return_tokens``
+        also returns every position's feature ``(N, L, embed_dim)`` (final LayerNorm and projection
+        as for the EOT token; TaI-DPT's token features); positions the short path skips are 0.
         """
         t = self._text
         dtype = self.dtype
@@ -249,17 +235,18 @@ class ClipBackbone(nn.Module):
             if 1 <= i <= len(deep_prompts):
                 x = _replace_tokens(x, deep_prompts[i - 1], *ctx_slice)
             x = _run_block(block, x, mask, batch_first)
-        proj = t.text_projection
-        if return_tokens:
-            tokens = t.ln_final(x)
-            if proj is not None:
-                tokens = proj(tokens) if isinstance(proj, nn.Linear) else tokens @ proj.to(tokens.dtype)
-            tokens = tokens.float()
-            if n_tok < n_full:
-                tokens = F.pad(tokens, (0, 0, 0, n_full - n_tok))
-            return tokens[torch.arange(x.shape[0], device=x.device), pos], tokens
-        x = x[torch.arange(x.shape[0], device=x.device), pos]
-        x = t.ln_final(x)
+        rows = torch.arange(x.shape[0], device=x.device)
+        if not return_tokens:
+            return self._project_text(x[rows, pos])
+        tokens = self._project_text(x)
+        if n_tok < n_full:
+            tokens = F.pad(tokens, (0, 0, 0, n_full - n_tok))
+        return tokens[rows, pos], tokens
+
+    def _project_text(self, x):
+        """Final LayerNorm and the text projection of transformer outputs ``(..., width)``, float32."""
+        x = self._text.ln_final(x)
+        proj = self._text.text_projection
         if proj is not None:
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj.to(x.dtype)
         return x.float()
@@ -303,10 +290,9 @@ class ClipBackbone(nn.Module):
         """Image features ``(B, embed_dim)`` (float32, not normalised).
 
         ``visual_prompts`` ``(n, vision_width)`` are appended after the patch tokens (before
-        ``ln_pre``); entry ``j`` of ``deep_visual_prompts`` replaces those last ``n`` tokens at the
-        input of layer ``j + 1``. With ``return_tokens`` also returns the patch tokens
-        ``(B, n_patches, embed_dim)``: after ``ln_post``, projected by ``proj`` (prompt tokens
-        excluded). Prompts and tokens need a ViT image tower.
+        ``ln_pre``); entry ``j`` of ``deep_visual_prompts`` replaces them at the input of layer
+        ``j + 1``. ``return_tokens`` also returns the patch tokens ``(B, n_patches, embed_dim)``
+        (after ``ln_post`` and ``proj``; a ModifiedResNet's: :meth:`_resnet_dense`). Prompts need a ViT.
         """
         v = self.model.visual
         if visual_prompts is None and not deep_visual_prompts and not return_tokens:
@@ -362,13 +348,11 @@ class ClipBackbone(nn.Module):
     def _resnet_dense(self, images, positional=True):
         """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
 
-        The global feature is the attention pool's output, as in ``encode_image``. The dense
-        feature of location ``k`` is the pool's value path alone, ``c_proj(v_proj(x_k + pos_k))``:
-        the attention pool's output is the attention-weighted mean of these values over the H*W
-        locations and the mean token, so they live in the same embedding space (TaI-DPT's RN50
-        local features; MaskCLIP's dense features). When the feature grid differs from the one the
-        pool was trained on, the spatial positional embedding is resized (bicubic).
-        ``positional=False`` adds no positional embedding at all (upstream TaI-DPT's evaluation).
+        Global: the attention pool's output. Dense at location ``k``: the pool's value path alone,
+        ``c_proj(v_proj(x_k + pos_k))``, whose attention-weighted mean is the pooled output, so
+        both live in one embedding space (TaI-DPT's RN50 local features, as MaskCLIP's). A grid
+        other than the pool's own resizes the positional embedding (bicubic); ``positional=False``
+        adds none (upstream TaI-DPT's evaluation).
         """
         v = self.model.visual
         pool = v.attnpool

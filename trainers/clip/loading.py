@@ -3,19 +3,17 @@
 ``load_clip`` resolves ``MODEL.BACKBONE.NAME`` (+ ``MODEL.BACKBONE.PRETRAINED_TAG``) to a frozen
 :class:`~trainers.clip.backbone.ClipBackbone`:
 
-* Dassl/OpenAI names (``ViT-B/16``, ``ViT-B/32``, ``ViT-L/14``, ``RN50``, ``RN101``, ...) map to
-  the open_clip architecture with OpenAI weights (tag ``openai``) unless a tag is given;
-* any open_clip architecture (``open_clip.list_models()``) with a pretrained tag
-  (``open_clip.list_pretrained_tags_by_model(name)``), or with a local file as the tag (with a
-  Dassl name the file is taken to hold OpenAI weights, i.e. QuickGELU);
-* a local checkpoint file as the name: an OpenAI-format CLIP file (TorchScript archive or state
-  dict; architecture inferred, QuickGELU), a world checkpoint, or ``{"model_cfg": {embed_dim,
+* Dassl/OpenAI names (``ViT-B/16``, ``RN50``, ...) map to the open_clip architecture with OpenAI
+  weights (tag ``openai``) unless a tag is given;
+* any open_clip architecture with a pretrained tag or a local file as the tag (with a Dassl name
+  the file is taken to hold OpenAI weights, i.e. QuickGELU);
+* a local checkpoint file as the name: an OpenAI-format CLIP file (TorchScript or state dict;
+  architecture inferred, QuickGELU), a world checkpoint, or ``{"model_cfg": {embed_dim,
   vision_cfg, text_cfg, ...}, "state_dict": ...}``;
 * ``world-tiny``, ``world-tiny-scenes``: the offline world's CLIPs (``trainers.world_clip``).
 
 Nothing downloads: a tag's weights are looked up in the open_clip URL cache (``~/.cache/clip``)
 and the Hugging Face hub cache; when absent the error names both places and how to provide a file.
-Learnable prompt parameters are always kept in fp32 (master weights) and cast where used.
 """
 import difflib
 import functools
@@ -32,23 +30,13 @@ from cpt.trainers.clip.backbone import BackboneError, ClipBackbone, _text_parts,
 WORLD_NAMES = tuple(_world_clip.CHECKPOINTS)  # "world-tiny", "world-tiny-scenes"
 
 # Dassl / OpenAI CLIP names -> open_clip architecture names (weights: tag "openai").
-DASSL_TO_OPEN_CLIP = {
-    "RN50": "RN50",
-    "RN101": "RN101",
-    "RN50x4": "RN50x4",
-    "RN50x16": "RN50x16",
-    "RN50x64": "RN50x64",
-    "ViT-B/32": "ViT-B-32",
-    "ViT-B/16": "ViT-B-16",
-    "ViT-L/14": "ViT-L-14",
-    "ViT-L/14@336px": "ViT-L-14-336",
-}
+DASSL_TO_OPEN_CLIP = {**{n: n for n in ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64")},
+                      "ViT-B/32": "ViT-B-32", "ViT-B/16": "ViT-B-16", "ViT-L/14": "ViT-L-14",
+                      "ViT-L/14@336px": "ViT-L-14-336"}
 
 
 class PretrainedWeightsNotFound(FileNotFoundError):
     """Weights of a known pretrained tag are not on disk (nothing is downloaded)."""
-
-
 
 
 def _open_clip():
@@ -78,12 +66,9 @@ def _hf_cached_file(repo_id, filename):
 
 
 def find_pretrained_file(arch, tag):
-    """Local file holding open_clip ``arch``'s weights for pretrained ``tag``; never downloads.
-
-    Looks in the open_clip URL cache (``~/.cache/clip/<file>``) and the Hugging Face hub cache
-    (``<HF_HUB_CACHE>/models--<org>--<repo>/snapshots/*/<file>``). Raises
-    :class:`PretrainedWeightsNotFound` naming every path looked at.
-    """
+    """Local file holding open_clip ``arch``'s weights for pretrained ``tag`` (the URL cache
+    ``~/.cache/clip/<file>`` or ``<HF_HUB_CACHE>/models--<org>--<repo>/snapshots/*/<file>``); never
+    downloads. Raises :class:`PretrainedWeightsNotFound` naming every path looked at."""
     oc = _open_clip()
     pcfg = oc.get_pretrained_cfg(arch, tag)
     if not pcfg:
@@ -91,9 +76,8 @@ def find_pretrained_file(arch, tag):
         raise BackboneError(
             f"MODEL.BACKBONE.PRETRAINED_TAG {tag!r} is neither a pretrained tag of open_clip model "
             f"{arch!r} nor an existing file; known tags: {tags or 'none'}")
-    if pcfg.get("file"):
-        if os.path.isfile(pcfg["file"]):
-            return pcfg["file"]
+    if pcfg.get("file") and os.path.isfile(pcfg["file"]):
+        return pcfg["file"]
     looked = []
     hub = pcfg.get("hf_hub", "")
     if hub:
@@ -215,25 +199,14 @@ def _cast_low_precision(model, precision):
 
 
 def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pretrained=None, short_text=None):
-    """Build a frozen :class:`ClipBackbone` (eval mode) on ``device``.
-
-    ``cfg_or_name``: a config (reads ``MODEL.BACKBONE.NAME``, ``.PRETRAINED_TAG``,
-    ``.PRETRAINED``, ``.SHORT_TEXT``) or a backbone name. ``short_text``: the short text path
-    (default on; see the module docstring). ``pretrained=False`` builds the architecture with random
-    weights (no file needed). ``precision`` is the requested one; the CPU runs fp32.
-    """
-    if hasattr(cfg_or_name, "MODEL"):
-        bb = cfg_or_name.MODEL.BACKBONE
-        name = bb.NAME
-        pretrained_tag = pretrained_tag or getattr(bb, "PRETRAINED_TAG", "")
-        if pretrained is None:
-            pretrained = bool(getattr(bb, "PRETRAINED", True))
-        if short_text is None:
-            short_text = bool(getattr(bb, "SHORT_TEXT", True))
-    else:
-        name = cfg_or_name
-    pretrained = True if pretrained is None else bool(pretrained)
-    short_text = True if short_text is None else bool(short_text)
+    """A frozen :class:`ClipBackbone` (eval mode) on ``device`` from a config (``MODEL.BACKBONE.NAME``,
+    ``.PRETRAINED_TAG``, ``.PRETRAINED``, ``.SHORT_TEXT``) or a backbone name; arguments given win.
+    ``pretrained=False``: random weights (no file needed); ``precision``: requested (CPU: fp32)."""
+    bb = cfg_or_name.MODEL.BACKBONE if hasattr(cfg_or_name, "MODEL") else {"NAME": cfg_or_name}
+    name = bb["NAME"]
+    pretrained_tag = pretrained_tag or bb.get("PRETRAINED_TAG", "")
+    pretrained = bool(bb.get("PRETRAINED", True) if pretrained is None else pretrained)
+    short_text = bool(bb.get("SHORT_TEXT", True) if short_text is None else short_text)
     if not name:
         raise BackboneError("MODEL.BACKBONE.NAME is empty; set e.g. 'ViT-B/16' or 'world-tiny'")
     device = torch.device(device)
@@ -274,10 +247,8 @@ def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pr
                 ckpt = find_pretrained_file(arch, tag)
                 quick_gelu = bool(oc.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
             source["tag"], source["file"] = tag, os.path.abspath(ckpt)
-        if ckpt is not None and _is_torchscript(ckpt):  # OpenAI's TorchScript .pt (URL cache)
-            ckpt_model = _openai_model(_load_state(ckpt))
-        else:
-            ckpt_model = None
+        # OpenAI's TorchScript .pt (URL cache)
+        ckpt_model = _openai_model(_load_state(ckpt)) if ckpt is not None and _is_torchscript(ckpt) else None
         with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
             # pretrained_text False: no base text-tower weights from the Hub
             model = ckpt_model or oc.create_model(arch, pretrained=ckpt, precision="fp32", device="cpu",

@@ -6,7 +6,6 @@ import torch.nn as nn
 from cpt.trainers.clip.backbone import BackboneError
 
 
-
 class PromptLearner(nn.Module):
     """Learnable context spliced into the token embeddings of ``"<ctx> <classname>."``.
 
@@ -137,11 +136,8 @@ class PromptLearner(nn.Module):
         return self.assemble(self.context(ctx_shift))
 
     def prompts_for_names(self, clip, names):
-        """(embeddings ``(K, L, D)``, token ids) of ``"<ctx> <name>."`` for arbitrary ``names``.
-
-        Uses the generic context (not available with class-specific context); ``end`` layout
-        only. For DOR's outlier words.
-        """
+        """(embeddings ``(K, L, D)``, token ids) of ``"<ctx> <name>."`` for arbitrary ``names`` (DOR's
+        outlier words, DAC's base classes): generic context and ``end`` layout only."""
         if self.csc:
             raise ValueError(f"{self.cfg_key}.CSC True: class-specific context has no prompt for other words")
         if self.class_token_position != "end":
@@ -156,12 +152,9 @@ class PromptLearner(nn.Module):
 
 
 def encode_prompts(clip, embeds, token_ids, deep_prompts=None, max_rows=None):
-    """Encode prompt embeddings of any leading shape ``(..., C, L, D)`` -> ``(..., C, E)``.
-
-    ``token_ids`` ``(C, L)`` is broadcast over the leading dims; ``max_rows`` encodes in chunks
-    of at most that many sequences (CoCoOp's per-image prompts). With the short text path the
-    prompts are cut to the positions the transformer needs before they are flattened.
-    """
+    """Encode prompt embeddings ``(..., C, L, D)`` -> ``(..., C, E)``, ``token_ids`` ``(C, L)``
+    broadcast over the leading dims, in chunks of at most ``max_rows`` sequences (CoCoOp's
+    per-image prompts); the short text path cuts the prompts before they are flattened."""
     min_length = 1 + deep_prompts[0].shape[-2] if deep_prompts else 0
     keep = clip.text_keep_length(token_ids, min_length)
     embeds, token_ids = embeds[..., :keep, :], token_ids[..., :keep]
