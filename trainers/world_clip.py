@@ -9,14 +9,12 @@ BPE tokenizer (``SimpleTokenizer`` with ``context_length=24``; no network).
 Images: RGB, 32 x 32, scaled to [0, 1] then normalised with CLIP's mean/std
 (:data:`WORLD_MEAN`, :data:`WORLD_STD`).
 
-Checkpoint (``trainers/weights/world_tiny.pt``): a dict with ``state_dict`` (fp16, everything
-except the token-embedding table), ``token_ids`` (int64) and ``token_rows`` (fp16) - the rows of
-the token-embedding table that pretraining changed - and ``config``. Every other row of the
-table is the fixed seeded initialisation of :func:`init_token_table` (normal, std 0.02,
-``torch.Generator`` seeded with ``TOKEN_INIT_SEED``), which is exactly what those rows held after
-pretraining too (pretraining excludes the table from weight decay, so rows of tokens never seen
-keep their initial values). So the loaded model equals the trained one up to fp16 rounding.
-The manifest ``world_tiny.json`` records the sha256 of the ``.pt`` file, checked at load.
+Checkpoint (``trainers/weights/world_tiny.pt``): a dict with ``config``, ``state_dict`` (fp16, all
+but the token-embedding table) and the table rows pretraining changed (``token_ids`` int64,
+``token_rows`` fp16). Every other row is the seeded initialisation of :func:`init_token_table`,
+which those rows still held after pretraining (no weight decay on the table), so the loaded model
+equals the trained one up to fp16 rounding. The manifest (``.json`` beside it) records the sha256
+of the ``.pt`` file, checked at load.
 """
 
 from __future__ import annotations
@@ -31,11 +29,8 @@ import torch
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_CHECKPOINT = os.path.join(WEIGHTS_DIR, "world_tiny.pt")
-# Backbone names (MODEL.BACKBONE.NAME) of the shipped world checkpoints: ``world-tiny`` (the
-# single-label world's), ``world-tiny-scenes`` (continued from it on mostly multi-object scenes;
-# the multi-label world's backbone, see its manifest and scripts/pretrain_world_clip.py),
-# ``world-tiny-render`` (continued from world-tiny-scenes on images half drawn in named renderings
-# whose captions often name them; the rendered multi-label world's backbone, ShapeWorldRender).
+# MODEL.BACKBONE.NAME -> shipped checkpoint: the single-label world's; continued on multi-object
+# scenes (ShapeWorldML); continued in two stages on images drawn in named renderings (ShapeWorldRender)
 CHECKPOINTS = {"world-tiny": DEFAULT_CHECKPOINT,
                "world-tiny-scenes": os.path.join(WEIGHTS_DIR, "world_tiny_scenes.pt"),
                "world-tiny-render": os.path.join(WEIGHTS_DIR, "world_tiny_render.pt")}
