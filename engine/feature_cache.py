@@ -223,7 +223,7 @@ def split_features(cfg, clip, transform, data_source, encode, device, split, use
 
     from cpt.engine.config import resolve_cache_dir
     from cpt.engine.data import DatasetWrapper
-    from cpt.engine.trainer import get_rank
+    from cpt.engine.utils import get_rank
 
     if use_cache:
         root = resolve_cache_dir(cfg)

@@ -1,12 +1,11 @@
 """Trainer lifecycle with Dassl's API: ``TrainerBase`` -> ``SimpleTrainer`` -> ``TrainerX``.
 
-A method subclasses ``TrainerX``, registers itself with ``@TRAINER_REGISTRY.register()``
-and overrides ``build_model``, ``forward_backward``, ``model_inference`` (and
-optionally ``parse_batch_train``, ``before_evaluation``, ``apply_posthoc``).
-Checkpoints hold the learnable state (parameters with ``requires_grad=True`` and
-persistent buffers) plus optimizer, scheduler and RNG state; one is written after every epoch (atomically), so an
-interrupted run resumes from its last complete epoch and ends with the same
-weights as an uninterrupted one.
+A method subclasses ``TrainerX``, registers itself with ``@TRAINER_REGISTRY.register()`` and overrides
+``build_model``, ``forward_backward``, ``model_inference`` (and optionally ``parse_batch_train``,
+``before_evaluation``, ``apply_posthoc``). Checkpoints hold the learnable state (parameters with
+``requires_grad=True`` and persistent buffers) plus optimizer, scheduler and RNG state; one is written
+after every epoch (atomically), so an interrupted run resumes from its last complete epoch and ends with
+the same weights as an uninterrupted one.
 """
 import datetime
 import os
@@ -22,21 +21,13 @@ from cpt.engine.data import DataManager
 from cpt.engine.evaluation import build_evaluator
 from cpt.engine.faults import fault_point
 from cpt.registry import Registry
-from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, remove_partial_writes
+from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed, remove_partial_writes
 
 TRAINER_REGISTRY = Registry("TRAINER")
 
 
 def build_trainer(cfg):
     return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
-
-
-def is_distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def get_rank():
-    return torch.distributed.get_rank() if is_distributed() else 0
 
 
 class TrainerBase:
@@ -62,12 +53,15 @@ class TrainerBase:
         names_real = list(self._models.keys())
         if names is None:
             return names_real
-        if isinstance(names, str):
-            names = [names]
-        for n in names:
-            if n not in names_real:
-                raise KeyError(f"Unknown model name {n!r}; registered: {names_real}")
+        names = [names] if isinstance(names, str) else names
+        unknown = [n for n in names if n not in names_real]
+        if unknown:
+            raise KeyError(f"Unknown model name {unknown[0]!r}; registered: {names_real}")
         return names
+
+    def _present(self, table, names=None):
+        """The non-None entries of ``table`` (``self._optims`` / ``self._scheds``) for ``names``."""
+        return [table[n] for n in self.get_model_names(names) if table[n] is not None]
 
     def _trainer_name(self):
         return type(self).__name__
@@ -100,8 +94,7 @@ class TrainerBase:
         self.logger.info("Found checkpoint at {} (will resume training)".format(directory))
         start_epoch = 0
         for name, path in zip(names, paths):
-            ckpt = self._load_ckpt(path)
-            load_learnable_state(self._models[name], ckpt["state_dict"], path)
+            ckpt = self._load_into(name, path)
             if self._optims[name] is not None and ckpt.get("optimizer"):
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if self._scheds[name] is not None and ckpt.get("scheduler"):
@@ -117,12 +110,14 @@ class TrainerBase:
                                 "is not checkpointed); set PERSISTENT_WORKERS False for an exact resume")
         return start_epoch
 
-    def _load_ckpt(self, path):
+    def _load_into(self, name, path):
+        """Load the checkpoint at ``path`` into model ``name``; returns the checkpoint dict."""
         ckpt = load_checkpoint(path)
         owner = ckpt.get("trainer")
         if owner is not None and owner != self._trainer_name():
             raise CheckpointError(
                 f"Checkpoint {path} was written by trainer {owner!r}, not {self._trainer_name()!r}")
+        load_learnable_state(self._models[name], ckpt["state_dict"], path)
         return ckpt
 
     def load_model(self, directory, epoch=None):
@@ -144,8 +139,7 @@ class TrainerBase:
                 raise CheckpointError(
                     f"No checkpoint for model {name!r} at {path}"
                     + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
-            ckpt = self._load_ckpt(path)
-            load_learnable_state(self._models[name], ckpt["state_dict"], path)
+            ckpt = self._load_into(name, path)
             val_result = ckpt.get("val_result")
             msg = f"Load {path} to {name} (epoch={ckpt.get('epoch')}"
             msg += f", val_result={val_result:.1f})" if isinstance(val_result, (int, float)) else ")"
@@ -161,9 +155,8 @@ class TrainerBase:
                 raise ValueError(f"mode must be train/eval, got {mode!r}")
 
     def update_lr(self, names=None):
-        for name in self.get_model_names(names):
-            if self._scheds[name] is not None:
-                self._scheds[name].step()
+        for sched in self._present(self._scheds, names):
+            sched.step()
 
     def detect_anomaly(self, loss):
         """Stop at the first non-finite loss (before it reaches the weights)."""
@@ -197,9 +190,8 @@ class TrainerBase:
 
     # --- optimisation -------------------------------------------------
     def model_zero_grad(self, names=None):
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].zero_grad(set_to_none=True)
+        for optim in self._present(self._optims, names):
+            optim.zero_grad(set_to_none=True)
 
     def model_backward(self, loss):
         self.detect_anomaly(loss)
@@ -220,9 +212,8 @@ class TrainerBase:
 
     def model_update(self, names=None):
         self._sync_grads(names)
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].step()
+        for optim in self._present(self._optims, names):
+            optim.step()
 
     def model_backward_and_update(self, loss, names=None):
         self.model_zero_grad(names)
@@ -237,11 +228,8 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.check_cfg(cfg)
         self.cfg = cfg
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            self.device = torch.device("cuda", local)
-        else:
-            self.device = torch.device("cpu")
+        cuda = torch.cuda.is_available() and cfg.USE_CUDA
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
@@ -272,10 +260,7 @@ class SimpleTrainer(TrainerBase):
         raise NotImplementedError
 
     def before_train(self):
-        directory = self.cfg.OUTPUT_DIR
-        if self.cfg.RESUME:
-            directory = self.cfg.RESUME
-        self.start_epoch = self.resume_model_if_exist(directory)
+        self.start_epoch = self.resume_model_if_exist(self.cfg.RESUME or self.cfg.OUTPUT_DIR)
         self.time_start = time.time()
 
     def after_train(self):

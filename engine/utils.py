@@ -1,11 +1,9 @@
 """Small utilities with Dassl's names: IO, seeding, logging, meters."""
-import errno
 import json
 import logging
 import os
 import random
 import sys
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -14,12 +12,8 @@ from cpt.fileio import TMP_PREFIX, atomic_write_json
 
 
 def mkdir_if_missing(dirname):
-    if dirname and not os.path.exists(dirname):
-        try:
-            os.makedirs(dirname)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
+    if dirname:
+        os.makedirs(dirname, exist_ok=True)
 
 
 def remove_partial_writes(folder):
@@ -35,6 +29,18 @@ def remove_partial_writes(folder):
     return removed
 
 
+def is_distributed():
+    import torch
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def get_rank():
+    import torch
+
+    return torch.distributed.get_rank() if is_distributed() else 0
+
+
 def read_json(fpath):
     with open(fpath, "r") as f:
         return json.load(f)
@@ -46,10 +52,8 @@ def write_json(obj, fpath):
 
 
 def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, (tuple, set)):
@@ -123,23 +127,8 @@ def get_logger(name="cpt"):
     return logging.getLogger(name)
 
 
-def collect_env_info():
-    import platform
-
-    import torch
-
-    lines = [f"Python: {platform.python_version()}", f"PyTorch: {torch.__version__}",
-             f"CUDA available: {torch.cuda.is_available()}"]
-    try:
-        import open_clip
-
-        lines.append(f"open_clip: {open_clip.__version__}")
-    except Exception:
-        pass
-    return "\n".join(lines)
-
-
 def versions():
+    """python, torch, numpy and (when importable) open_clip versions, for ``results.json``."""
     import torch
 
     out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
@@ -150,6 +139,15 @@ def versions():
     except Exception:
         pass
     return out
+
+
+def collect_env_info():
+    """The log's system-info block."""
+    import torch
+
+    v = versions()
+    lines = [f"Python: {v['python']}", f"PyTorch: {v['torch']}", f"CUDA available: {torch.cuda.is_available()}"]
+    return "\n".join(lines + ([f"open_clip: {v['open_clip']}"] if "open_clip" in v else []))
 
 
 class AverageMeter:
@@ -198,11 +196,3 @@ def count_num_param(model=None, params=None):
     if model is not None:
         return sum(p.numel() for p in model.parameters())
     return sum(p.numel() for p in params)
-
-
-class Timer:
-    def __init__(self):
-        self.start = time.time()
-
-    def elapsed(self):
-        return time.time() - self.start

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cpt.engine.data.datasets import build_dataset
 from cpt.engine.data.transforms import build_transform
-from cpt.engine.utils import read_image
+from cpt.engine.utils import is_distributed, read_image
 
 
 class DatasetWrapper(Dataset):
@@ -44,17 +44,13 @@ class DatasetWrapper(Dataset):
         return out
 
 
-def _distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def build_data_loader(cfg, data_source, batch_size, tfm, is_train, shuffle=None):
     dataset = DatasetWrapper(data_source, tfm, cfg.DATALOADER.K_TRANSFORMS if is_train else 1,
                              cfg.DATALOADER.RETURN_IMG0)
     workers = cfg.DATALOADER.NUM_WORKERS
     sampler = None
     shuffle = is_train if shuffle is None else shuffle
-    if _distributed():
+    if is_distributed():
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(dataset, shuffle=shuffle, drop_last=False)

@@ -8,6 +8,7 @@ never from the labels that happen to occur in ``train_x``.
 """
 import contextlib
 import gc
+import hashlib
 import json
 import math
 import os
@@ -129,13 +130,8 @@ class DatasetBase:
         return {i: c for i, c in enumerate(names)}, names
 
     def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False, seed=None):
-        """Sample ``num_shots`` items per class from each source (Dassl's rule and RNG calls).
-
-        ``num_shots < 1`` returns the sources unchanged. Classes with fewer items
-        than ``num_shots`` keep all their items (or are sampled with replacement
-        when ``repeat``). Uses ``seed`` when given, else Python's global RNG
-        (which ``set_random_seed`` seeds), as upstream does.
-        """
+        """Dassl's few-shot draw (:func:`draw_per_class`) from each source; ``seed`` None: Python's
+        global RNG (which ``set_random_seed`` seeds), as upstream does."""
         return generate_fewshot(*data_sources, num_shots=num_shots, repeat=repeat, seed=seed)
 
     def split_dataset_by_label(self, data_source):
@@ -151,15 +147,12 @@ def split_by_label(data_source):
 
 
 def generate_fewshot(*data_sources, num_shots=-1, repeat=False, seed=None):
+    """``num_shots`` per class from each source (``< 1``: the sources unchanged)."""
     if num_shots is None or num_shots < 1:
         return data_sources[0] if len(data_sources) == 1 else list(data_sources)
     rng = random.Random(seed) if seed is not None else random
-    output = []
-    for data_source in data_sources:
-        if data_source and data_source[0].is_multilabel:
-            output.append(generate_fewshot_multilabel(data_source, num_shots, rng))
-            continue
-        output.append(draw_per_class(data_source, num_shots, rng, repeat)[0])
+    output = [generate_fewshot_multilabel(d, num_shots, rng) if d and d[0].is_multilabel
+              else draw_per_class(d, num_shots, rng, repeat)[0] for d in data_sources]
     return output[0] if len(output) == 1 else output
 
 
@@ -213,16 +206,8 @@ def subsample_classes(*args, subsample="all", classnames=None):
     assert subsample in SUBSAMPLE_CHOICES, f"SUBSAMPLE_CLASSES must be all/base/new, got {subsample!r}"
     if subsample == "all":
         return (*args, classnames) if classnames is not None else (args if len(args) > 1 else args[0])
-    if classnames is not None:
-        n = len(classnames)
-    else:
-        labels = set()
-        for dataset in args:
-            for item in dataset:
-                labels.add(item.label)
-        n = max(labels) + 1
-    m = math.ceil(n / 2)
-    selected = list(range(m)) if subsample == "base" else list(range(m, n))
+    n = len(classnames) if classnames is not None else max(item.label for d in args for item in d) + 1
+    selected = class_split_indices(n, subsample)
     relabeler = {y: i for i, y in enumerate(selected)}
     output = []
     for dataset in args:
@@ -235,7 +220,6 @@ def subsample_classes(*args, subsample="all", classnames=None):
         output.append(new)
     if classnames is not None:
         output.append([classnames[i] for i in selected])
-        return tuple(output)
     return tuple(output) if len(output) > 1 else output[0]
 
 
@@ -298,18 +282,10 @@ def fewshot_cache_dir(cfg, dataset_name):
 
 def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames, dataset_dir=None,
                                 draw_val=True, imagenet_image_dir=None):
-    """CoOp's protocol, shared by every dataset module.
-
-    1. Few-shot, before the base/new split. Single-label: drawn exactly as Dassl draws for
-       ``cfg.SEED`` (``NUM_SHOTS`` per class from train, then ``min(NUM_SHOTS, 4)`` from val when
-       ``draw_val``), or read from upstream's ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl``
-       when present; see ``engine.data.fewshot``. Multi-label: the engine's K-per-class rule
-       (``generate_fewshot_multilabel``), indices cached in
-       ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>-<tag>.json``.
-    2. Base/new: ``SUBSAMPLE_CLASSES`` (ceil split, relabel to 0..k-1).
-
-    Returns ``(train, val, test, classnames)``.
-    """
+    """CoOp's protocol, shared by every dataset module: few-shot first (single-label: Dassl's draw,
+    ``engine.data.fewshot``; multi-label: :func:`generate_fewshot_multilabel`, indices cached in
+    ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>-<tag>.json``), then base/new
+    (:func:`subsample_classes`). Returns ``(train, val, test, classnames)``."""
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots and num_shots >= 1:
         if train and not train[0].is_multilabel:
@@ -327,23 +303,20 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames,
 def _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots):
     from cpt.engine.utils import read_json, write_json
 
-    seed = cfg.SEED
+    seed = cfg.SEED if cfg.SEED is not None and cfg.SEED >= 0 else None
     # the key includes a fingerprint of the split, so two roots never share a draw
-    import hashlib
-
     probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
     tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
-    path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}-{tag}.json")
+    path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{cfg.SEED}-{tag}.json")
     cached = read_json(path) if os.path.isfile(path) else None
     if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
         return [train[i] for i in cached["train"]], [val[i] for i in cached["val"]]
-    rng_seed = seed if seed is not None and seed >= 0 else None
     index_of = {id(x): i for i, x in enumerate(train)}
     index_of_val = {id(x): i for i, x in enumerate(val)}
-    rng = random.Random(rng_seed) if rng_seed is not None else random.Random()
+    rng = random.Random(seed)
     new_train = generate_fewshot(train, num_shots=num_shots, seed=rng.randrange(2**31))
     new_val = generate_fewshot(val, num_shots=min(num_shots, 4), seed=rng.randrange(2**31)) if val else []
-    if rng_seed is not None:
+    if seed is not None:
         write_json({"n_train": len(train), "n_val": len(val),
                     "train": [index_of[id(x)] for x in new_train],
                     "val": [index_of_val[id(x)] for x in new_val]}, path)
