@@ -30,30 +30,24 @@ def _yaml_name(path):
 
 
 def resolve(name):
-    """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem."""
+    """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem; exact
+    names first, then case-insensitive (a registry name before a stem)."""
     from cpt import datasets  # noqa: F401  (registers every dataset)
+    from cpt.catalog import yaml_stems
     from cpt.engine.data import DATASET_REGISTRY
 
-    yamls = {}
-    if os.path.isdir(CONFIG_DIR):
-        for f in sorted(os.listdir(CONFIG_DIR)):
-            if f.endswith(".yaml"):
-                yamls[f[:-5]] = os.path.join(CONFIG_DIR, f)
+    yamls = {stem: os.path.join(CONFIG_DIR, stem + ".yaml") for stem in yaml_stems(CONFIG_DIR)}
     registered = DATASET_REGISTRY.registered_names()
+    if name not in yamls and name not in registered:
+        lowered = {k.lower(): k for k in list(yamls) + sorted(registered)}
+        if name.lower() not in lowered:
+            known = sorted(registered) + sorted(yamls)
+            raise KeyError(f"unknown dataset {name!r}; use a registry name or a configs/datasets stem: "
+                           f"{', '.join(known)}")
+        name = lowered[name.lower()]
     if name in yamls:
         return _yaml_name(yamls[name]) or name, yamls[name]
-    lowered = {k.lower(): k for k in registered}
-    reg = name if name in registered else lowered.get(name.lower())
-    if reg is None:
-        stem = {k.lower(): k for k in yamls}.get(name.lower())
-        if stem is not None:
-            return _yaml_name(yamls[stem]) or stem, yamls[stem]
-        known = sorted(registered) + sorted(yamls)
-        raise KeyError(f"unknown dataset {name!r}; use a registry name or a configs/datasets stem: {', '.join(known)}")
-    for stem, path in yamls.items():
-        if _yaml_name(path) == reg:
-            return reg, path
-    return reg, None
+    return name, next((path for path in yamls.values() if _yaml_name(path) == name), None)
 
 
 def build(root, name, cache_dir="", opts=()):

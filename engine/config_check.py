@@ -25,19 +25,19 @@ class ConfigError(ValueError):
     """A config key or value that does not fit the defaults; the message names its source."""
 
 
-def leaf_keys(cfg, prefix=""):
-    """Dotted names of every value (not section) of ``cfg``."""
-    out = []
-    for k, v in cfg.items():
+def _flatten(d, prefix=""):
+    """``(dotted key, value)`` of every value (not section) of a nested dict or config."""
+    for k, v in d.items():
         full = f"{prefix}{k}"
-        out += leaf_keys(v, full + ".") if isinstance(v, CfgNode) else [full]
-    return out
+        if isinstance(v, dict):
+            yield from _flatten(v, full + ".")
+        else:
+            yield full, v
 
 
 def closest_key(cfg, key):
     """The existing dotted key most like ``key`` (case-insensitive), or None."""
-    keys = leaf_keys(cfg)
-    lower = {k.lower(): k for k in keys}
+    lower = {k.lower(): k for k, _ in _flatten(cfg)}
     hit = difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.6)
     if not hit:  # a right leaf name under the wrong section, e.g. OPTIM.BATCH_SIZE
         tail = key.rsplit(".", 1)[-1].lower()
@@ -108,15 +108,6 @@ def _set(cfg, key, value, source):
     node[parts[-1]] = coerce(value, node[parts[-1]], key, source)
     if key in DASSL_IGNORED and node[parts[-1]] != DASSL_IGNORED[key]:
         print(f"warning: {source}: {key} is a Dassl key that this project accepts and ignores", file=sys.stderr)
-
-
-def _flatten(d, prefix=""):
-    for k, v in d.items():
-        full = f"{prefix}{k}"
-        if isinstance(v, dict):
-            yield from _flatten(v, full + ".")
-        else:
-            yield full, v
 
 
 def merge_file(cfg, path, what):

@@ -29,13 +29,10 @@ def build_evaluator(cfg, **kwargs):
 
 
 def _emit(text):
-    """Print the result block through the run's logger (stdout and log.txt) once
-    ``engine.utils.setup_logger`` has configured it; plain print otherwise."""
+    """Print through the run's logger (stdout and log.txt) once ``engine.utils.setup_logger`` has
+    configured it; plain print otherwise."""
     run_logger = get_logger()
-    if run_logger.handlers:
-        run_logger.info(text)
-    else:
-        print(text)
+    (run_logger.info if run_logger.handlers else print)(text)
 
 
 def _warn(text):
@@ -81,8 +78,8 @@ class EvaluatorBase:
 
     # ---- proximity (PIECE) -------------------------------------------------
     def set_proximity_reference(self, features):
-        """Set the training-set image features used as the kNN pool when
-        ``cfg.TEST.PROXIMITY_POOL == "train"``. ``None`` clears it."""
+        """The training-set features (M, D) used as the kNN pool with ``TEST.PROXIMITY_POOL train``
+        (``None`` clears them)."""
         if features is None:
             self._proximity_reference = None
             return
@@ -144,13 +141,10 @@ class Classification(EvaluatorBase):
 class MultiLabelClassification(EvaluatorBase):
     """Multi-label classification: mAP, CF1/OF1 and pairwise calibration (percent).
 
-    ``process(logits, targets, features=None)``: ``logits`` (B, C) already scaled
-    by the trainer, probabilities ``sigmoid(logits)`` in float64; ``targets`` (B, C)
-    multi-hot with 1 positive, 0 negative, -1 unknown (dropped everywhere). The CLIP
-    trainers pass their *calibration logits* (``trainers/base.py``:
-    ``BCE_SCALE * cos + BCE_BIAS``; TaI-DPT: ``a * merged cosine + b``), so this sigmoid
-    is the probability their BCE loss trained and CCR regularised; mAP depends only on
-    the order of the logits.
+    ``process(logits, targets, features=None)``: ``logits`` (B, C) already scaled by the trainer
+    (the logits its BCE loss trained: README, *Labels, losses and the probability*), probabilities
+    ``sigmoid(logits)`` in float64; ``targets`` (B, C) multi-hot with 1 positive, 0 negative,
+    -1 unknown (dropped everywhere). mAP depends only on the order of the logits.
     ``groups``: dict name -> class indices (e.g. base/new, head/medium/tail).
     ``evaluate()`` keys, in order: ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``,
     ``adaptive_ece``, ``ece_positive``, ``classwise_ece``, ``piece`` (pairs carry

@@ -1,25 +1,14 @@
-"""On-disk cache of frozen image features (``TEST.CACHE_FEATURES``, on by default).
+"""On-disk cache of frozen image features (``TEST.CACHE_FEATURES``; README, *Speed*).
 
-An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under
-one frozen image encoder. Its key is everything the features depend on:
-
-* the weights: the SHA-256 of the weights file (memoised in ``weights-sha256.json`` by path,
-  size and modification time, so a file is hashed once), or for a model without a file (random
-  weights) the SHA-256 of every image-tower tensor;
-* the backbone name, open_clip architecture, precision and device type;
-* the test transform (its ``repr``) and what the features are (``kind``);
-* the ordered image paths with their sizes and modification times (ns).
-
-A change in any of them gives another key: a miss, never a stale hit. Files live in
-``<CACHE_DIR>/features/<sha256 of the key>.pt`` and store the key itself, which is compared on
-read. Writes go to a temporary file in the same folder and are renamed into place
-(``cpt.fileio``): concurrent sweep workers writing the same entry each
-write a whole file, and a reader never sees half of one; an unreadable entry is a miss.
-
-Disk use is bounded by ``TEST.CACHE_MAX_MB`` (default 4096): after a write the least recently
-used entries (modification time, refreshed on every hit) are removed until the folder fits.
-Clear it with ``python -m cpt.engine.feature_cache clear [--cache-dir DIR]`` (``info`` prints the
-use), or delete the folder.
+An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under one
+frozen image encoder, keyed by everything they depend on (:func:`make_key`: the weights file's SHA-256,
+memoised in ``weights-sha256.json`` by path, size and mtime, or for random weights the image tower's
+tensors; backbone, architecture, precision, device type, test transform, ``kind``; the image paths with
+their sizes and mtimes): a change is a miss, never a stale hit. Entries are
+``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and are written
+atomically (``cpt.fileio``); an unreadable entry is a miss. ``TEST.CACHE_MAX_MB`` bounds the folder:
+least recently used entries (mtime, refreshed on every hit) are removed first. Inspect or empty it
+with ``python -m cpt.engine.feature_cache info|clear [--cache-dir DIR]``.
 """
 import argparse
 import glob
@@ -52,12 +41,12 @@ def file_sha256(path, cache_root=None):
     tag = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
     memo_path = os.path.join(cache_folder(cache_root), HASHES) if cache_root else None
     memo = {}
-    if memo_path and os.path.isfile(memo_path):
-        try:
+    try:
+        if memo_path:
             with open(memo_path) as f:
                 memo = json.load(f)
-        except (OSError, ValueError):
-            memo = {}
+    except (OSError, ValueError):
+        memo = {}
     if tag in memo:
         return memo[tag]
     h = hashlib.sha256()

@@ -1,9 +1,8 @@
 """Caption -> multi-hot labels by matching class names and synonyms (TaI-DPT's text training).
 
-Generic (knows no benchmark): a dataset module registers the synonym file of its class names
-with :func:`register_synonyms` (``datasets/captions.py`` does it for the shipped files under
-``datasets/data/``), and both the datasets and the trainers (which must not import ``datasets``)
-look it up here by dataset name with :func:`synonyms_for`.
+Generic (knows no benchmark): dataset modules register their synonym files (:func:`register_synonyms`,
+``datasets/captions.py``); datasets and trainers (which must not import ``datasets``) look them up
+by dataset name (:func:`synonyms_for`).
 
 Matching rule (:class:`CaptionMatcher`): the caption is lower-cased and split into words at any
 character that is not a letter or a digit; class ``c`` is positive when a phrase of ``c`` occurs
@@ -12,9 +11,6 @@ name's regular plural/singular forms (last word: ``+s``, ``+es``, ``y -> ies``, 
 of a plural name such as NUS-WIDE's ``birds``), and every synonym listed for it, each with the
 same inflections. A phrase may name several classes (e.g. "table" for "dining table"); all of them
 become positive. Labels are 1 (named) or 0 (not named); a caption never yields -1.
-
-Synonym files are JSON objects ``{"<class name>": ["synonym", ...], ...}``; keys starting with
-``_`` (e.g. ``"_comment"``) are ignored.
 """
 import json
 import os
@@ -95,9 +91,7 @@ class CaptionMatcher:
         return sorted(found)
 
     def __call__(self, caption):
-        v = np.zeros(len(self.classnames), dtype=np.int8)
-        v[self.positives(caption)] = 1
-        return v
+        return self.label([caption])[0]
 
     def label(self, captions):
         out = np.zeros((len(captions), len(self.classnames)), dtype=np.int8)

@@ -76,12 +76,7 @@ class DataManager:
                                             False) if ds.val else None
         self.test_loader = build_data_loader(cfg, ds.test, cfg.DATALOADER.TEST.BATCH_SIZE, self.tfm_test,
                                              False) if ds.test else None
-        self._num_classes = ds.num_classes
-        self._lab2cname = ds.lab2cname
-        self._classnames = ds.classnames
-        self._num_source_domains = max(len(cfg.DATASET.SOURCE_DOMAINS), 1)
-
-    num_classes = property(lambda self: self._num_classes)
-    lab2cname = property(lambda self: self._lab2cname)
-    classnames = property(lambda self: self._classnames)
-    num_source_domains = property(lambda self: self._num_source_domains)
+        self.num_classes = ds.num_classes
+        self.lab2cname = ds.lab2cname
+        self.classnames = ds.classnames
+        self.num_source_domains = max(len(cfg.DATASET.SOURCE_DOMAINS), 1)

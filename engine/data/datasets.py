@@ -46,26 +46,21 @@ def _is_multilabel(label):
 class Datum:
     """One sample: image path, label (int or multi-hot), domain, class name."""
 
-    __slots__ = ("_impath", "_label", "_domain", "_classname")
+    __slots__ = ("impath", "label", "domain", "classname")
 
     def __init__(self, impath="", label=0, domain=0, classname=""):
         assert isinstance(impath, str)
-        self._impath = impath
-        self._label = label
-        self._domain = domain
-        self._classname = classname
-
-    impath = property(lambda self: self._impath)
-    label = property(lambda self: self._label)
-    domain = property(lambda self: self._domain)
-    classname = property(lambda self: self._classname)
+        self.impath = impath
+        self.label = label
+        self.domain = domain
+        self.classname = classname
 
     @property
     def is_multilabel(self):
-        return _is_multilabel(self._label)
+        return _is_multilabel(self.label)
 
     def __repr__(self):
-        return f"Datum({self._impath!r}, label={self._label!r}, classname={self._classname!r})"
+        return f"Datum({self.impath!r}, label={self.label!r}, classname={self.classname!r})"
 
 
 class DatasetBase:
@@ -81,28 +76,20 @@ class DatasetBase:
     domains = []
 
     def __init__(self, train_x=None, train_u=None, val=None, test=None, classnames=None, groups=None):
-        self._train_x = train_x or []
-        self._train_u = train_u
-        self._val = val or []
-        self._test = test or []
+        self.train_x = train_x or []
+        self.train_u = train_u
+        self.val = val or []
+        self.test = test or []
         if classnames is None:
-            classnames = self.get_classnames_from(self._train_x + self._val + self._test)
-        self._classnames = list(classnames)
-        self._num_classes = len(self._classnames)
-        self._lab2cname = {i: c for i, c in enumerate(self._classnames)}
+            classnames = self.get_classnames_from(self.train_x + self.val + self.test)
+        self.classnames = list(classnames)
+        self.num_classes = len(self.classnames)
+        self.lab2cname = {i: c for i, c in enumerate(self.classnames)}
         self.groups = groups or {}
-
-    train_x = property(lambda self: self._train_x)
-    train_u = property(lambda self: self._train_u)
-    val = property(lambda self: self._val)
-    test = property(lambda self: self._test)
-    classnames = property(lambda self: self._classnames)
-    num_classes = property(lambda self: self._num_classes)
-    lab2cname = property(lambda self: self._lab2cname)
 
     @property
     def is_multilabel(self):
-        for split in (self._train_x, self._test, self._val):
+        for split in (self.train_x, self.test, self.val):
             if split:
                 return split[0].is_multilabel
         return False

@@ -1,29 +1,16 @@
-"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``, one
-:func:`engine.data.datasets.draw_per_class` call per set) for single-label data.
+"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``) for single-label data.
 
-What upstream does (Dassl c61a1b5 with CoOp's dataset modules; KgCoOp, MaPLe, TCPT and TaI-DPT
-carry the same code): ``train.py`` calls ``set_random_seed(SEED)`` (Python's ``random`` among
-others) and the dataset is the first thing built afterwards. With the CoOp split file present,
-nothing else draws from ``random`` before the few-shot step, which
-
-1. groups the items by label in order of first appearance in the list (not label order);
-2. per class, ``random.sample(items, K)``, or keeps all items when the class has fewer than K;
-3. draws the training set with ``K = NUM_SHOTS`` and then, from the same generator, the
-   validation set with ``min(NUM_SHOTS, 4)`` (ImageNet draws the training set only; its
-   validation set is its test set);
-4. splits base/new classes afterwards (ceil rule, relabelled).
-
-Here a private ``random.Random(SEED)`` replays that sequence, so ``--seed k`` selects the same
-images as upstream's seed k from the same split. ImageNet's upstream list is not the split file:
-it is the class folders in sorted order and, inside each, ``os.listdir`` order (unsorted), cached
-in ``imagenet/preprocessed.pkl``; the draw uses that pickle's order when the dataset folder has
-it, else the folder listing.
-
-Upstream caches each draw in ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl``. When the
-dataset folder has that file it is read (items are matched to this project's list by their path
-relative to the dataset folder; labels must agree) instead of drawing. Nothing is ever written
-into the dataset folder. The log says which source was used. Pickles are read with an unpickler
-that only builds Dassl's ``Datum`` records and plain containers.
+Upstream (Dassl c61a1b5 with CoOp's dataset modules; the other forks carry the same code) seeds
+Python's ``random`` (``set_random_seed(SEED)``) just before building the dataset, then groups the
+items by label in order of first appearance, ``random.sample``s K per class (a class with fewer keeps
+all), draws train with ``K = NUM_SHOTS`` and then val with ``min(NUM_SHOTS, 4)`` from the same
+generator (ImageNet: train only), and splits base/new afterwards. Here a private
+``random.Random(SEED)`` replays that sequence (:func:`engine.data.datasets.draw_per_class`), so
+``--seed k`` selects upstream's images. ImageNet's upstream list is its class folders in sorted
+order, each in ``os.listdir`` order, as cached in ``imagenet/preprocessed.pkl`` (used when present).
+Upstream's cached draw ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl`` is read instead of drawing
+when present (items matched by path below the dataset folder, labels must agree; the unpickler only
+builds Dassl ``Datum`` records and plain containers); nothing is written into the dataset folder.
 """
 import os
 import pickle
@@ -144,9 +131,8 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
     """``NUM_SHOTS`` per class from ``train`` (and ``min(NUM_SHOTS, 4)`` from ``val`` when
     ``draw_val``), as upstream draws them for ``cfg.SEED``; returns ``(train, val)``.
 
-    ``dataset_dir``: the benchmark's folder (where upstream keeps ``split_fewshot/``); None
-    skips the upstream file. ``imagenet_image_dir``: ImageNet's ``images/train`` parent, to
-    draw in upstream's ImageNet order.
+    ``dataset_dir``: the benchmark's folder (with upstream's ``split_fewshot/``; None: no upstream
+    file); ``imagenet_image_dir``: ImageNet's image folder, to draw in upstream's ImageNet order.
     """
     log = get_logger()
     k = int(cfg.DATASET.NUM_SHOTS)
@@ -168,15 +154,13 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
         population, order = imagenet_upstream_order(train, dataset_dir, imagenet_image_dir)
     rng = random.Random(seed) if seed is not None and seed >= 0 else random.Random()
     new_train, short = draw_per_class(population, k, rng)
+    new_val, short_val = draw_per_class(val, min(k, VAL_SHOTS), rng) if draw_val and val else (val, [])
     for label, cname, n in short:
         log.warning(f"{name}: class {cname!r} (label {label}) has {n} training images, fewer than "
                     f"NUM_SHOTS={k}; all {n} are kept (Dassl's rule with repeat=False)")
-    new_val = val
-    if draw_val and val:
-        new_val, short_val = draw_per_class(val, min(k, VAL_SHOTS), rng)
-        for label, cname, n in short_val:
-            log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
-                        f"{min(k, VAL_SHOTS)}; all {n} are kept")
+    for label, cname, n in short_val:
+        log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
+                    f"{min(k, VAL_SHOTS)}; all {n} are kept")
     seeded = f"seed {seed}" if seed is not None and seed >= 0 else "unseeded (SEED < 0)"
     log.info(f"{name}: few-shot split drawn with Dassl's rule ({k} shots, {seeded}, from {order}); "
              f"no upstream file {upstream_fewshot_file(dataset_dir, k, seed) if dataset_dir else '(no dataset folder)'}")
