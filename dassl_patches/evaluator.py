@@ -1,17 +1,9 @@
 """Drop-in replacement for upstream Dassl.pytorch's ``dassl/evaluation/evaluator.py``.
 
-Defines what the upstream module defines (``EvaluatorBase`` and ``Classification``
-registered in ``EVALUATOR_REGISTRY``) and reports, in percent, accuracy,
-error rate and macro-F1 as upstream does plus the calibration metrics of this
-project's ``calibration`` package (docs/design.md 5.3 conventions):
-
-    accuracy, error_rate, macro_f1, ece, mce, adaptive_ece, [piece], mce_max, nll, brier
-
-``piece`` appears when the trainer passes image features:
-``evaluator.process(output, label, features)``. Upstream trainers call
-``process(output, label)`` and are unaffected. The ``cpt.calibration`` package must
-be importable (``pip install -e .`` of this project). Install with
-``python dassl_patches/install.py`` (see dassl_patches/README.md).
+Defines what the upstream module defines (``EvaluatorBase``, ``Classification`` registered in
+``EVALUATOR_REGISTRY``) and reports, in percent, upstream's accuracy, error rate and macro-F1 plus
+this project's calibration metrics (docs/design.md 5.3; keys in dassl_patches/README.md). Needs the
+``cpt`` package importable (``pip install -e .``); installed by ``python dassl_patches/install.py``.
 """
 import os.path as osp
 import torch
@@ -25,14 +17,9 @@ from .build import EVALUATOR_REGISTRY
 
 @EVALUATOR_REGISTRY.register()
 class Classification(EvaluatorBase):
-    """Evaluator for classification, with calibration metrics (percent).
-
-    ``process(mo, gt, features=None)``: logits (B, C), int labels (B,), optional
-    image features (B, D) for PIECE (kNN proximity with k = TEST.PROXIMITY_K,
-    default 10, over the evaluated set, or over the features given to
-    ``set_proximity_reference`` when TEST.PROXIMITY_POOL == "train").
-    After ``evaluate()``: ``self.confidences``, ``self.correct`` (numpy).
-    """
+    """``process(mo, gt, features=None)``: logits (B, C), int labels (B,) and, for PIECE, optional image
+    features (B, D) (upstream trainers pass none). After ``evaluate()``: ``self.confidences``,
+    ``self.correct`` (numpy)."""
 
     accumulator = ClassificationAccumulator
     cmat = None

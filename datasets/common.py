@@ -5,7 +5,6 @@ Conventions
 - Multi-label: ``Datum.label`` is an ``np.int8`` vector of length ``C``:
   1 positive, 0 negative, -1 unknown (no loss, not scored). Source encodings are
   converted where they are read (VOC's 1/-1/0, COCO's instance lists, NUS-WIDE's 0/1 files).
-- Split files are CoOp's ``split_zhou_<Name>.json`` (``datasets.splits``).
 - Anything this package writes (built splits, parsed annotations) goes under
   ``<CACHE_DIR>/datasets/<Name>-<hash of the dataset folder>/``, never under ``DATASET.ROOT``
   (which may be read-only).
@@ -32,10 +31,8 @@ SAMPLE_SIZE = 1000
 
 
 class DatasetLayoutError(FileNotFoundError):
-    """A dataset folder, list, split file or image is missing or malformed.
-
-    The message names the dataset, the path looked at, and the expected layout.
-    """
+    """A dataset folder, list, split file or image is missing or malformed (the message names the
+    dataset, the path looked at and the expected layout)."""
 
 
 def fail(name, problem, layout=None):
@@ -110,14 +107,13 @@ def cached_parse(cfg, name, dataset_dir, key, sources, parse):
     absolute path, size and mtime of each of ``sources``."""
     path = os.path.join(dataset_cache_dir(cfg, name, dataset_dir), f"{key}.json")
     stamp = [[os.path.abspath(p), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in sources]
-    if os.path.isfile(path):
-        try:
-            with open(path, "r") as f:
-                blob = json.load(f)
-            if blob.get("sources") == stamp:
-                return blob["data"]
-        except (OSError, ValueError):
-            pass
+    try:
+        with open(path, "r") as f:
+            blob = json.load(f)
+        if blob.get("sources") == stamp:
+            return blob["data"]
+    except (OSError, ValueError):  # absent or unreadable: parsed again
+        pass
     data = parse()
     atomic_write_bytes(json.dumps({"sources": stamp, "data": data}, separators=(",", ":")).encode("utf-8"), path)
     return data
@@ -132,11 +128,8 @@ def verification_indices(n):
 
 
 def check_files_exist(splits, name, source, skip_missing=False):
-    """Check that the image files of ``splits`` (dict split name -> list of Datum) exist.
-
-    Returns the splits (with missing entries dropped when ``skip_missing``). Raises
-    ``DatasetLayoutError`` with the count and the first few missing paths otherwise.
-    """
+    """``splits`` (split name -> Datum list) after checking that their images exist (see the module
+    docstring); a missing one is dropped with ``skip_missing``, else fails with the count and a few paths."""
     out = {}
     for split, items in splits.items():
         if skip_missing:
@@ -169,11 +162,8 @@ def finish_test_only(cfg, test, classnames):
 
 # ----------------------------------------------------------------------------- long-tail groups
 def lt_groups(train, subsample):
-    """Long-tail groups from positives per class in the full training set (before few-shot).
-
-    head: >= 100 images, medium: 20-99, tail: < 20. Indices refer to the classes kept by
-    ``subsample`` (0..k-1 after the base/new cut).
-    """
+    """:func:`lt_groups_of_counts` of the positives per class of the full training set (before
+    few-shot), for the classes kept by ``subsample``."""
     labels = np.stack([np.asarray(x.label) for x in train])
     counts = (labels == 1).sum(0)
     return lt_groups_of_counts(counts, class_split_indices(labels.shape[1], subsample))

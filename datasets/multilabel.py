@@ -12,22 +12,15 @@ from cpt.engine.data.datasets import apply_fewshot_and_subsample, paused_gc
 def multihot(num_classes, positives=(), unknown=()):
     """int8 vector: 1 at ``positives``, -1 at ``unknown``, 0 elsewhere."""
     v = np.zeros(num_classes, dtype=np.int8)
-    if len(unknown):
-        v[list(unknown)] = -1
-    if len(positives):
-        v[list(positives)] = 1
+    v[list(unknown)] = -1
+    v[list(positives)] = 1
     return v
 
 
 class MultiLabelBenchmark(Benchmark):
-    """A multi-label benchmark with optional captions for text-only training (TaI-DPT).
-
-    ``captions()`` returns ``[(caption, multi-hot over self.classnames), ...]`` from a COCO
-    captions file (``<root>/coco/annotations/captions_train{2017,2014}.json``), keeping captions
-    that name at least one class (class names and the synonym file registered for the dataset,
-    ``datasets/data/synonyms_*.json``); with ``limit`` N > 0 (``DATASET.NUM_CAPTIONS``) only the
-    first N of them.
-    """
+    """A multi-label benchmark with optional captions for text-only training (TaI-DPT): ``captions()``
+    is ``[(caption, multi-hot over self.classnames), ...]`` of the COCO captions file's captions that
+    name a class (``engine.data.captions``), the first ``limit`` (``DATASET.NUM_CAPTIONS``) when > 0."""
 
     @property
     def caption_files(self):

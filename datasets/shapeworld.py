@@ -1,16 +1,14 @@
 """The offline world as registered datasets: ``ShapeWorld`` (64-way) and ``ShapeWorldML`` (scenes).
 
-The generator lives in ``datasets/world/``. Splits are materialised once as
-PNG files plus a CoOp split file into ``<cache>/world/<name>_<variant>_seed<S>/``
-(or read from ``$DATA/shapeworld/<variant>/`` when that folder exists), so the
-normal loading path and transforms run. ``DATASET.VARIANT``: ``cast`` (the
-downstream task: each class's colour is pulled 35% toward a fixed partner
-colour; ``cast<s>``, e.g. ``cast0.2``, sets another strength) or ``clean`` (drawn like the pretraining images).
+The generator lives in ``datasets/world/``. Splits are materialised once as PNG files plus a split
+file into ``<cache>/world/<name>_<variant>_seed<S>/`` (or read from ``$DATA/shapeworld/<variant>/``
+when that folder exists), so the normal loading path and transforms run. ``DATASET.VARIANT``:
+``cast`` (the downstream task: each class's colour is pulled 35% toward a fixed partner colour;
+``cast<s>``, e.g. ``cast0.2``, sets another strength) or ``clean`` (drawn like the pretraining images).
 
-Base/new: labels are ordered so that the first 32 classes are those with even
-``colour_idx + shape_idx``; the engine's ceil rule therefore gives a
-checkerboard split where every colour and every shape has 4 classes per side.
-Class names are the made-up one-token names; the prompt is "a photo of a {}.".
+Base/new: the first 32 labels are the classes with even ``colour_idx + shape_idx``, so the ceil rule
+gives a checkerboard split with 4 classes of every colour and every shape per side. Class names are
+the made-up one-token names; the prompt is "a photo of a {}.".
 """
 import json
 import os
@@ -115,14 +113,8 @@ class ShapeWorld(DatasetBase):
 
 @DATASET_REGISTRY.register()
 class ShapeWorldML(DatasetBase):
-    """Multi-object scenes (2-4 objects) with multi-hot labels over the 64 world classes.
-
-    Labels: 1 positive, 0 negative (no unknowns). ``captions()`` returns the
-    training captions, or a generated text corpus, with their multi-hot labels (for
-    caption-trained methods).
-    Groups: ``base`` and ``new`` class columns (ceil split) when
-    ``SUBSAMPLE_CLASSES`` is ``all``.
-    """
+    """Multi-object scenes (2-4 objects) with multi-hot labels (1 / 0, no unknowns) over the 64 world
+    classes; groups ``base`` and ``new`` (ceil split) when ``SUBSAMPLE_CLASSES`` is ``all``."""
 
     split_file = "split_ShapeWorldML.json"
 
@@ -152,11 +144,9 @@ class ShapeWorldRender(DatasetBase):
     default config ``vintage``) that the default prompt "a photo of a {}." does not name.
 
     Training scenes are long-tailed (Zipf class frequencies, :func:`datasets.world.long_tail_weights`);
-    validation and test scenes have uniform labels (the scenes of ``ShapeWorldML``'s val/test
-    splits, re-drawn in the rendering). Labels: 1 positive, 0 negative. ``groups``: head (>= 100
-    training scenes), medium (20-99) and tail (< 20) among the kept classes, counted on the full
-    training split before few-shot sampling (``datasets.common.lt_groups``); with
-    ``SUBSAMPLE_CLASSES all`` also ``base`` and ``new``. ``captions()``: as ``ShapeWorldML``.
+    validation and test scenes have uniform labels (``ShapeWorldML``'s, re-drawn in the rendering).
+    Labels: 1 positive, 0 negative. ``groups``: head/medium/tail (``datasets.common.lt_groups``) and,
+    with ``SUBSAMPLE_CLASSES all``, ``base`` and ``new``. ``captions()``: as ``ShapeWorldML``.
     """
 
     split_file = "split_ShapeWorldRender.json"

@@ -1,10 +1,7 @@
 """Single-label benchmarks: CoOp split files, building a split when none exists, finishing.
 
-Split files are CoOp's ``split_zhou_<Name>.json``:
-``{"train"|"val"|"test": [[relative_path, label, classname], ...]}``, paths relative to the
-dataset's image folder (read and written by ``engine.data.read_split`` / ``save_split``).
-A split file is looked for in the dataset folder first, then in the cache; a split built from
-the official lists or the class folders is saved to the cache.
+A split file ``split_zhou_<Name>.json`` (``engine.data.read_split``; paths relative to the image
+folder) is looked for in the dataset folder, then in the cache; a built split is saved to the cache.
 """
 import os
 import random
@@ -74,17 +71,13 @@ def load_split_file(cfg, path, image_dir, name, classnames=None):
         bad = sorted(y for y in names if not 0 <= y < len(classnames))
         if bad:
             fail(name, f"split file {path}: labels outside 0..{len(classnames) - 1}: {preview(bad)}")
-    skip = bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False))
-    s = check_files_exist({"train": train, "val": val, "test": test}, name, f"split file {path}", skip)
+    s = check_files_exist({"train": train, "val": val, "test": test}, name, f"split file {path}",
+                          bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
     return s["train"], s["val"], s["test"], classnames
 
 
 def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None):
-    """Use ``split_zhou_<Name>.json`` when present, else ``build()`` and save it to the cache.
-
-    ``build()`` returns ``train, val, test`` and raises ``DatasetLayoutError`` when the files
-    it needs are missing (the message should say that the split file was not found either).
-    """
+    """The split file when present, else ``build()`` (``train, val, test``), saved to the cache."""
     path = find_split_file(cfg, name, dataset_dir)
     if path is not None:
         return load_split_file(cfg, path, image_dir, name, classnames)
@@ -95,20 +88,12 @@ def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None):
     return train, val, test, classnames
 
 
-def no_split_message(cfg, name, dataset_dir, missing):
-    return (f"no split file {split_filename(name)} in {dataset_dir} "
-            f"(nor a built one in {dataset_cache_dir(cfg, name, dataset_dir)}), and the split cannot be "
-            f"built because {missing} is missing")
-
-
 # ----------------------------------------------------------------------------- building splits
 def list_images(folder):
-    """Sorted non-hidden image files (by extension) in ``folder``."""
     return sorted(f for f in listdir_nohidden(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
 
 
 def class_subfolders(image_dir):
-    """Sorted non-hidden sub-folder names of ``image_dir``."""
     return sorted(f for f in listdir_nohidden(image_dir) if os.path.isdir(os.path.join(image_dir, f)))
 
 
@@ -132,11 +117,8 @@ def split_per_class(groups, name, layout, p_trn=0.5, p_val=0.2, seed=0):
 
 
 def read_and_split_folders(image_dir, name, layout, ignored=(), new_cnames=None):
-    """CoOp's 50/20/30 per-class split of ``image_dir/<class>/<image>`` (``split_per_class``).
-
-    Classes are the sorted folder names (minus ``ignored``); labels follow that order;
-    ``new_cnames`` renames classes.
-    """
+    """:func:`split_per_class` of ``image_dir/<class>/<image>``; labels follow the sorted folder names
+    (minus ``ignored``), ``new_cnames`` renames classes."""
     categories = [c for c in class_subfolders(image_dir) if c not in ignored]
     if not categories:
         fail(name, f"no class folders in {image_dir}", layout)
@@ -213,7 +195,9 @@ class SplitBenchmark(Benchmark):
         """Fail (saying that no split file exists either) unless every one of ``paths`` exists."""
         for p in paths:
             if not os.path.exists(p):
-                self.fail(no_split_message(cfg, self.NAME, ddir, p))
+                self.fail(f"no split file {split_filename(self.NAME)} in {ddir} (nor a built one in "
+                          f"{dataset_cache_dir(cfg, self.NAME, ddir)}), and the split cannot be built "
+                          f"because {p} is missing")
         return paths
 
 

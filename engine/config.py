@@ -66,10 +66,8 @@ _C.DATASET.VARIANT = "cast"
 _C.DATASET.SKIP_MISSING_IMAGES = False
 # Multi-label training source for caption-trained methods: "images" or "captions".
 _C.DATASET.TRAIN_SOURCE = "images"
-# Captions for TRAIN_SOURCE "captions": 0 = the dataset's own (COCO-based sets: every caption of
-# the captions file that names a class; ShapeWorldML: the captions of its training scenes);
-# N > 0 = a corpus of N (COCO-based sets: the first N of those; ShapeWorldML: N captions of
-# the world's generated text corpus, datasets/world caption_corpus).
+# Captions for TRAIN_SOURCE "captions": 0 = the dataset's own, N > 0 = a corpus of N (the datasets'
+# captions(limit): COCO-based sets the first N that name a class, ShapeWorldML the world's text corpus).
 _C.DATASET.NUM_CAPTIONS = 0
 
 _C.DATALOADER = CN()
@@ -91,9 +89,8 @@ _C.MODEL.BACKBONE.PRETRAINED = True
 # open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights
 # for Dassl names.
 _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
-# Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same
-# features as the full context, faster); used only where exact (trainers/clip/backbone.py). False: always
-# the full context (for comparison and debugging).
+# Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same features,
+# faster; only where exact, trainers/clip/backbone.py). False: always the full context.
 _C.MODEL.BACKBONE.SHORT_TEXT = True
 
 _C.OPTIM = CN()
@@ -130,8 +127,7 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
-# Cache frozen-encoder image features on disk (engine/feature_cache.py: keyed by the weights file's
-# hash, architecture, precision, test transform and the image files; shared by runs of a sweep).
+# Cache frozen-encoder image features on disk, shared by the runs of a sweep (engine/feature_cache.py).
 _C.TEST.CACHE_FEATURES = True
 # Disk bound of that cache in MB (least recently used entries are removed beyond it).
 _C.TEST.CACHE_MAX_MB = 4096
@@ -174,10 +170,9 @@ def add_calib_nodes(calib):
     return calib
 
 
-# Accepted and ignored: Dassl keys that upstream yamls may set but that nothing here reads (the
-# semi-supervised and domain samplers, the linear head, staged LR, ...). They exist so those yamls
-# load; a file or option that gives one another value than this gets a warning naming it
-# (engine/config_check.py). Their defaults are Dassl's.
+# Accepted and ignored: Dassl keys that upstream yamls may set but nothing here reads (semi-supervised
+# and domain samplers, the linear head, staged LR, ...), with Dassl's defaults, so those yamls load; a
+# file or option that sets another value gets a warning naming it (engine/config_check.py).
 DASSL_IGNORED = {
     "VERSION": 1,
     "VERBOSE": True,
