@@ -1,8 +1,5 @@
-"""The benchmarks whose split CoOp builds from class folders (``splits.FolderBenchmark``).
-
-Each uses ``split_zhou_<Name>.json`` when present (CoOp's released split, in the dataset
-folder; optional), else a 50/20/30 per-class split of its class folders, saved to the cache.
-"""
+"""The benchmarks whose split CoOp builds from class folders (``splits.FolderBenchmark``): CoOp's
+``split_zhou_<Name>.json`` when present, else a 50/20/30 per-class split, saved to the cache."""
 from cpt.datasets.splits import FolderBenchmark
 from cpt.engine.data import DATASET_REGISTRY
 

@@ -1,8 +1,8 @@
 """Oxford Flowers-102 (CoOp layout): 102 classes, base/new 51/51.
 
-Split: ``split_zhou_OxfordFlowers.json`` if present, else a 50/20/30 per-class split built
-from ``imagelabels.mat`` (``labels``: 1..102 for image_00001.jpg, image_00002.jpg, ...) and
-``cat_to_name.json`` (``{"1": "pink primrose", ...}``), saved to the cache.
+Split: ``split_zhou_OxfordFlowers.json`` if present, else a 50/20/30 per-class split built from
+``imagelabels.mat`` (``labels``: 1..102 for image_00001.jpg, ...) and ``cat_to_name.json``
+(``{"1": "pink primrose", ...}``), saved to the cache.
 """
 import os
 

@@ -1,10 +1,8 @@
 """UCF101 middle frames (CoOp layout): 101 actions, base/new 51/50.
 
-Split: ``split_zhou_UCF101.json`` if present, else built from ``ucfTrainTestlist/``
-(``classInd.txt``, ``trainlist01.txt``, ``testlist01.txt``; 80/20 train/val of trainlist01),
-saved to the cache. Frames live in ``UCF-101-midframes/<Action_Name>/<video>.jpg`` where the
-folder (and the class name) splits the CamelCase action at capitals with underscores
-("ApplyEyeMakeup" -> "Apply_Eye_Makeup").
+Split: ``split_zhou_UCF101.json`` if present, else built from ``ucfTrainTestlist/`` (80/20 train/val
+of trainlist01), saved to the cache. The frame folder and the class name split the CamelCase action
+at capitals with underscores ("ApplyEyeMakeup" -> "Apply_Eye_Makeup").
 """
 import os
 import re

@@ -4,7 +4,6 @@ Labels come from ``ImageSets/Main/<cls>_<split>.txt`` (``<id> 1|-1|0``): 1 -> po
 -1 -> negative (0), 0 ("difficult": only difficult instances of the class) ->
 ``DATASET.VOC_DIFFICULT``: "ignore" (default) -> -1 (no loss, not scored), "positive" -> 1,
 "negative" -> 0. Class names are prompt-friendly ("dining table", "potted plant", "tv monitor").
-``captions()`` labels COCO captions with these classes (TaI-DPT).
 """
 import os
 
@@ -89,9 +88,8 @@ class VOCLT(_VOC):
     """VOC-LT (long-tailed multi-label; Wu et al., ECCV 2020): 20 classes, base/new 10/10.
 
     Train: the 1,142 VOC2012-trainval images of the released id list, labelled from VOC2012's
-    ``ImageSets/Main/<cls>_trainval.txt``; test: VOC2007 test (4,952). ``groups``: head (>= 100
-    training images), medium (20-99), tail (< 20), counted on the full long-tailed train set before
-    few-shot sampling (6/6/8 classes), indexed in the classes kept by ``SUBSAMPLE_CLASSES``.
+    ``ImageSets/Main/<cls>_trainval.txt``; test: VOC2007 test (4,952). ``groups``: head/medium/tail
+    (``common.lt_groups``; 6/6/8 classes).
     """
 
     dataset_dir = "VOCdevkit"

@@ -77,15 +77,13 @@ class RunLock:
         return f"pid {holder.get('pid')} on {holder.get('host')} (started {when})"
 
     def acquire(self):
+        tmp = None
         try:
             os.makedirs(self.folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-lock-")
-        except OSError as e:
-            raise RunLockError(f"cannot write into output folder {self.folder}: {e.strerror or e}") from e
-        me = os.getpid()
-        self.record = {"pid": me, "host": socket.gethostname(), "start": process_start_time(me),
-                       "time": time.time(), "argv": sys.argv}
-        try:
+            me = os.getpid()
+            self.record = {"pid": me, "host": socket.gethostname(), "start": process_start_time(me),
+                           "time": time.time(), "argv": sys.argv}
             with os.fdopen(fd, "w") as f:
                 json.dump(self.record, f)
             for _ in range(3):
@@ -109,7 +107,7 @@ class RunLock:
         except OSError as e:
             raise RunLockError(f"cannot write into output folder {self.folder}: {e.strerror or e}") from e
         finally:
-            if os.path.exists(tmp):
+            if tmp and os.path.exists(tmp):
                 os.remove(tmp)
 
     def _take_over(self, holder):

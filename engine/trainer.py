@@ -140,19 +140,15 @@ class TrainerBase:
                     f"No checkpoint for model {name!r} at {path}"
                     + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
             ckpt = self._load_into(name, path)
-            val_result = ckpt.get("val_result")
-            msg = f"Load {path} to {name} (epoch={ckpt.get('epoch')}"
-            msg += f", val_result={val_result:.1f})" if isinstance(val_result, (int, float)) else ")"
-            self.logger.info(msg)
+            val = ckpt.get("val_result")
+            val = f", val_result={val:.1f}" if isinstance(val, (int, float)) else ""
+            self.logger.info(f"Load {path} to {name} (epoch={ckpt.get('epoch')}{val})")
 
     def set_model_mode(self, mode="train", names=None):
+        if mode not in ("train", "test", "eval"):
+            raise ValueError(f"mode must be train/eval, got {mode!r}")
         for name in self.get_model_names(names):
-            if mode == "train":
-                self._models[name].train()
-            elif mode in ("test", "eval"):
-                self._models[name].eval()
-            else:
-                raise ValueError(f"mode must be train/eval, got {mode!r}")
+            self._models[name].train(mode == "train")
 
     def update_lr(self, names=None):
         for sched in self._present(self._scheds, names):
@@ -282,17 +278,14 @@ class SimpleTrainer(TrainerBase):
         self.logger.info(f"Elapsed: {elapsed}")
 
     def after_epoch(self):
-        last_epoch = (self.epoch + 1) == self.max_epoch
-        do_val = not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val"
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        keep = last_epoch or (freq > 0 and (self.epoch + 1) % freq == 0)
-        if do_val:
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr = self.test(split="val")
             if curr > self.best_result:
                 self.best_result = curr
                 self.save_model(self.epoch, self.output_dir, val_result=curr, model_name="model-best.pth.tar")
         # Every epoch: a resumable checkpoint; the previous one is dropped unless kept by CHECKPOINT_FREQ.
         self.save_model(self.epoch, self.output_dir)
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         prev = self.epoch  # file name of the previous epoch's checkpoint
         if prev >= 1 and get_rank() == 0 and not (freq > 0 and prev % freq == 0):
             for name in self.get_model_names():
@@ -322,13 +315,9 @@ class SimpleTrainer(TrainerBase):
 
     @torch.no_grad()
     def collect_outputs(self, loader, split):
-        """Run ``model_inference`` over ``loader``; returns concatenated per-row tensors.
-
-        Keys: ``logits``, ``labels``, ``index`` and whatever else
-        ``model_inference`` returns (``features``, ...). Under DDP the ranks'
-        outputs are gathered and de-duplicated by ``index`` (the distributed
-        sampler pads with repeats).
-        """
+        """Run ``model_inference`` over ``loader``: concatenated per-row tensors ``logits``, ``labels``,
+        ``index`` and whatever else it returns (``features``, ...). Under DDP the ranks' outputs are
+        gathered and de-duplicated by ``index`` (the distributed sampler pads with repeats)."""
         chunks = defaultdict(list)
         for batch in loader:
             input, label = self.parse_batch_test(batch)

@@ -1,9 +1,8 @@
-"""Dataset records and the dataset registry (Dassl's ``Datum``/``DatasetBase``).
+"""Dataset records and the dataset registry (Dassl's ``Datum``/``DatasetBase``), few-shot and base/new.
 
-Label encoding: single-label datasets use an int in ``0..num_classes-1``;
-multi-label datasets use a multi-hot vector (list/tuple/np.ndarray of length
-``num_classes``) with 1 = positive, 0 = negative, -1 = unknown/ignored.
-``classnames`` always comes from the dataset's full class list (index = label),
+Label encoding: single-label datasets use an int in ``0..num_classes-1``; multi-label datasets a
+multi-hot vector (list/tuple/np.ndarray of length ``num_classes``) with 1 = positive, 0 = negative,
+-1 = unknown/ignored. ``classnames`` always comes from the dataset's full class list (index = label),
 never from the labels that happen to occur in ``train_x``.
 """
 import contextlib
@@ -64,13 +63,9 @@ class Datum:
 
 
 class DatasetBase:
-    """A dataset: ``train_x``, ``train_u``, ``val``, ``test`` lists of ``Datum``.
-
-    ``classnames`` (index = label) should be passed by every loader; when it is
-    omitted it is derived from all splits together (not only ``train_x``).
-    Optional ``groups`` maps a group name (e.g. "base"/"new", "head"/"medium"/
-    "tail") to class indices, for multi-label breakdowns.
-    """
+    """A dataset: ``train_x``, ``train_u``, ``val``, ``test`` lists of ``Datum``; ``classnames`` (index =
+    label) should be passed by every loader (omitted: derived from all splits together). Optional
+    ``groups``: group name (e.g. "base", "tail") -> class indices, for multi-label breakdowns."""
 
     dataset_dir = ""
     domains = []
@@ -97,19 +92,13 @@ class DatasetBase:
     @staticmethod
     def get_classnames_from(data_source):
         """Class names from int-labelled items, ordered by label (gaps -> "")."""
-        names = {}
-        for item in data_source:
-            if not _is_multilabel(item.label):
-                names[int(item.label)] = item.classname
-        if not names:
-            return []
-        return [names.get(i, "") for i in range(max(names) + 1)]
+        names = {int(x.label): x.classname for x in data_source if not _is_multilabel(x.label)}
+        return [names.get(i, "") for i in range(max(names) + 1)] if names else []
 
     # Dassl compatibility
     @staticmethod
     def get_num_classes(data_source):
-        labels = {int(item.label) for item in data_source if not _is_multilabel(item.label)}
-        return max(labels) + 1 if labels else 0
+        return len(DatasetBase.get_classnames_from(data_source))
 
     @staticmethod
     def get_lab2cname(data_source):
@@ -159,37 +148,25 @@ def draw_per_class(items, num_shots, rng, repeat=False):
 
 
 def generate_fewshot_multilabel(data_source, num_shots, rng):
-    """K images per class for multi-hot data.
-
-    Rule: visit classes in index order; for each class, count the images
-    already selected that are positive for it and add randomly chosen
-    unselected positives until it has ``num_shots`` (or runs out). An image
-    with several positive classes counts toward each of them, so rare classes
-    are not starved and the set is at most ``C * K`` images.
-    """
+    """K images per class for multi-hot data: visit classes in index order; for each, count the images
+    already selected that are positive for it and add randomly chosen unselected positives until it has
+    ``num_shots`` (or runs out). An image with several positive classes counts toward each of them, so
+    rare classes are not starved and the set is at most ``C * K`` images."""
     labels = np.array([np.asarray(item.label) for item in data_source])
-    n_cls = labels.shape[1]
     selected = np.zeros(len(data_source), dtype=bool)
-    for c in range(n_cls):
+    for c in range(labels.shape[1]):
         pos = np.flatnonzero(labels[:, c] == 1)
-        have = int(selected[pos].sum())
-        need = num_shots - have
-        if need <= 0:
-            continue
-        candidates = [int(i) for i in pos if not selected[i]]
-        pick = rng.sample(candidates, min(need, len(candidates)))
-        selected[pick] = True
+        need = num_shots - int(selected[pos].sum())
+        if need > 0:
+            candidates = [int(i) for i in pos if not selected[i]]
+            selected[rng.sample(candidates, min(need, len(candidates)))] = True
     return [data_source[i] for i in np.flatnonzero(selected)]
 
 
 def subsample_classes(*args, subsample="all", classnames=None):
-    """Base/new split of CoOp: sort labels, base = first ceil(n/2), new = the rest.
-
-    Single-label items are relabelled to 0..k-1 (new classes start at 0).
-    Multi-hot labels are cut to the chosen columns. Returns the datasets and,
-    when ``classnames`` (the full list) is given, the subset's class names as
-    the last element.
-    """
+    """Base/new split of CoOp: sort labels, base = first ceil(n/2), new = the rest. Single-label items
+    are relabelled to 0..k-1 (new classes start at 0), multi-hot labels cut to the chosen columns.
+    Returns the datasets and, when ``classnames`` (the full list) is given, the subset's names last."""
     assert subsample in SUBSAMPLE_CHOICES, f"SUBSAMPLE_CLASSES must be all/base/new, got {subsample!r}"
     if subsample == "all":
         return (*args, classnames) if classnames is not None else (args if len(args) > 1 else args[0])
@@ -261,12 +238,6 @@ def save_split(train, val, test, filepath, path_prefix):
     atomic_write_bytes(json.dumps(blob, separators=(",", ":")).encode("utf-8"), filepath)
 
 
-def fewshot_cache_dir(cfg, dataset_name):
-    from cpt.engine.config import resolve_cache_dir
-
-    return os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name)
-
-
 def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames, dataset_dir=None,
                                 draw_val=True, imagenet_image_dir=None):
     """CoOp's protocol, shared by every dataset module: few-shot first (single-label: Dassl's draw,
@@ -282,19 +253,19 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames,
                                             draw_val=draw_val, imagenet_image_dir=imagenet_image_dir)
         else:
             train, val = _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots)
-    train, val, test, classnames = subsample_classes(
-        train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
-    return train, val, test, classnames
+    return subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
 
 
 def _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots):
+    from cpt.engine.config import resolve_cache_dir
     from cpt.engine.utils import read_json, write_json
 
     seed = cfg.SEED if cfg.SEED is not None and cfg.SEED >= 0 else None
     # the key includes a fingerprint of the split, so two roots never share a draw
     probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
     tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
-    path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{cfg.SEED}-{tag}.json")
+    path = os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name,
+                        f"shot_{num_shots}-seed_{cfg.SEED}-{tag}.json")
     cached = read_json(path) if os.path.isfile(path) else None
     if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
         return [train[i] for i in cached["train"]], [val[i] for i in cached["val"]]
