@@ -8,7 +8,7 @@ this project's calibration metrics (docs/design.md 5.3; keys in dassl_patches/RE
 import os.path as osp
 import torch
 
-from cpt.calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
+from cpt.engine import evaluation
 from cpt.engine.evaluation import EvaluatorBase  # Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
 from cpt.fileio import atomic_write_with
 
@@ -16,13 +16,14 @@ from .build import EVALUATOR_REGISTRY
 
 
 @EVALUATOR_REGISTRY.register()
-class Classification(EvaluatorBase):
-    """``process(mo, gt, features=None)``: logits (B, C), int labels (B,) and, for PIECE, optional image
-    features (B, D) (upstream trainers pass none). After ``evaluate()``: ``self.confidences``,
-    ``self.correct`` (numpy)."""
+class Classification(evaluation.Classification):
+    """The engine's evaluator (``cpt.engine.evaluation.Classification``), printing to stdout.
 
-    accumulator = ClassificationAccumulator
-    cmat = None
+    ``process(mo, gt, features=None)``: logits (B, C), int labels (B,) and, for PIECE, optional image
+    features (B, D) (upstream trainers pass none). ``TEST.COMPUTE_CMAT`` also saves
+    ``<OUTPUT_DIR>/cmat.pt``, as upstream does."""
+
+    emit = staticmethod(print)
 
     def __init__(self, cfg, lab2cname=None, **kwargs):
         if cfg.TEST.PER_CLASS_RESULT:
@@ -30,14 +31,8 @@ class Classification(EvaluatorBase):
         super().__init__(cfg, lab2cname)
 
     def evaluate(self):
-        results = self._percent(self.acc.compute)
-        self.confidences, self.correct = self.acc.confidences, self.acc.correct
-        print(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
-        if self.cfg.TEST.PER_CLASS_RESULT:
-            text, _, results["perclass_accuracy"] = per_class_block(self.acc.per_class_counts(), self._lab2cname)
-            print(text)
+        results = super().evaluate()
         if self.cfg.TEST.COMPUTE_CMAT:
-            self.cmat = self.acc.confusion_matrix()
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             atomic_write_with(lambda f: torch.save(self.cmat, f), save_path)
             print(f"Confusion matrix is saved to {save_path}")

@@ -50,6 +50,7 @@ class EvaluatorBase:
 
     accumulator = None
     outputs = ("confidences", "correct", "proximity")
+    emit = staticmethod(_emit)  # where the result block goes
 
     def __init__(self, cfg, lab2cname=None, **kwargs):
         self.cfg = cfg
@@ -127,11 +128,11 @@ class Classification(EvaluatorBase):
     def evaluate(self):
         results = self._percent(lambda prox: self.acc.compute(prox, where=f"{type(self).__name__}.evaluate"))
         self.confidences, self.correct = self.acc.confidences, self.acc.correct
-        _emit(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
+        self.emit(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
         if self.cfg.TEST.PER_CLASS_RESULT:
             text, self.per_class_accuracy, results["perclass_accuracy"] = per_class_block(
                 self.acc.per_class_counts(), self._lab2cname)
-            _emit(text)
+            self.emit(text)
         if self.cfg.TEST.COMPUTE_CMAT:
             self.cmat = self.acc.confusion_matrix()
         return results
@@ -167,6 +168,6 @@ class MultiLabelClassification(EvaluatorBase):
         a = self.acc
         self.probs, self.targets, self.confidences, self.correct = a.probs, a.targets, a.confidences, a.correct
         self.ap_per_class = 100.0 * a.ap_per_class
-        _emit(result_block(a.total, results, (f"* classes: {a.probs.shape[1]:,}",
-                                              f"* pairs: {int(a.confidences.shape[0]):,}")))
+        self.emit(result_block(a.total, results, (f"* classes: {a.probs.shape[1]:,}",
+                                                  f"* pairs: {int(a.confidences.shape[0]):,}")))
         return results
