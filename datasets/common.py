@@ -1,18 +1,15 @@
 """What every benchmark module needs: layout errors, paths, the cache, image checks, list readers.
 
 Conventions
-- Single-label: ``Datum.label`` is an int in ``0..C-1`` indexing ``classnames``.
-- Multi-label: ``Datum.label`` is an ``np.int8`` vector of length ``C``:
-  1 positive, 0 negative, -1 unknown (no loss, not scored). Source encodings are
-  converted where they are read (VOC's 1/-1/0, COCO's instance lists, NUS-WIDE's 0/1 files).
+- Labels as ``engine.data.datasets`` says; multi-label vectors are ``np.int8``, converted from the
+  source encodings where they are read (VOC's 1/-1/0, COCO's instance lists, NUS-WIDE's 0/1 files).
 - Anything this package writes (built splits, parsed annotations) goes under
-  ``<CACHE_DIR>/datasets/<Name>-<hash of the dataset folder>/``, never under ``DATASET.ROOT``
-  (which may be read-only).
+  ``<CACHE_DIR>/datasets/<Name>-<hash of the dataset folder>/``, never under ``DATASET.ROOT``.
 - Building a dataset reads lists and annotations only; images are opened by the data loader
-  (``engine.utils.read_image`` names a missing or corrupt file). Image existence is checked
-  cheaply: every entry of a list with at most ``FULL_CHECK_LIMIT`` entries, else
-  ``SAMPLE_SIZE`` evenly spaced entries (first and last included); when one checked entry is
-  missing, the whole list is scanned to report the count and the first few missing paths.
+  (``engine.utils.read_image`` names a missing or corrupt file). Image existence is checked cheaply:
+  every entry of a list with at most ``FULL_CHECK_LIMIT`` entries, else ``SAMPLE_SIZE`` evenly spaced
+  entries (first and last included); when one is missing, the whole list is scanned to report the
+  count and the first few missing paths.
 """
 import hashlib
 import json

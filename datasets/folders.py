@@ -41,14 +41,12 @@ eurosat/
   split_zhou_EuroSAT.json           (CoOp's split; optional, built into the cache if absent)"""
     NEW_CNAMES = {
         "AnnualCrop": "Annual Crop Land",
-        "Forest": "Forest",
         "HerbaceousVegetation": "Herbaceous Vegetation Land",
         "Highway": "Highway or Road",
         "Industrial": "Industrial Buildings",
         "Pasture": "Pasture Land",
         "PermanentCrop": "Permanent Crop Land",
         "Residential": "Residential Buildings",
-        "River": "River",
         "SeaLake": "Sea or Lake",
     }
 

@@ -66,23 +66,6 @@ def _read_scene_split(folder, split_file):
     return convert(split["train"]), convert(split["val"]), convert(split["test"]), captions
 
 
-def _scene_splits(cfg, name, variant, split_file, build, groups_of=None):
-    """A multi-label world dataset: materialise (``build``) and read its split, few-shot and
-    base/new as every dataset. Returns ``(train, val, test, classnames, groups, captions)``;
-    ``groups``: ``groups_of(train)`` on the full training split (e.g. head/medium/tail), plus the
-    ``base``/``new`` columns when ``SUBSAMPLE_CLASSES`` is ``all``; None when empty."""
-    folder = _materialised_dir(cfg, name, variant, build, split_file)
-    train, val, test, captions = _read_scene_split(folder, split_file)
-    groups = dict(groups_of(train)) if groups_of else {}
-    classnames = list(world.WORLD_NAMES)
-    n = len(classnames)
-    train, val, test, classnames = apply_fewshot_and_subsample(cfg, f"{name}_{variant}", train, val, test,
-                                                               classnames)
-    if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
-        groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
-    return train, val, test, classnames, groups or None, captions
-
-
 def _check_variant(variant):
     try:
         world.cast_strength(variant)
@@ -119,13 +102,27 @@ class ShapeWorldML(DatasetBase):
     split_file = "split_ShapeWorldML.json"
 
     def __init__(self, cfg):
-        variant = cfg.DATASET.VARIANT
+        name, variant = type(self).__name__, cfg.DATASET.VARIANT
+        self.check_variant(variant)
+        folder = _materialised_dir(cfg, name, variant, lambda d: self.materialize(d, variant), self.split_file)
+        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
+        groups = dict(self.groups_of(cfg, train))  # on the full training split
+        n = len(world.WORLD_NAMES)
+        train, val, test, classnames = apply_fewshot_and_subsample(cfg, f"{name}_{variant}", train, val, test,
+                                                                   list(world.WORLD_NAMES))
+        if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
+            groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
+        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups or None)
+
+    def check_variant(self, variant):
         _check_variant(variant)
-        train, val, test, classnames, groups, self._captions = _scene_splits(
-            cfg, "ShapeWorldML", variant, self.split_file,
-            lambda d: world.materialize_multilabel_split(d, variant=variant, seed=world.WORLD_SEED,
-                                                         split_file=self.split_file, **SCENE_COUNTS))
-        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
+
+    def materialize(self, folder, variant):
+        world.materialize_multilabel_split(folder, variant=variant, seed=world.WORLD_SEED,
+                                           split_file=self.split_file, **SCENE_COUNTS)
+
+    def groups_of(self, cfg, train):
+        return {}
 
     def captions(self, limit=0):
         """Captions as ``[(caption, multi_hot over all 64 classes), ...]``: with ``limit`` 0 the
@@ -139,7 +136,7 @@ class ShapeWorldML(DatasetBase):
 
 
 @DATASET_REGISTRY.register()
-class ShapeWorldRender(DatasetBase):
+class ShapeWorldRender(ShapeWorldML):
     """The rendered multi-label world: scenes drawn in one named rendering (``DATASET.VARIANT``,
     default config ``vintage``) that the default prompt "a photo of a {}." does not name.
 
@@ -151,16 +148,14 @@ class ShapeWorldRender(DatasetBase):
 
     split_file = "split_ShapeWorldRender.json"
 
-    def __init__(self, cfg):
-        variant = cfg.DATASET.VARIANT
+    def check_variant(self, variant):
         if world.rendering_of(variant) is None:
             raise ValueError(f"DATASET.VARIANT: ShapeWorldRender needs a rendering, one of "
                              f"{sorted(world.RENDERINGS)}; got {variant!r}")
-        train, val, test, classnames, groups, self._captions = _scene_splits(
-            cfg, "ShapeWorldRender", variant, self.split_file,
-            lambda d: world.materialize_rendered_split(d, rendering=variant, seed=world.WORLD_SEED,
-                                                       split_file=self.split_file, **RENDER_COUNTS),
-            groups_of=lambda train: common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES))
-        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
 
-    captions = ShapeWorldML.captions
+    def materialize(self, folder, variant):
+        world.materialize_rendered_split(folder, rendering=variant, seed=world.WORLD_SEED,
+                                         split_file=self.split_file, **RENDER_COUNTS)
+
+    def groups_of(self, cfg, train):
+        return common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES)

@@ -16,10 +16,8 @@ from cpt.engine.data import DATASET_REGISTRY, Datum
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor"]
-# Prompt-friendly names, same order (index = label).
-VOC_CLASSNAMES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-                  "dining table", "dog", "horse", "motorbike", "person", "potted plant", "sheep", "sofa",
-                  "train", "tv monitor"]
+_PROMPT_NAMES = {"diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}
+VOC_CLASSNAMES = [_PROMPT_NAMES.get(c, c) for c in VOC_CLASSES]  # prompt-friendly, same order (index = label)
 VOC_DIFFICULT_VALUES = {"ignore": -1, "positive": 1, "negative": 0}
 
 

@@ -1,11 +1,9 @@
 """Evaluators (Dassl's API): accumulate model outputs batch by batch, then report.
 
-``build_evaluator(cfg, **kwargs)`` instantiates ``cfg.TEST.EVALUATOR`` from
-``EVALUATOR_REGISTRY``. ``evaluate()`` returns an OrderedDict of PERCENT values
-(the first entry is the model-selection metric) and prints Dassl's
-``=> result`` block, one ``* <key>: X%`` line per metric.
-
-Metrics come from ``calibration`` and follow its conventions (docs/design.md 5.3).
+``build_evaluator(cfg, **kwargs)`` instantiates ``cfg.TEST.EVALUATOR`` from ``EVALUATOR_REGISTRY``.
+``evaluate()`` returns an OrderedDict of PERCENT values (the first entry is the model-selection
+metric) and prints Dassl's ``=> result`` block, one ``* <key>: X%`` line per metric. Metrics come
+from ``calibration`` and follow its conventions (docs/design.md 5.3).
 """
 import logging
 from collections import OrderedDict
@@ -110,15 +108,14 @@ class EvaluatorBase:
 class Classification(EvaluatorBase):
     """Single-label classification: accuracy, macro-F1 and calibration (percent).
 
-    ``process(mo, gt, features=None)``: ``mo`` logits (B, C), ``gt`` int labels
-    (B,), optional image ``features`` (B, D) for PIECE. Probabilities are
-    ``softmax(mo)`` in float64. ``evaluate()`` keys, in order: ``accuracy``,
-    ``error_rate``, ``macro_f1``, ``ece``, ``mce``, ``adaptive_ece``, ``piece``
-    (only when features were given), ``mce_max``, ``nll`` (nats, reported x100 like
-    the rest), ``brier``; ``perclass_accuracy`` (mean of per-class accuracies)
-    when ``TEST.PER_CLASS_RESULT``. ``TEST.COMPUTE_CMAT`` stores the row-normalised
-    confusion matrix in ``self.cmat``. After ``evaluate()``: ``self.confidences``,
-    ``self.correct``, ``self.proximity`` (or None), ``self.per_class_accuracy``.
+    ``process(mo, gt, features=None)``: ``mo`` logits (B, C), ``gt`` int labels (B,), optional image
+    ``features`` (B, D) for PIECE. Probabilities are ``softmax(mo)`` in float64. ``evaluate()`` keys, in
+    order: ``accuracy``, ``error_rate``, ``macro_f1``, ``ece``, ``mce``, ``adaptive_ece``, ``piece`` (only
+    when features were given), ``mce_max``, ``nll`` (nats, reported x100 like the rest), ``brier``;
+    ``perclass_accuracy`` (mean of per-class accuracies) when ``TEST.PER_CLASS_RESULT``.
+    ``TEST.COMPUTE_CMAT`` stores the row-normalised confusion matrix in ``self.cmat``. After
+    ``evaluate()``: ``self.confidences``, ``self.correct``, ``self.proximity`` (or None),
+    ``self.per_class_accuracy``.
     """
 
     accumulator = ClassificationAccumulator
@@ -146,14 +143,12 @@ class MultiLabelClassification(EvaluatorBase):
     (the logits its BCE loss trained: README, *Labels, losses and the probability*), probabilities
     ``sigmoid(logits)`` in float64; ``targets`` (B, C) multi-hot with 1 positive, 0 negative,
     -1 unknown (dropped everywhere). mAP depends only on the order of the logits.
-    ``groups``: dict name -> class indices (e.g. base/new, head/medium/tail).
-    ``evaluate()`` keys, in order: ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``,
-    ``adaptive_ece``, ``ece_positive``, ``classwise_ece``, ``piece`` (pairs carry
-    their image's proximity; only when features were given), ``accuracy``
-    (fraction of correct pairs at 0.5), then per group ``mAP_<g>``, ``ece_<g>``,
-    ``accuracy_<g>``. After ``evaluate()``: ``self.confidences`` and
-    ``self.correct`` of the valid pairs, ``self.probs``, ``self.targets``,
-    ``self.ap_per_class`` (percent, NaN for classes without positives).
+    ``groups``: dict name -> class indices (e.g. base/new, head/medium/tail). ``evaluate()`` keys, in
+    order: ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``, ``adaptive_ece``, ``ece_positive``,
+    ``classwise_ece``, ``piece`` (pairs carry their image's proximity; only when features were given),
+    ``accuracy`` (fraction of correct pairs at 0.5), then per group ``mAP_<g>``, ``ece_<g>``,
+    ``accuracy_<g>``. After ``evaluate()``: ``self.confidences`` and ``self.correct`` of the valid
+    pairs, ``self.probs``, ``self.targets``, ``self.ap_per_class`` (percent, NaN without positives).
     """
 
     accumulator = MultiLabelAccumulator

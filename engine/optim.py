@@ -1,11 +1,10 @@
 """Optimizers and LR schedulers with Dassl's config keys (``cfg.OPTIM``).
 
-Schedules are per epoch. With a warmup of ``W`` epochs, epochs ``0..W-1`` use
-the warmup LR (constant ``WARMUP_CONS_LR``, or linear from ``WARMUP_MIN_LR`` to
-the base LR), then the main schedule starts; with ``WARMUP_RECOUNT`` (default)
-it starts counting from 0 after the warmup, as in Dassl/CoOp. Cosine anneals
-to 0 over ``MAX_EPOCH`` steps: ``lr_e = base * (1 + cos(pi * s / MAX_EPOCH)) / 2``.
-Implemented as a ``LambdaLR`` so it works on current torch.
+Schedules are per epoch. With a warmup of ``W`` epochs, epochs ``0..W-1`` use the warmup LR (constant
+``WARMUP_CONS_LR``, or linear from ``WARMUP_MIN_LR`` to the base LR), then the main schedule starts;
+with ``WARMUP_RECOUNT`` (default) it counts from 0 after the warmup, as in Dassl/CoOp. Cosine anneals
+to 0 over ``MAX_EPOCH`` steps: ``lr_e = base * (1 + cos(pi * s / MAX_EPOCH)) / 2``. Implemented as a
+``LambdaLR`` so it works on current torch.
 """
 import math
 import warnings
@@ -24,10 +23,8 @@ def build_optimizer(model, optim_cfg, param_groups=None):
         raise ValueError(f"OPTIM.NAME must be one of {AVAI_OPTIMS}, got {optim_cfg.NAME!r}")
     if param_groups is not None:
         params = param_groups
-    elif isinstance(model, nn.Module):
-        params = [p for p in model.parameters() if p.requires_grad]
     else:
-        params = [p for p in model if p.requires_grad]
+        params = [p for p in (model.parameters() if isinstance(model, nn.Module) else model) if p.requires_grad]
     if not params:
         raise ValueError("build_optimizer: no parameter requires grad")
     lr, wd = optim_cfg.LR, optim_cfg.WEIGHT_DECAY

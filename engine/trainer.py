@@ -92,13 +92,11 @@ class TrainerBase:
         if not names or any(p is None for p in paths):
             return 0
         self.logger.info("Found checkpoint at {} (will resume training)".format(directory))
-        start_epoch = 0
         for name, path in zip(names, paths):
             ckpt = self._load_into(name, path)
-            if self._optims[name] is not None and ckpt.get("optimizer"):
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler"):
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            for table, key in ((self._optims, "optimizer"), (self._scheds, "scheduler")):
+                if table[name] is not None and ckpt.get(key):
+                    table[name].load_state_dict(ckpt[key])
             start_epoch = ckpt["epoch"]
             rng = ckpt.get("rng")
         set_rng_state(rng)
@@ -406,12 +404,10 @@ class TrainerX(SimpleTrainer):
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
-            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
-            only_few = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
-            if meet_freq or only_few and self.batch_idx + 1 == self.num_batches:
-                nb_remain = self.num_batches - self.batch_idx - 1
-                nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
-                eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
+            freq, done = self.cfg.TRAIN.PRINT_FREQ, self.batch_idx + 1
+            if done % freq == 0 or self.num_batches < freq and done == self.num_batches:
+                remain = self.num_batches - done + (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = str(datetime.timedelta(seconds=int(batch_time.avg * remain)))
                 self.logger.info(
                     f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
                     f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "

@@ -156,10 +156,7 @@ class AverageMeter:
         self.reset()
 
     def reset(self):
-        self.val = 0
-        self.avg = 0
-        self.sum = 0
-        self.count = 0
+        self.val = self.avg = self.sum = self.count = 0
 
     def update(self, val, n=1):
         if hasattr(val, "item"):
@@ -184,8 +181,6 @@ class MetricMeter:
         if not isinstance(input_dict, dict):
             raise TypeError("Input to MetricMeter.update() must be a dictionary")
         for k, v in input_dict.items():
-            if hasattr(v, "item"):
-                v = v.item()
             self.meters[k].update(v)
 
     def __str__(self):

@@ -1,10 +1,9 @@
 """``DataManager``: builds the dataset, transforms and loaders (Dassl's API).
 
-Batches are dicts with ``img`` (float tensor), ``label`` (long for single-label,
-float multi-hot with -1 for unknown for multi-label), ``impath``, ``index``
-(position in the split, used to de-duplicate DDP gathers) and ``domain``.
-The training loader keeps the last, smaller batch (no ``drop_last``), so a tiny
-few-shot set loses no samples.
+Batches are dicts with ``img`` (float tensor), ``label`` (long for single-label, float multi-hot with
+-1 for unknown for multi-label), ``impath``, ``index`` (position in the split, used to de-duplicate
+DDP gathers) and ``domain``. The training loader keeps the last, smaller batch (no ``drop_last``),
+so a tiny few-shot set loses no samples.
 """
 import numpy as np
 import torch

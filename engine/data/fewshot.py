@@ -75,18 +75,15 @@ def match_upstream_items(records, ours, dataset_dir, path, key):
     Upstream stores absolute paths from the machine that wrote the file; the last components
     (as many as an item of ours has below ``dataset_dir``) identify the image.
     """
-    by_rel, depths = {}, set()
-    for x in ours:
-        rel = _parts(os.path.relpath(x.impath, dataset_dir))
-        by_rel[rel] = x
-        depths.add(len(rel))
+    by_rel = {_parts(os.path.relpath(x.impath, dataset_dir)): x for x in ours}
+    depths = sorted({len(rel) for rel in by_rel}, reverse=True)
     out, missing = [], []
     for r in records:
         impath = getattr(r, "_impath", None)
         if not isinstance(impath, str):
             raise UpstreamFileError(f"upstream file {path}: '{key}' holds a {type(r).__name__} without an image path")
         comps = _parts(impath)
-        hit = next((by_rel[comps[-d:]] for d in sorted(depths, reverse=True) if comps[-d:] in by_rel), None)
+        hit = next((by_rel[comps[-d:]] for d in depths if comps[-d:] in by_rel), None)
         if hit is None:
             missing.append(impath)
             continue
@@ -107,11 +104,8 @@ def upstream_fewshot_file(dataset_dir, num_shots, seed):
 
 # ----------------------------------------------------------------------------- ImageNet's order
 def imagenet_upstream_order(train, dataset_dir, image_dir):
-    """``train`` reordered as upstream's ImageNet list: classes by sorted folder name, images in
-    ``imagenet/preprocessed.pkl`` order when present, else in ``os.listdir`` order.
-
-    Returns ``(items, source description)``.
-    """
+    """``(train reordered as upstream's ImageNet list, source description)``: classes by sorted folder
+    name, images in ``imagenet/preprocessed.pkl`` order when present, else in ``os.listdir`` order."""
     pre = os.path.join(dataset_dir, "preprocessed.pkl")
     if os.path.isfile(pre):
         blob = load_upstream_pickle(pre)
