@@ -1,13 +1,9 @@
 """Check a dataset folder: ``python -m cpt.datasets.check --root ROOT --dataset NAME [--json]``.
 
-``NAME`` is a registry name (``OxfordPets``) or a dataset yaml stem (``oxford_pets``). The
-dataset is built as training builds it (defaults + the dataset yaml), with all shots and all
-classes; then ``--open`` images per split (first and last by default) are decoded, so a
-corrupt file is named. Prints per split the item count, the number of classes present and a
-few class names; with ``--json`` one object with ``train``, ``val``, ``test`` (item counts),
-``num_classes``, ``classnames`` (and ``groups`` when the dataset defines them).
-On a problem it prints the error (what is missing, the path looked at, the expected layout)
-to stderr and exits with status 1.
+``NAME`` is a registry name (``OxfordPets``) or a dataset yaml stem (``oxford_pets``). Builds the
+dataset as training does (all shots, all classes), decodes ``--open`` images per split and prints a
+summary per split (README, *Datasets*); ``--json``: one object with ``train``, ``val``, ``test`` (item
+counts), ``num_classes``, ``classnames`` (and ``groups``). On a problem: the error on stderr, status 1.
 """
 import argparse
 import json

@@ -87,10 +87,7 @@ class Benchmark(DatasetBase):
 
 # ----------------------------------------------------------------------------- paths
 def first_existing(paths):
-    for p in paths:
-        if os.path.exists(p):
-            return p
-    return None
+    return next((p for p in paths if os.path.exists(p)), None)
 
 
 def dataset_cache_dir(cfg, name, dataset_dir):

@@ -1,9 +1,5 @@
-"""Default configuration with Dassl's keys plus the project's ``CALIB`` namespace.
-
-Merge order used by ``train.py``: these defaults, trainer extensions
-(``trainers.config.extend_cfg``), dataset yaml, method yaml, calibration yaml,
-command-line flags, trailing ``KEY VALUE`` opts.
-"""
+"""Default configuration with Dassl's keys plus the project's ``CALIB`` namespace (the merge order
+of files and flags on top of it: ``cpt/cli.py``)."""
 import os
 
 from yacs.config import CfgNode as CN

@@ -11,6 +11,7 @@ expected, and the closest existing key. Conventions:
 - anything else must have the default's type (bool, int, float, str, list/tuple).
 """
 import difflib
+import os
 import sys
 
 from yacs.config import CfgNode
@@ -112,8 +113,6 @@ def _set(cfg, key, value, source):
 
 def merge_file(cfg, path, what):
     """Merge the yaml file ``path`` (``what``: the flag that named it) into ``cfg``."""
-    import os
-
     import yaml
 
     if not os.path.isfile(path):
@@ -128,14 +127,11 @@ def merge_file(cfg, path, what):
         raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what} {path} is not a text file ({e.reason})") from None
-    if blob is None:
-        return
-    if not isinstance(blob, dict):
+    if blob is not None and not isinstance(blob, dict):
         raise ConfigError(f"{what} {path}: expected a mapping of config keys (e.g. 'OPTIM:' / '  LR: 0.002'), "
                           f"got {type(blob).__name__}")
-    source = f"{what} {path}"
-    for key, value in _flatten(blob):
-        _set(cfg, key, value, source)
+    for key, value in _flatten(blob or {}):
+        _set(cfg, key, value, f"{what} {path}")
 
 
 def merge_opts(cfg, opts, flags=()):

@@ -1,10 +1,9 @@
 """One run per output folder: ``<output>/.run.lock`` holds the owner's pid, host and start time.
 
-The lock file is written complete under a temporary name and hard-linked into place (the link
-fails when a lock exists, so two runs never both get it). A lock is stale, and taken over, when
-it names this host and a pid that is not running, or a pid whose process started at another time
-(the pid was reused). A lock from another host is never taken over: the message says how to
-remove it by hand. Creating the lock is also the check that the output folder is writable.
+The lock file is written complete under a temporary name and hard-linked into place (the link fails
+when a lock exists, so two runs never both get it). A lock is stale, and taken over, when it names
+this host and a pid that is not running or that started at another time (reused); a lock from
+another host is never taken over. Creating the lock is also the check that the folder is writable.
 """
 import json
 import os

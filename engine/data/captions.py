@@ -69,12 +69,10 @@ class CaptionMatcher:
 
     def __init__(self, classnames, synonyms=None):
         self.classnames = list(classnames)
-        synonyms = synonyms or {}
-        norm_syn = {" ".join(_words(k)): v for k, v in synonyms.items() if not str(k).startswith("_")}
+        norm_syn = {" ".join(_words(k)): v for k, v in (synonyms or {}).items() if not str(k).startswith("_")}
         self.index = {}
         for i, name in enumerate(self.classnames):
-            phrases = [name] + list(norm_syn.get(" ".join(_words(name)), []))
-            for p in phrases:
+            for p in [name] + list(norm_syn.get(" ".join(_words(name)), [])):
                 for v in phrase_variants(p):
                     self.index.setdefault(v, set()).add(i)
         self.max_len = max((len(k) for k in self.index), default=1)
@@ -85,9 +83,7 @@ class CaptionMatcher:
         found = set()
         for n in range(1, self.max_len + 1):
             for j in range(len(words) - n + 1):
-                hit = self.index.get(tuple(words[j:j + n]))
-                if hit:
-                    found |= hit
+                found.update(self.index.get(tuple(words[j:j + n]), ()))
         return sorted(found)
 
     def __call__(self, caption):
