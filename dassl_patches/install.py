@@ -5,11 +5,9 @@
     python dassl_patches/install.py --dassl /path/to/Dassl.pytorch   # repo or package dir
     python dassl_patches/install.py --uninstall [--dassl ...]
 
-Installing backs up ``dassl/evaluation/evaluator.py`` to ``evaluator.py.orig``
-(once: an existing backup is kept, so re-installing never overwrites the
-original with the patch) and copies ``dassl_patches/evaluator.py`` in its
-place. ``--uninstall`` restores the backup. Files are replaced atomically.
-Exit status 0 on success, 1 with a one-line message on error.
+Installing backs up ``dassl/evaluation/evaluator.py`` to ``evaluator.py.orig`` (once: re-installing
+never overwrites the original with the patch) and copies ``dassl_patches/evaluator.py`` in its place;
+``--uninstall`` restores the backup. Files are replaced atomically. Exit status 1 on error, with one line.
 """
 import argparse
 import importlib.util

@@ -35,11 +35,8 @@ class _COCO(MultiLabelBenchmark):
     dataset_dir = "coco"
 
     def split(self, cfg, ddir, folder, keep_ids=None):
-        """Items of a COCO split (``folder`` = train2014, val2014, train2017, ...) and the class names.
-
-        ``keep_ids``: optional ordered list of image ids to keep (in that order); otherwise all
-        images with at least one instance, in the file's order.
-        """
+        """Items of a COCO split (``folder`` = train2014, val2014, ...) and the class names: the images of
+        ``keep_ids`` in that order, else all with at least one instance in the file's order."""
         ann = self.require_file(os.path.join(ddir, "annotations", f"instances_{folder}.json"), "COCO instances file")
         self.require_dir(os.path.join(ddir, folder), "image folder")
         data = cached_parse(cfg, self.NAME, ddir, f"instances_{folder}", [ann],

@@ -45,11 +45,9 @@ def preview(paths, k=5):
 
 
 class Benchmark(DatasetBase):
-    """A benchmark under ``DATASET.ROOT/<dataset_dir>``; the registry name is the class name.
-
-    A subclass sets ``dataset_dir`` and ``LAYOUT`` (the expected tree, shown in every layout
-    error) and implements ``load(cfg, root, ddir)``, returning the ``DatasetBase`` kwargs.
-    """
+    """A benchmark under ``DATASET.ROOT/<dataset_dir>``; the registry name is the class name. A subclass
+    sets ``dataset_dir`` and ``LAYOUT`` (the expected tree, shown in every layout error) and implements
+    ``load(cfg, root, ddir)``, returning the ``DatasetBase`` kwargs."""
 
     LAYOUT = ""
     NAME = property(lambda self: type(self).__name__)

@@ -46,10 +46,9 @@ class _ImageNetFamily(Benchmark):
 class ImageNet(_ImageNetFamily):
     """ImageNet-1k: 1000 classes, base/new 500/500; ``val`` is the test set (as in CoOp).
 
-    Every class must have a non-empty folder in ``images/train`` and ``images/val``. The folder
-    listing is saved once as a CoOp-format split file in the cache (``split_zhou_ImageNet.json``,
-    ``val`` empty) and read from there afterwards; a ``split_zhou_ImageNet.json`` placed in
-    ``imagenet/`` is used first. Delete the cached file to re-list the folders.
+    Every class must have a non-empty folder in ``images/train`` and ``images/val``. The folder listing
+    is saved once as a split file in the cache (``val`` empty; delete it to re-list the folders); a
+    ``split_zhou_ImageNet.json`` placed in ``imagenet/`` is used first.
     """
 
     dataset_dir = "imagenet"

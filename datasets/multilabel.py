@@ -63,11 +63,9 @@ class MultiLabelBenchmark(Benchmark):
         return out
 
     def read_id_list(self, folder, as_int=False):
-        """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl``.
-
-        The ``.pkl`` form is the long-tailed multi-label works' release (a pickled sequence of ids;
-        only load files you trust). Order is kept (a set is sorted); duplicates fail.
-        """
+        """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl`` (the
+        long-tailed works' release, a pickled sequence; only load files you trust). Order is kept (a set
+        is sorted); duplicates fail."""
         txt, pkl = os.path.join(folder, "img_id.txt"), os.path.join(folder, "img_id.pkl")
         if os.path.isfile(txt):
             ids, path = [ln.split()[0] for ln in read_lines(txt)], txt

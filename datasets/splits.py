@@ -54,11 +54,8 @@ def classnames_from_items(items, name, source):
 
 
 def load_split_file(cfg, path, image_dir, name, classnames=None):
-    """Read a CoOp split file; validate labels; check (cheaply) that the images exist.
-
-    ``classnames``: the full class list when the dataset defines one (labels must index it);
-    else it is derived from the file (labels must be 0..C-1). Returns ``train, val, test, classnames``.
-    """
+    """``train, val, test, classnames`` of a CoOp split file, labels validated, images checked cheaply.
+    ``classnames``: the dataset's full class list (labels must index it), else derived (labels 0..C-1)."""
     try:
         train, val, test, names = read_split(path, image_dir, with_names=True)
     except ValueError as e:

@@ -6,10 +6,8 @@ from yacs.config import CfgNode as CN
 
 
 def default_cache_dir():
-    """Cache root: ``$CPT_CACHE_DIR`` or ``~/.cache/calibrated-prompt-tuning``.
-
-    Never inside the dataset root, which may be read-only.
-    """
+    """Cache root: ``$CPT_CACHE_DIR`` or ``~/.cache/calibrated-prompt-tuning`` (never inside the dataset
+    root, which may be read-only)."""
     env = os.environ.get("CPT_CACHE_DIR")
     if env:
         return env

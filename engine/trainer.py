@@ -374,12 +374,7 @@ def gather_outputs(outputs):
     gathered = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(gathered, outputs)
     merged = {k: torch.cat([g[k] for g in gathered]) for k in outputs}
-    index = merged["index"]
-    order = torch.argsort(index, stable=True)
-    index_sorted = index[order]
-    keep = torch.ones_like(index_sorted, dtype=torch.bool)
-    keep[1:] = index_sorted[1:] != index_sorted[:-1]
-    sel = order[keep]
+    sel = torch.as_tensor(np.unique(merged["index"].numpy(), return_index=True)[1])  # first of each index
     return {k: v[sel] for k, v in merged.items()}
 
 

@@ -97,11 +97,8 @@ _LOG_FORMAT = "%(message)s"
 
 
 def setup_logger(output=None, name="cpt", rank=0):
-    """Log to stdout and ``<output>/log.txt`` (or ``output`` if it ends in .txt/.log).
-
-    Messages are plain lines as Dassl writes them, so upstream log parsers keep
-    working. Non-zero ranks log nothing to file.
-    """
+    """Log to stdout and ``<output>/log.txt`` (or ``output`` if it ends in .txt/.log), plain lines as
+    Dassl writes them, so upstream log parsers keep working. Non-zero ranks log nothing."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.propagate = False

@@ -61,11 +61,8 @@ def phrase_variants(phrase):
 
 
 class CaptionMatcher:
-    """Labels captions with ``classnames`` (see the module docstring for the rule).
-
-    ``synonyms``: dict class name -> list of phrases (names not in ``classnames`` are ignored).
-    ``matcher(caption)`` -> int8 vector ``(C,)``; ``matcher.label(captions)`` -> ``(N, C)``.
-    """
+    """Labels captions with ``classnames`` by the module's rule; ``synonyms``: class name -> phrases (names
+    not in ``classnames`` are ignored). ``matcher(caption)``: int8 ``(C,)``; ``.label(captions)``: ``(N, C)``."""
 
     def __init__(self, classnames, synonyms=None):
         self.classnames = list(classnames)

@@ -1,16 +1,14 @@
-"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``) for single-label data.
+"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``) for single-label data
+(README, *Same as upstream*).
 
-Upstream (Dassl c61a1b5 with CoOp's dataset modules; the other forks carry the same code) seeds
-Python's ``random`` (``set_random_seed(SEED)``) just before building the dataset, then groups the
-items by label in order of first appearance, ``random.sample``s K per class (a class with fewer keeps
-all), draws train with ``K = NUM_SHOTS`` and then val with ``min(NUM_SHOTS, 4)`` from the same
-generator (ImageNet: train only), and splits base/new afterwards. Here a private
-``random.Random(SEED)`` replays that sequence (:func:`engine.data.datasets.draw_per_class`), so
-``--seed k`` selects upstream's images. ImageNet's upstream list is its class folders in sorted
-order, each in ``os.listdir`` order, as cached in ``imagenet/preprocessed.pkl`` (used when present).
-Upstream's cached draw ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl`` is read instead of drawing
-when present (items matched by path below the dataset folder, labels must agree; the unpickler only
-builds Dassl ``Datum`` records and plain containers); nothing is written into the dataset folder.
+Upstream seeds Python's ``random`` just before building the dataset, groups the items by label in
+order of first appearance, ``random.sample``s K per class (a class with fewer keeps all), draws train
+(``K = NUM_SHOTS``) and then val (``min(NUM_SHOTS, 4)``; ImageNet: none) from the same generator. A
+private ``random.Random(SEED)`` replays that sequence, so ``--seed k`` selects upstream's images;
+ImageNet's list is in upstream's order (sorted class folders, each in ``os.listdir`` order, or
+``imagenet/preprocessed.pkl``). Upstream's cached draw ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl``
+is read instead when present (items matched by path below the dataset folder, labels must agree; only
+Dassl ``Datum`` records and plain containers are unpickled). Nothing is written into the dataset folder.
 """
 import os
 import pickle
