@@ -104,12 +104,12 @@ def main(argv=None):
     p.add_argument("--open", type=int, default=2, help="images to decode per split (default 2; 0: none)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config pairs")
     args = p.parse_args(argv)
-    from cpt.datasets.common import DatasetLayoutError
+    from cpt.datasets.common import preview
 
     try:
         ds = build(args.root, args.dataset, args.cache_dir, args.opts)
         open_some(ds, args.open)
-    except (DatasetLayoutError, FileNotFoundError, IOError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError) as e:  # a DatasetLayoutError is an OSError
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 1
@@ -121,9 +121,9 @@ def main(argv=None):
     print(f"{args.dataset}: {ds.num_classes} classes ({kind}) under {os.path.abspath(args.root)}")
     for split, items in (("train", ds.train_x), ("val", ds.val), ("test", ds.test)):
         present = _classes_present(items)
-        names = ", ".join(ds.classnames[c] for c in present[:5]) + (", ..." if len(present) > 5 else "")
         same = "  (val is the test set)" if split == "val" and items and items is ds.test else ""
-        print(f"  {split:<5} {len(items):>9,} items  {len(present):>5} classes  {names}{same}")
+        print(f"  {split:<5} {len(items):>9,} items  {len(present):>5} classes  "
+              f"{preview([ds.classnames[c] for c in present])}{same}")
     for g, idx in s.get("groups", {}).items():
         print(f"  group {g}: {len(idx)} class(es)")
     return 0

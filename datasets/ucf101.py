@@ -29,10 +29,7 @@ ucf101/
         lists = os.path.join(ddir, "ucfTrainTestlist")
         class_ind, trainlist, testlist = self.need(cfg, ddir, *(os.path.join(lists, f) for f in
                                                                 ("classInd.txt", "trainlist01.txt", "testlist01.txt")))
-        cname2lab = {}
-        for line in read_lines(class_ind):
-            label, action = line.split()
-            cname2lab[action] = int(label) - 1
+        cname2lab = {action: int(label) - 1 for label, action in (ln.split() for ln in read_lines(class_ind))}
 
         def read(path):
             items = []

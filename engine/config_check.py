@@ -1,14 +1,10 @@
 """Merge yaml files and trailing ``KEY VALUE`` options into the config, with errors that say where.
 
-yacs' own errors (``Non-existent config key``, ``Type mismatch (<class 'list'> vs. <class 'str'>)``)
-become ``ConfigError`` (a ``ValueError``) naming the file or the command line, the key, what was
-expected, and the closest existing key. Conventions:
-
-- a string for a list-valued key is that list: ``CALIB.METHOD tcpt`` -> ``["tcpt"]``,
-  ``tcpt,mbls`` -> ``["tcpt", "mbls"]`` (the names are then checked by their registries);
-- an int where a float is expected is that float (``OPTIM.LR 1``); list and tuple are interchangeable;
-  ``true``/``false`` are bools; a string-valued key takes the text as given (``CALIB.NAME 1``);
-- anything else must have the default's type (bool, int, float, str, list/tuple).
+yacs' own errors become ``ConfigError`` (a ``ValueError``) naming the file or the command line, the
+key, what was expected and the closest existing key. Values as README *Config values* says (a string
+for a list key is that list, ``tcpt,mbls`` two items; an int where a float is expected is that float;
+``true``/``false`` are bools); also, a string-valued key takes the text as given (``CALIB.NAME 1``)
+and list and tuple are interchangeable; anything else must have the default's type.
 """
 import difflib
 import os

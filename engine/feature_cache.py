@@ -1,14 +1,12 @@
 """On-disk cache of frozen image features (``TEST.CACHE_FEATURES``; README, *Speed*).
 
 An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under one
-frozen image encoder, keyed by everything they depend on (:func:`make_key`: the weights file's SHA-256,
-memoised in ``weights-sha256.json`` by path, size and mtime, or for random weights the image tower's
-tensors; backbone, architecture, precision, device type, test transform, ``kind``; the image paths with
-their sizes and mtimes): a change is a miss, never a stale hit. Entries are
-``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and are written
-atomically (``cpt.fileio``); an unreadable entry is a miss. ``TEST.CACHE_MAX_MB`` bounds the folder:
-least recently used entries (mtime, refreshed on every hit) are removed first. Inspect or empty it
-with ``python -m cpt.engine.feature_cache info|clear [--cache-dir DIR]``.
+frozen image encoder, keyed by everything they depend on (:func:`make_key`; the weights file's hash is
+memoised in ``weights-sha256.json`` by path, size and mtime): a change is a miss, never a stale hit.
+Entries are ``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and are
+written atomically (``cpt.fileio``); an unreadable entry is a miss. ``TEST.CACHE_MAX_MB`` bounds the
+folder (least recently used first; a hit refreshes the mtime). ``python -m cpt.engine.feature_cache
+info|clear [--cache-dir DIR]`` inspects or empties it.
 """
 import argparse
 import glob

@@ -26,15 +26,10 @@ class DatasetWrapper(Dataset):
 
     def __getitem__(self, idx):
         item = self.data_source[idx]
-        if item.is_multilabel:
-            label = torch.as_tensor(np.asarray(item.label, dtype=np.float32))
-        else:
-            label = int(item.label)
+        label = torch.as_tensor(np.asarray(item.label, dtype=np.float32)) if item.is_multilabel else int(item.label)
         img0 = read_image(item.impath)
-        if self.k_transforms > 1:
-            img = [self.transform(img0) for _ in range(self.k_transforms)]
-        else:
-            img = self.transform(img0)
+        k = self.k_transforms
+        img = [self.transform(img0) for _ in range(k)] if k > 1 else self.transform(img0)
         out = {"img": img, "label": label, "impath": item.impath, "index": idx, "domain": item.domain}
         if self.return_img0:
             import torchvision.transforms.functional as F
