@@ -1,5 +1,6 @@
 """Multi-label benchmarks: the base class (captions for TaI-DPT's text training, finishing)
 and the readers they share (multi-hot vectors, long-tail id lists)."""
+import itertools
 import json
 import os
 
@@ -52,15 +53,8 @@ class MultiLabelBenchmark(Benchmark):
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
         matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))
-        limit = int(limit or 0)
-        out = []
-        for a in anns:
-            v = matcher(a["caption"])
-            if v.any():
-                out.append((a["caption"].strip(), v))
-                if len(out) == limit:
-                    break
-        return out
+        labelled = ((a["caption"].strip(), matcher(a["caption"])) for a in anns)
+        return list(itertools.islice(((cap, v) for cap, v in labelled if v.any()), int(limit or 0) or None))
 
     def read_id_list(self, folder, as_int=False):
         """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl`` (the

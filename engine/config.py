@@ -21,8 +21,7 @@ _C.RESUME = ""
 # -1 means "do not seed"; 0 is a valid seed.
 _C.SEED = -1
 _C.USE_CUDA = True
-# Where few-shot splits, built split files, materialised worlds and feature
-# caches live. Empty: default_cache_dir().
+# Where few-shot splits, built splits, materialised worlds and feature caches live. Empty: default_cache_dir().
 _C.CACHE_DIR = ""
 
 _C.INPUT = CN()
@@ -80,8 +79,7 @@ _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""
 _C.MODEL.BACKBONE.PRETRAINED = True
-# open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights
-# for Dassl names.
+# open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights for Dassl names.
 _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
 # Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same features,
 # faster; only where exact, trainers/clip/backbone.py). False: always the full context.
@@ -125,8 +123,7 @@ _C.TEST.FINAL_MODEL = "last_step"
 _C.TEST.CACHE_FEATURES = True
 # Disk bound of that cache in MB (least recently used entries are removed beyond it).
 _C.TEST.CACHE_MAX_MB = 4096
-# PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self
-# excluded) or "train".
+# PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self excluded) or "train".
 _C.TEST.PROXIMITY_K = 10
 _C.TEST.PROXIMITY_POOL = "test"
 # Save a reliability diagram PNG beside results.json.
@@ -147,9 +144,8 @@ _C.CALIB.NAME = ""
 _C.CALIB.METHOD = []
 # Post-hoc calibrator applied at test time: "none", "temperature", "dac", "sals".
 _C.CALIB.POSTHOC = "none"
-# CALIB.<NAME> (TCPT, CCR, MBLS, ZS_NORM, PENALTY, DOR, DAC, and any registered by a plugin):
-# one node per registered regularizer / post-hoc calibrator with parameters, its keys and
-# defaults those of the class's ``defaults`` (calibration/regularizers.py, calibration/posthoc.py).
+# CALIB.<NAME> (TCPT, CCR, MBLS, ZS_NORM, PENALTY, DOR, DAC, any registered by a plugin): one node per
+# regularizer / post-hoc calibrator with parameters, keys and defaults from its class's ``defaults``.
 
 
 def add_calib_nodes(calib):

@@ -94,13 +94,11 @@ class EvaluatorBase:
         pool = str(getattr(test_cfg, "PROXIMITY_POOL", "test")).lower()
         if pool not in _POOLS:
             raise ValueError(f"TEST.PROXIMITY_POOL must be one of {list(_POOLS)}, got {pool!r}")
-        reference = None
-        if pool == "train" and self.acc._feats:
-            if self._proximity_reference is None:
-                _warn("TEST.PROXIMITY_POOL is 'train' but no training features were set "
-                      "(set_proximity_reference); PIECE uses the evaluated set as the pool")
-            else:
-                reference = self._proximity_reference
+        train_pool = pool == "train" and bool(self.acc._feats)
+        reference = self._proximity_reference if train_pool else None
+        if train_pool and reference is None:
+            _warn("TEST.PROXIMITY_POOL is 'train' but no training features were set "
+                  "(set_proximity_reference); PIECE uses the evaluated set as the pool")
         return self.acc.proximity(int(getattr(test_cfg, "PROXIMITY_K", 10)), reference, warn=_warn)
 
 

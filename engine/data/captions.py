@@ -54,10 +54,7 @@ def _inflect(word):
 def phrase_variants(phrase):
     """Word tuples that count as ``phrase``: itself and its last word's plural/singular forms."""
     words = _words(phrase)
-    if not words:
-        return set()
-    head = tuple(words[:-1])
-    return {head + (w,) for w in _inflect(words[-1])}
+    return {tuple(words[:-1]) + (w,) for w in _inflect(words[-1])} if words else set()
 
 
 class CaptionMatcher:

@@ -84,10 +84,7 @@ class DatasetBase:
 
     @property
     def is_multilabel(self):
-        for split in (self.train_x, self.test, self.val):
-            if split:
-                return split[0].is_multilabel
-        return False
+        return next((split[0].is_multilabel for split in (self.train_x, self.test, self.val) if split), False)
 
     @staticmethod
     def get_classnames_from(data_source):
