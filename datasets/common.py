@@ -11,6 +11,7 @@ Conventions
   entries (first and last included); when one is missing, the whole list is scanned to report the
   count and the first few missing paths.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -99,13 +100,11 @@ def cached_parse(cfg, name, dataset_dir, key, sources, parse):
     absolute path, size and mtime of each of ``sources``."""
     path = os.path.join(dataset_cache_dir(cfg, name, dataset_dir), f"{key}.json")
     stamp = [[os.path.abspath(p), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in sources]
-    try:
+    with contextlib.suppress(OSError, ValueError):  # absent or unreadable: parsed again
         with open(path, "r") as f:
             blob = json.load(f)
         if blob.get("sources") == stamp:
             return blob["data"]
-    except (OSError, ValueError):  # absent or unreadable: parsed again
-        pass
     data = parse()
     atomic_write_bytes(json.dumps({"sources": stamp, "data": data}, separators=(",", ":")).encode("utf-8"), path)
     return data

@@ -9,6 +9,7 @@ folder (least recently used first; a hit refreshes the mtime). ``python -m cpt.e
 info|clear [--cache-dir DIR]`` inspects or empties it.
 """
 import argparse
+import contextlib
 import glob
 import hashlib
 import io
@@ -39,12 +40,10 @@ def file_sha256(path, cache_root=None):
     tag = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
     memo_path = os.path.join(cache_folder(cache_root), HASHES) if cache_root else None
     memo = {}
-    try:
+    with contextlib.suppress(OSError, ValueError):  # absent or unreadable: an empty memo
         if memo_path:
             with open(memo_path) as f:
                 memo = json.load(f)
-    except (OSError, ValueError):
-        memo = {}
     if tag in memo:
         return memo[tag]
     h = hashlib.sha256()
@@ -55,10 +54,8 @@ def file_sha256(path, cache_root=None):
     if memo_path:
         memo = {k: v for k, v in memo.items() if not k.startswith(os.path.abspath(path) + "|")}
         memo[tag] = digest
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache: the hash is recomputed next time
             atomic_write_bytes(json.dumps(memo, indent=0).encode(), memo_path)
-        except OSError:
-            pass  # a read-only cache: the hash is recomputed next time
     return digest
 
 
@@ -121,10 +118,8 @@ def load(cache_root, key):
         return None
     if not isinstance(blob, dict) or blob.get("key") != json.dumps(key, sort_keys=True):
         return None
-    try:
+    with contextlib.suppress(OSError):
         os.utime(path)  # least recently used eviction
-    except OSError:
-        pass
     return blob["features"]
 
 
@@ -166,11 +161,9 @@ def entries(cache_root):
     """``[(path, size, mtime)]`` of the cache entries, oldest first."""
     out = []
     for p in _files(cache_root, "*.pt"):
-        try:
+        with contextlib.suppress(OSError):  # removed meanwhile
             st = os.stat(p)
-        except OSError:
-            continue
-        out.append((p, st.st_size, st.st_mtime))
+            out.append((p, st.st_size, st.st_mtime))
     return sorted(out, key=lambda e: e[2])
 
 
@@ -178,11 +171,9 @@ def evict(cache_root, max_mb, keep=None):
     """Remove least recently used entries until the total is at most ``max_mb``; returns the count."""
     now = time.time()
     for tmp in _files(cache_root, ".tmp-*"):
-        try:
+        with contextlib.suppress(OSError):
             if now - os.stat(tmp).st_mtime > STALE_TMP_S:
                 os.remove(tmp)
-        except OSError:
-            pass
     items = entries(cache_root)
     total = sum(s for _, s, _ in items)
     removed = 0

@@ -5,6 +5,7 @@ when a lock exists, so two runs never both get it). A lock is stale, and taken o
 this host and a pid that is not running or that started at another time (reused); a lock from
 another host is never taken over. Creating the lock is also the check that the folder is writable.
 """
+import contextlib
 import json
 import os
 import socket
@@ -117,10 +118,8 @@ class RunLock:
         except FileNotFoundError:
             return
         if _read(aside) != holder:  # not the lock judged stale: restore it if the place is free
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(aside, self.path)
-            except FileExistsError:
-                pass
         os.remove(aside)
 
     def release(self):

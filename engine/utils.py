@@ -1,4 +1,5 @@
 """Small utilities with Dassl's names: IO, seeding, logging, meters."""
+import contextlib
 import json
 import logging
 import os
@@ -129,12 +130,10 @@ def versions():
     import torch
 
     out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
-    try:
+    with contextlib.suppress(Exception):
         import open_clip
 
         out["open_clip"] = open_clip.__version__
-    except Exception:
-        pass
     return out
 
 
