@@ -88,11 +88,9 @@ def open_some(ds, per_split):
     from cpt.engine.utils import read_image
 
     for items in (ds.train_x, ds.val, ds.test):
-        if not items or per_split <= 0:
-            continue
-        idx = sorted({int(round(i)) for i in np.linspace(0, len(items) - 1, per_split)})
-        for i in idx:
-            read_image(items[i].impath)
+        if items and per_split > 0:
+            for i in sorted({int(round(i)) for i in np.linspace(0, len(items) - 1, per_split)}):
+                read_image(items[i].impath)
 
 
 def main(argv=None):

@@ -37,6 +37,5 @@ oxford_flowers/
         if missing:
             self.fail(f"{cname_file} has no name for labels {missing[:5]}")
         groups = [(y - 1, lab2cname[str(y)], by_label[y], f"label {y} of {lab_file}") for y in sorted(by_label)]
-        s = self.checked(cfg, dict(zip(("train", "val", "test"), split_per_class(groups, self.NAME, self.LAYOUT))),
-                         lab_file)
-        return s["train"], s["val"], s["test"]
+        splits = dict(zip(("train", "val", "test"), split_per_class(groups, self.NAME, self.LAYOUT)))
+        return tuple(self.checked(cfg, splits, lab_file).values())

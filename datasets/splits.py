@@ -7,7 +7,8 @@ import os
 import random
 
 from cpt.datasets.common import Benchmark, check_files_exist, dataset_cache_dir, fail, first_existing, preview
-from cpt.engine.data.datasets import Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split
+from cpt.engine.data.datasets import (Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split,
+                                      split_by_label)
 from cpt.engine.utils import get_logger, listdir_nohidden
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -132,12 +133,10 @@ def read_and_split_folders(image_dir, name, layout, ignored=(), new_cnames=None)
 def split_trainval(trainval, p_val=0.2, seed=0):
     """CoOp's train/val split of an official train set: per class, ``round(p_val * n)`` (at least 1) to val."""
     rng = random.Random(seed)
-    by_label = {}
-    for x in trainval:
-        by_label.setdefault(x.label, []).append(x)
+    by_label = split_by_label(trainval)
     train, val = [], []
     for label in sorted(by_label):
-        items = list(by_label[label])
+        items = by_label[label]
         rng.shuffle(items)
         n_val = max(1, round(p_val * len(items))) if len(items) > 1 else 0
         val += items[:n_val]

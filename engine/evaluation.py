@@ -79,11 +79,8 @@ class EvaluatorBase:
     def set_proximity_reference(self, features):
         """The training-set features (M, D) used as the kNN pool with ``TEST.PROXIMITY_POOL train``
         (``None`` clears them)."""
-        if features is None:
-            self._proximity_reference = None
-            return
-        f = torch.as_tensor(features).detach()
-        if f.ndim != 2:
+        f = None if features is None else torch.as_tensor(features).detach()
+        if f is not None and f.ndim != 2:
             raise ValueError(f"{type(self).__name__}.set_proximity_reference: expected (M, D) features, "
                              f"got shape {tuple(f.shape)}")
         self._proximity_reference = f

@@ -58,18 +58,15 @@ def lr_at_epoch(epoch, base_lr, optim_cfg):
             step = int(optim_cfg.MAX_EPOCH)
         return base_lr * optim_cfg.GAMMA ** (s // max(step, 1))
     if sched == "multi_step":
-        milestones = list(optim_cfg.STEPSIZE)
-        return base_lr * optim_cfg.GAMMA ** sum(1 for m in milestones if s >= m)
+        return base_lr * optim_cfg.GAMMA ** sum(1 for m in optim_cfg.STEPSIZE if s >= m)
     raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {AVAI_SCHEDS}, got {sched!r}")
 
 
 def build_lr_scheduler(optimizer, optim_cfg):
     if optim_cfg.LR_SCHEDULER not in AVAI_SCHEDS:
         raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {AVAI_SCHEDS}, got {optim_cfg.LR_SCHEDULER!r}")
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    lambdas = [
-        (lambda e, b=b: lr_at_epoch(e, b, optim_cfg) / b if b > 0 else 0.0) for b in base_lrs
-    ]
+    lambdas = [(lambda e, b=g["lr"]: lr_at_epoch(e, b, optim_cfg) / b if b > 0 else 0.0)
+               for g in optimizer.param_groups]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)

@@ -123,9 +123,7 @@ class RunLock:
         os.remove(aside)
 
     def release(self):
-        if self.record is None:
-            return
-        if _read(self.path) == self.record:
+        if self.record is not None and _read(self.path) == self.record:
             os.remove(self.path)
         self.record = None
 

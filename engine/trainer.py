@@ -304,12 +304,10 @@ class SimpleTrainer(TrainerBase):
     def _as_output_dict(self, out):
         if isinstance(out, dict):
             return out
-        if isinstance(out, (tuple, list)):
-            d = {"logits": out[0]}
-            if len(out) > 1 and out[1] is not None:
-                d["features"] = out[1]
-            return d
-        return {"logits": out}
+        if not isinstance(out, (tuple, list)):
+            return {"logits": out}
+        features = out[1] if len(out) > 1 else None
+        return {"logits": out[0]} if features is None else {"logits": out[0], "features": features}
 
     @torch.no_grad()
     def collect_outputs(self, loader, split):

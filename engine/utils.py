@@ -109,15 +109,14 @@ def setup_logger(output=None, name="cpt", rank=0):
     if rank != 0:
         logger.addHandler(logging.NullHandler())
         return logger
-    sh = logging.StreamHandler(sys.stdout)
-    sh.setFormatter(logging.Formatter(_LOG_FORMAT))
-    logger.addHandler(sh)
+    handlers = [logging.StreamHandler(sys.stdout)]
     if output:
         fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
         mkdir_if_missing(os.path.dirname(os.path.abspath(fpath)))
-        fh = logging.FileHandler(fpath, mode="a")  # a resumed run appends (Dassl renames the old log)
-        fh.setFormatter(logging.Formatter(_LOG_FORMAT))
-        logger.addHandler(fh)
+        handlers.append(logging.FileHandler(fpath, mode="a"))  # appends on resume (Dassl renames the old log)
+    for h in handlers:
+        h.setFormatter(logging.Formatter(_LOG_FORMAT))
+        logger.addHandler(h)
     return logger
 
 
