@@ -21,8 +21,7 @@ def _yaml_name(path):
     from yacs.config import CfgNode
 
     with open(path, "r") as f:
-        cfg = CfgNode.load_cfg(f)
-    return cfg.get("DATASET", {}).get("NAME", "")
+        return CfgNode.load_cfg(f).get("DATASET", {}).get("NAME", "")
 
 
 def resolve(name):
@@ -61,8 +60,7 @@ def build(root, name, cache_dir="", opts=()):
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     if cache_dir:
         cfg.CACHE_DIR = cache_dir
-    if opts:
-        cfg.merge_from_list(list(opts))
+    cfg.merge_from_list(list(opts))
     return build_dataset(cfg)
 
 

@@ -84,7 +84,6 @@ class Benchmark(DatasetBase):
         return check_files_exist(splits, self.NAME, source, bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
 
 
-# ----------------------------------------------------------------------------- paths
 def first_existing(paths):
     return next((p for p in paths if os.path.exists(p)), None)
 
@@ -110,7 +109,6 @@ def cached_parse(cfg, name, dataset_dir, key, sources, parse):
     return data
 
 
-# ----------------------------------------------------------------------------- checks and lists
 def verification_indices(n):
     """Indices of a list of ``n`` entries whose files are checked (see module docstring)."""
     if n <= FULL_CHECK_LIMIT:
@@ -151,7 +149,6 @@ def finish_test_only(cfg, test, classnames):
     return dict(train_x=[], val=[], test=test, classnames=classnames)
 
 
-# ----------------------------------------------------------------------------- long-tail groups
 def lt_groups(train, subsample):
     """:func:`lt_groups_of_counts` of the positives per class of the full training set (before
     few-shot), for the classes kept by ``subsample``."""

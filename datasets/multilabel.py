@@ -3,6 +3,7 @@ and the readers they share (multi-hot vectors, long-tail id lists)."""
 import itertools
 import json
 import os
+import pickle
 
 import numpy as np
 
@@ -64,8 +65,6 @@ class MultiLabelBenchmark(Benchmark):
         if os.path.isfile(txt):
             ids, path = [ln.split()[0] for ln in read_lines(txt)], txt
         elif os.path.isfile(pkl):
-            import pickle
-
             with open(pkl, "rb") as f:
                 obj = pickle.load(f)
             if isinstance(obj, dict) and len(obj) == 1:

@@ -10,6 +10,7 @@ Base/new: the first 32 labels are the classes with even ``colour_idx + shape_idx
 gives a checkerboard split with 4 classes of every colour and every shape per side. Class names are
 the made-up one-token names; the prompt is "a photo of a {}.".
 """
+import contextlib
 import json
 import os
 import shutil
@@ -44,13 +45,10 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
     tmp = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=".building-")
     try:
         writer(tmp)
-        try:
+        with contextlib.suppress(OSError):  # another process finished first: its folder is used
             os.rename(tmp, target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename
     return target
 
 
@@ -88,9 +86,8 @@ class ShapeWorld(DatasetBase):
                                               split_file=self.split_file, **SINGLE_COUNTS),
             self.split_file)
         train, val, test = read_split(os.path.join(folder, self.split_file), folder)
-        classnames = list(world.WORLD_NAMES)
         train, val, test, classnames = apply_fewshot_and_subsample(
-            cfg, f"ShapeWorld_{variant}", train, val, test, classnames)
+            cfg, f"ShapeWorld_{variant}", train, val, test, list(world.WORLD_NAMES))
         super().__init__(train_x=train, val=val, test=test, classnames=classnames)
 
 
@@ -114,8 +111,7 @@ class ShapeWorldML(DatasetBase):
             groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
         super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups or None)
 
-    def check_variant(self, variant):
-        _check_variant(variant)
+    check_variant = staticmethod(_check_variant)
 
     def materialize(self, folder, variant):
         world.materialize_multilabel_split(folder, variant=variant, seed=world.WORLD_SEED,
@@ -125,10 +121,9 @@ class ShapeWorldML(DatasetBase):
         return {}
 
     def captions(self, limit=0):
-        """Captions as ``[(caption, multi_hot over all 64 classes), ...]``: with ``limit`` 0 the
-        training scenes' description captions; with N > 0 (``DATASET.NUM_CAPTIONS``) the first N
-        captions of the world's text corpus (:func:`datasets.world.caption_corpus`, seed
-        ``WORLD_SEED``; names and descriptions mixed, like the scene pretraining captions)."""
+        """``[(caption, multi_hot over all 64 classes), ...]``: with ``limit`` 0 the training scenes'
+        description captions; with N > 0 (``DATASET.NUM_CAPTIONS``) the first N captions of the world's
+        text corpus (``world.caption_corpus``, seed ``WORLD_SEED``; names and descriptions mixed)."""
         if int(limit or 0) > 0:
             return [(cap, np.asarray(world.multi_hot(labs), dtype=np.int64))
                     for cap, labs in world.caption_corpus(world.WORLD_SEED, int(limit))]

@@ -86,7 +86,6 @@ def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None):
     return train, val, test, classnames
 
 
-# ----------------------------------------------------------------------------- building splits
 def list_images(folder):
     return sorted(f for f in listdir_nohidden(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
 
@@ -161,7 +160,6 @@ def list_class_folders(image_dir, folders, classnames, name, layout):
     return items
 
 
-# ----------------------------------------------------------------------------- finishing
 def finish_single_label(cfg, name, train, val, test, classnames, dataset_dir=None):
     """Few-shot (Dassl's draw, or upstream's pickle in ``dataset_dir/split_fewshot/``) + base/new;
     returns the kwargs for ``DatasetBase.__init__``."""

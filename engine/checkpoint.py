@@ -74,8 +74,7 @@ def latest_checkpoint(save_dir):
     if not os.path.isfile(marker):
         return None
     with open(marker) as f:
-        name = f.read().strip()
-    path = os.path.join(save_dir, name)
+        path = os.path.join(save_dir, f.read().strip())
     return path if os.path.isfile(path) else None
 
 

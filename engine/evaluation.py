@@ -40,11 +40,9 @@ def _warn(text):
 
 
 class EvaluatorBase:
-    """Base evaluator: ``reset()``, ``process(mo, gt, features=None)``, ``evaluate()``.
-
-    A subclass names its ``calibration.accumulators`` class (``accumulator``), the attributes it
-    exposes after ``evaluate()`` (``outputs``, reset to None) and implements ``evaluate()``.
-    """
+    """Base evaluator: ``reset()``, ``process(mo, gt, features=None)``, ``evaluate()``. A subclass names
+    its ``calibration.accumulators`` class (``accumulator``), the attributes it exposes after
+    ``evaluate()`` (``outputs``, reset to None) and implements ``evaluate()``."""
 
     accumulator = None
     outputs = ("confidences", "correct", "proximity")
@@ -75,7 +73,6 @@ class EvaluatorBase:
         self.proximity = self._proximity()
         return OrderedDict((k, 100.0 * v) for k, v in compute(self.proximity).items())
 
-    # ---- proximity (PIECE) -------------------------------------------------
     def set_proximity_reference(self, features):
         """The training-set features (M, D) used as the kNN pool with ``TEST.PROXIMITY_POOL train``
         (``None`` clears them)."""

@@ -48,9 +48,8 @@ def is_stale(holder):
     pid = holder.get("pid")
     if not isinstance(pid, int) or not _alive(pid):
         return True
-    started = holder.get("start")
-    now = process_start_time(pid)
-    return started is not None and now is not None and started != now
+    started = holder.get("start")  # a reused pid: the process started at another time
+    return started is not None and process_start_time(pid) not in (None, started)
 
 
 def _read(path):

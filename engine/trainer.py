@@ -382,8 +382,7 @@ class TrainerX(SimpleTrainer):
     def run_epoch(self):
         self.set_model_mode("train")
         losses = MetricMeter()
-        batch_time = AverageMeter()
-        data_time = AverageMeter()
+        batch_time, data_time = AverageMeter(), AverageMeter()
         loader = self.train_loader_x
         if loader is None:
             raise RuntimeError(f"Dataset {self.cfg.DATASET.NAME} has no training data")

@@ -64,9 +64,7 @@ def _json_default(o):
 
 def listdir_nohidden(path, sort=False):
     items = [f for f in os.listdir(path) if not f.startswith(".")]
-    if sort:
-        items.sort()
-    return items
+    return sorted(items) if sort else items
 
 
 def read_image(path):
@@ -159,10 +157,7 @@ class AverageMeter:
         self.val = val
         self.sum += val * n
         self.count += n
-        if self.ema:
-            self.avg = self.avg * 0.9 + self.val * 0.1
-        else:
-            self.avg = self.sum / self.count
+        self.avg = self.avg * 0.9 + self.val * 0.1 if self.ema else self.sum / self.count
 
 
 class MetricMeter:
@@ -171,11 +166,9 @@ class MetricMeter:
         self.delimiter = delimiter
 
     def update(self, input_dict):
-        if input_dict is None:
-            return
-        if not isinstance(input_dict, dict):
+        if input_dict is not None and not isinstance(input_dict, dict):
             raise TypeError("Input to MetricMeter.update() must be a dictionary")
-        for k, v in input_dict.items():
+        for k, v in (input_dict or {}).items():
             self.meters[k].update(v)
 
     def __str__(self):
@@ -183,6 +176,4 @@ class MetricMeter:
 
 
 def count_num_param(model=None, params=None):
-    if model is not None:
-        return sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for p in params)
+    return sum(p.numel() for p in (model.parameters() if model is not None else params))

@@ -26,7 +26,6 @@ class UpstreamFileError(ValueError):
     """An upstream pickle cannot be read or does not match the dataset's split."""
 
 
-# ----------------------------------------------------------------------------- upstream pickles
 class _UpstreamDatum:
     """Stand-in for ``dassl.data.datasets.base_dataset.Datum`` when unpickling."""
 
@@ -100,7 +99,6 @@ def upstream_fewshot_file(dataset_dir, num_shots, seed):
     return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
 
 
-# ----------------------------------------------------------------------------- ImageNet's order
 def imagenet_upstream_order(train, dataset_dir, image_dir):
     """``(train reordered as upstream's ImageNet list, source description)``: classes by sorted folder
     name, images in ``imagenet/preprocessed.pkl`` order when present, else in ``os.listdir`` order."""
@@ -118,7 +116,6 @@ def imagenet_upstream_order(train, dataset_dir, image_dir):
     return out, f"os.listdir order of {image_dir}"
 
 
-# ----------------------------------------------------------------------------- entry point
 def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, imagenet_image_dir=None):
     """``NUM_SHOTS`` per class from ``train`` (and ``min(NUM_SHOTS, 4)`` from ``val`` when
     ``draw_val``), as upstream draws them for ``cfg.SEED``; returns ``(train, val)``.
@@ -134,9 +131,8 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
         if os.path.isfile(path):
             blob = load_upstream_pickle(path)
             new_train = match_upstream_items(blob["train"], train, dataset_dir, path, "train")
-            new_val = val
-            if draw_val:
-                new_val = match_upstream_items(blob.get("val") or [], val, dataset_dir, path, "val")
+            new_val = (match_upstream_items(blob.get("val") or [], val, dataset_dir, path, "val")
+                       if draw_val else val)
             log.info(f"{name}: few-shot split read from upstream file {path} ({len(new_train)} train, "
                      f"{len(new_val) if draw_val else 0} val images)")
             return new_train, new_val
