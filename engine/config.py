@@ -21,7 +21,7 @@ _C.RESUME = ""
 # -1 means "do not seed"; 0 is a valid seed.
 _C.SEED = -1
 _C.USE_CUDA = True
-# Where few-shot splits, built splits, materialised worlds and feature caches live. Empty: default_cache_dir().
+# Where few-shot splits, built splits, materialised worlds, feature caches live. Empty: default_cache_dir().
 _C.CACHE_DIR = ""
 
 _C.INPUT = CN()

@@ -18,8 +18,6 @@ from cpt.engine.utils import get_logger
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 logger = logging.getLogger(__name__)
 
-_POOLS = ("test", "train")
-
 
 def build_evaluator(cfg, **kwargs):
     """Instantiate the evaluator named by ``cfg.TEST.EVALUATOR`` (a miss lists the closest names)."""
@@ -86,8 +84,8 @@ class EvaluatorBase:
         """kNN proximity of each evaluated image (normalised features), pool per config."""
         test_cfg = self.cfg.TEST
         pool = str(getattr(test_cfg, "PROXIMITY_POOL", "test")).lower()
-        if pool not in _POOLS:
-            raise ValueError(f"TEST.PROXIMITY_POOL must be one of {list(_POOLS)}, got {pool!r}")
+        if pool not in ("test", "train"):
+            raise ValueError(f"TEST.PROXIMITY_POOL must be one of ['test', 'train'], got {pool!r}")
         train_pool = pool == "train" and bool(self.acc._feats)
         reference = self._proximity_reference if train_pool else None
         if train_pool and reference is None:

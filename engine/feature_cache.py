@@ -145,8 +145,7 @@ def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
 
 
 def _files(cache_root, *patterns):
-    folder = cache_folder(cache_root)
-    return [p for pat in patterns for p in glob.glob(os.path.join(folder, pat))]
+    return [p for pat in patterns for p in glob.glob(os.path.join(cache_folder(cache_root), pat))]
 
 
 def _remove(path):

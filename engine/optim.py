@@ -21,10 +21,10 @@ def build_optimizer(model, optim_cfg, param_groups=None):
     name = optim_cfg.NAME.lower()
     if name not in AVAI_OPTIMS:
         raise ValueError(f"OPTIM.NAME must be one of {AVAI_OPTIMS}, got {optim_cfg.NAME!r}")
-    if param_groups is not None:
-        params = param_groups
-    else:
-        params = [p for p in (model.parameters() if isinstance(model, nn.Module) else model) if p.requires_grad]
+    params = param_groups
+    if params is None:
+        source = model.parameters() if isinstance(model, nn.Module) else model
+        params = [p for p in source if p.requires_grad]
     if not params:
         raise ValueError("build_optimizer: no parameter requires grad")
     lr, wd = optim_cfg.LR, optim_cfg.WEIGHT_DECAY

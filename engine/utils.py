@@ -139,7 +139,8 @@ def collect_env_info():
     import torch
 
     v = versions()
-    lines = [f"Python: {v['python']}", f"PyTorch: {v['torch']}", f"CUDA available: {torch.cuda.is_available()}"]
+    lines = [f"Python: {v['python']}", f"PyTorch: {v['torch']}",
+             f"CUDA available: {torch.cuda.is_available()}"]
     return "\n".join(lines + ([f"open_clip: {v['open_clip']}"] if "open_clip" in v else []))
 
 

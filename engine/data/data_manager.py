@@ -26,7 +26,8 @@ class DatasetWrapper(Dataset):
 
     def __getitem__(self, idx):
         item = self.data_source[idx]
-        label = torch.as_tensor(np.asarray(item.label, dtype=np.float32)) if item.is_multilabel else int(item.label)
+        label = item.label
+        label = torch.as_tensor(np.asarray(label, dtype=np.float32)) if item.is_multilabel else int(label)
         img0 = read_image(item.impath)
         k = self.k_transforms
         img = [self.transform(img0) for _ in range(k)] if k > 1 else self.transform(img0)
