@@ -1,22 +1,14 @@
 """Drop-in replacement for upstream Dassl.pytorch's ``dassl/evaluation/evaluator.py``.
 
-Defines what the upstream module defines (``EvaluatorBase`` and ``Classification``
-registered in ``EVALUATOR_REGISTRY``) and reports, in percent, accuracy,
-error rate and macro-F1 as upstream does plus the calibration metrics of this
-project's ``calibration`` package (docs/design.md 5.3 conventions):
-
-    accuracy, error_rate, macro_f1, ece, mce, adaptive_ece, [piece], mce_max, nll, brier
-
-``piece`` appears when the trainer passes image features:
-``evaluator.process(output, label, features)``. Upstream trainers call
-``process(output, label)`` and are unaffected. The ``cpt.calibration`` package must
-be importable (``pip install -e .`` of this project). Install with
-``python dassl_patches/install.py`` (see dassl_patches/README.md).
+Defines what the upstream module defines (``EvaluatorBase``, ``Classification`` registered in
+``EVALUATOR_REGISTRY``) and reports, in percent, upstream's accuracy, error rate and macro-F1 plus
+this project's calibration metrics (docs/design.md 5.3; keys in dassl_patches/README.md). Needs the
+``cpt`` package importable (``pip install -e .``); installed by ``python dassl_patches/install.py``.
 """
 import os.path as osp
 import torch
 
-from cpt.calibration.accumulators import ClassificationAccumulator, per_class_block, result_block
+from cpt.engine import evaluation
 from cpt.engine.evaluation import EvaluatorBase  # Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
 from cpt.fileio import atomic_write_with
 
@@ -24,18 +16,14 @@ from .build import EVALUATOR_REGISTRY
 
 
 @EVALUATOR_REGISTRY.register()
-class Classification(EvaluatorBase):
-    """Evaluator for classification, with calibration metrics (percent).
+class Classification(evaluation.Classification):
+    """The engine's evaluator (``cpt.engine.evaluation.Classification``), printing to stdout.
 
-    ``process(mo, gt, features=None)``: logits (B, C), int labels (B,), optional
-    image features (B, D) for PIECE (kNN proximity with k = TEST.PROXIMITY_K,
-    default 10, over the evaluated set, or over the features given to
-    ``set_proximity_reference`` when TEST.PROXIMITY_POOL == "train").
-    After ``evaluate()``: ``self.confidences``, ``self.correct`` (numpy).
-    """
+    ``process(mo, gt, features=None)``: logits (B, C), int labels (B,) and, for PIECE, optional image
+    features (B, D) (upstream trainers pass none). ``TEST.COMPUTE_CMAT`` also saves
+    ``<OUTPUT_DIR>/cmat.pt``, as upstream does."""
 
-    accumulator = ClassificationAccumulator
-    cmat = None
+    emit = staticmethod(print)
 
     def __init__(self, cfg, lab2cname=None, **kwargs):
         if cfg.TEST.PER_CLASS_RESULT:
@@ -43,14 +31,8 @@ class Classification(EvaluatorBase):
         super().__init__(cfg, lab2cname)
 
     def evaluate(self):
-        results = self._percent(self.acc.compute)
-        self.confidences, self.correct = self.acc.confidences, self.acc.correct
-        print(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
-        if self.cfg.TEST.PER_CLASS_RESULT:
-            text, _, results["perclass_accuracy"] = per_class_block(self.acc.per_class_counts(), self._lab2cname)
-            print(text)
+        results = super().evaluate()
         if self.cfg.TEST.COMPUTE_CMAT:
-            self.cmat = self.acc.confusion_matrix()
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             atomic_write_with(lambda f: torch.save(self.cmat, f), save_path)
             print(f"Confusion matrix is saved to {save_path}")

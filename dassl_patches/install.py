@@ -5,11 +5,9 @@
     python dassl_patches/install.py --dassl /path/to/Dassl.pytorch   # repo or package dir
     python dassl_patches/install.py --uninstall [--dassl ...]
 
-Installing backs up ``dassl/evaluation/evaluator.py`` to ``evaluator.py.orig``
-(once: an existing backup is kept, so re-installing never overwrites the
-original with the patch) and copies ``dassl_patches/evaluator.py`` in its
-place. ``--uninstall`` restores the backup. Files are replaced atomically.
-Exit status 0 on success, 1 with a one-line message on error.
+Installing backs up ``dassl/evaluation/evaluator.py`` to ``evaluator.py.orig`` (once: re-installing
+never overwrites the original with the patch) and copies ``dassl_patches/evaluator.py`` in its place;
+``--uninstall`` restores the backup. Files are replaced atomically. Exit status 1 on error, with one line.
 """
 import argparse
 import importlib.util
@@ -29,11 +27,8 @@ class InstallError(RuntimeError):
 
 
 def find_evaluation_dir(dassl_path=None):
-    """Directory ``.../dassl/evaluation`` of the given path or of the importable ``dassl``.
-
-    ``dassl_path`` may be the Dassl.pytorch repository root, the ``dassl``
-    package directory or its ``evaluation`` directory.
-    """
+    """``.../dassl/evaluation`` of ``dassl_path`` (the Dassl.pytorch repository, its ``dassl`` package
+    or that package's ``evaluation`` folder), else of the importable ``dassl``."""
     if dassl_path is None:
         spec = importlib.util.find_spec("dassl")
         if spec is None or not spec.submodule_search_locations:
@@ -65,11 +60,14 @@ def _is_patch(path):
         return False
 
 
+def _target(dassl_path):
+    target = os.path.join(find_evaluation_dir(dassl_path), "evaluator.py")
+    return target, target + ".orig"
+
+
 def install(dassl_path=None):
     """Back up the original evaluator.py (once) and copy the patch in. Returns the target path."""
-    ev_dir = find_evaluation_dir(dassl_path)
-    target = os.path.join(ev_dir, "evaluator.py")
-    backup = target + ".orig"
+    target, backup = _target(dassl_path)
     if os.path.exists(target) and not os.path.exists(backup):
         if _is_patch(target):
             raise InstallError(f"{target} is already the patch but no backup {backup} exists")
@@ -80,9 +78,7 @@ def install(dassl_path=None):
 
 def uninstall(dassl_path=None):
     """Restore evaluator.py from evaluator.py.orig and remove the backup. Returns the target path."""
-    ev_dir = find_evaluation_dir(dassl_path)
-    target = os.path.join(ev_dir, "evaluator.py")
-    backup = target + ".orig"
+    target, backup = _target(dassl_path)
     if not os.path.exists(backup):
         raise InstallError(f"no backup {backup} to restore (was the patch installed?)")
     _atomic_copy(backup, target)

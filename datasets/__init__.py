@@ -1,9 +1,5 @@
-"""Dataset modules, one per benchmark; importing this package registers them all.
-
-Every module in this package except the helpers listed in ``_NOT_DATASETS`` is
-imported so its ``@DATASET_REGISTRY.register()`` classes are available.
-The package is ``cpt.datasets`` (see ``cpt/__init__.py``): nothing named ``datasets`` is
-installed at the top level, so Hugging Face's package keeps its name.
+"""Dataset modules, one per benchmark; importing this package (``cpt.datasets``) registers them all:
+every module except the helpers in ``_NOT_DATASETS`` is imported, so its registered classes exist.
 """
 import importlib
 import pkgutil

@@ -1,10 +1,7 @@
 """Synonym files for caption labelling (TaI-DPT's text training), registered by dataset name.
 
-The files live in ``datasets/data/`` and were written for this project (JSON: class name ->
-phrases that also name it in a caption); the matching rule is
-``engine.data.captions.CaptionMatcher``. Trainers find a dataset's file through
-``engine.data.captions.synonyms_for(DATASET.NAME)`` (they do not import ``datasets``);
-``TRAINER.TAIDPT.SYNONYMS`` overrides it with another file.
+The files in ``datasets/data/`` were written for this project; trainers find them through
+``engine.data.captions.synonyms_for(DATASET.NAME)`` (``TRAINER.TAIDPT.SYNONYMS`` names another file).
 """
 import os
 

@@ -1,13 +1,9 @@
 """Check a dataset folder: ``python -m cpt.datasets.check --root ROOT --dataset NAME [--json]``.
 
-``NAME`` is a registry name (``OxfordPets``) or a dataset yaml stem (``oxford_pets``). The
-dataset is built as training builds it (defaults + the dataset yaml), with all shots and all
-classes; then ``--open`` images per split (first and last by default) are decoded, so a
-corrupt file is named. Prints per split the item count, the number of classes present and a
-few class names; with ``--json`` one object with ``train``, ``val``, ``test`` (item counts),
-``num_classes``, ``classnames`` (and ``groups`` when the dataset defines them).
-On a problem it prints the error (what is missing, the path looked at, the expected layout)
-to stderr and exits with status 1.
+``NAME`` is a registry name (``OxfordPets``) or a dataset yaml stem (``oxford_pets``). Builds the
+dataset as training does (all shots, all classes), decodes ``--open`` images per split and prints a
+summary per split (README, *Datasets*); ``--json``: one object with ``train``, ``val``, ``test`` (item
+counts), ``num_classes``, ``classnames`` (and ``groups``). On a problem: the error on stderr, status 1.
 """
 import argparse
 import json
@@ -25,35 +21,28 @@ def _yaml_name(path):
     from yacs.config import CfgNode
 
     with open(path, "r") as f:
-        cfg = CfgNode.load_cfg(f)
-    return cfg.get("DATASET", {}).get("NAME", "")
+        return CfgNode.load_cfg(f).get("DATASET", {}).get("NAME", "")
 
 
 def resolve(name):
-    """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem."""
+    """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem; exact
+    names first, then case-insensitive (a registry name before a stem)."""
     from cpt import datasets  # noqa: F401  (registers every dataset)
+    from cpt.catalog import yaml_stems
     from cpt.engine.data import DATASET_REGISTRY
 
-    yamls = {}
-    if os.path.isdir(CONFIG_DIR):
-        for f in sorted(os.listdir(CONFIG_DIR)):
-            if f.endswith(".yaml"):
-                yamls[f[:-5]] = os.path.join(CONFIG_DIR, f)
+    yamls = {stem: os.path.join(CONFIG_DIR, stem + ".yaml") for stem in yaml_stems(CONFIG_DIR)}
     registered = DATASET_REGISTRY.registered_names()
+    if name not in yamls and name not in registered:
+        lowered = {k.lower(): k for k in list(yamls) + sorted(registered)}
+        if name.lower() not in lowered:
+            known = sorted(registered) + sorted(yamls)
+            raise KeyError(f"unknown dataset {name!r}; use a registry name or a configs/datasets stem: "
+                           f"{', '.join(known)}")
+        name = lowered[name.lower()]
     if name in yamls:
         return _yaml_name(yamls[name]) or name, yamls[name]
-    lowered = {k.lower(): k for k in registered}
-    reg = name if name in registered else lowered.get(name.lower())
-    if reg is None:
-        stem = {k.lower(): k for k in yamls}.get(name.lower())
-        if stem is not None:
-            return _yaml_name(yamls[stem]) or stem, yamls[stem]
-        known = sorted(registered) + sorted(yamls)
-        raise KeyError(f"unknown dataset {name!r}; use a registry name or a configs/datasets stem: {', '.join(known)}")
-    for stem, path in yamls.items():
-        if _yaml_name(path) == reg:
-            return reg, path
-    return reg, None
+    return name, next((path for path in yamls.values() if _yaml_name(path) == name), None)
 
 
 def build(root, name, cache_dir="", opts=()):
@@ -71,8 +60,7 @@ def build(root, name, cache_dir="", opts=()):
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     if cache_dir:
         cfg.CACHE_DIR = cache_dir
-    if opts:
-        cfg.merge_from_list(list(opts))
+    cfg.merge_from_list(list(opts))
     return build_dataset(cfg)
 
 
@@ -98,11 +86,9 @@ def open_some(ds, per_split):
     from cpt.engine.utils import read_image
 
     for items in (ds.train_x, ds.val, ds.test):
-        if not items or per_split <= 0:
-            continue
-        idx = sorted({int(round(i)) for i in np.linspace(0, len(items) - 1, per_split)})
-        for i in idx:
-            read_image(items[i].impath)
+        if items and per_split > 0:
+            for i in sorted({int(round(i)) for i in np.linspace(0, len(items) - 1, per_split)}):
+                read_image(items[i].impath)
 
 
 def main(argv=None):
@@ -114,12 +100,12 @@ def main(argv=None):
     p.add_argument("--open", type=int, default=2, help="images to decode per split (default 2; 0: none)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config pairs")
     args = p.parse_args(argv)
-    from cpt.datasets.common import DatasetLayoutError
+    from cpt.datasets.common import preview
 
     try:
         ds = build(args.root, args.dataset, args.cache_dir, args.opts)
         open_some(ds, args.open)
-    except (DatasetLayoutError, FileNotFoundError, IOError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError) as e:  # a DatasetLayoutError is an OSError
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 1
@@ -131,9 +117,9 @@ def main(argv=None):
     print(f"{args.dataset}: {ds.num_classes} classes ({kind}) under {os.path.abspath(args.root)}")
     for split, items in (("train", ds.train_x), ("val", ds.val), ("test", ds.test)):
         present = _classes_present(items)
-        names = ", ".join(ds.classnames[c] for c in present[:5]) + (", ..." if len(present) > 5 else "")
         same = "  (val is the test set)" if split == "val" and items and items is ds.test else ""
-        print(f"  {split:<5} {len(items):>9,} items  {len(present):>5} classes  {names}{same}")
+        print(f"  {split:<5} {len(items):>9,} items  {len(present):>5} classes  "
+              f"{preview([ds.classnames[c] for c in present])}{same}")
     for g, idx in s.get("groups", {}).items():
         print(f"  group {g}: {len(idx)} class(es)")
     return 0

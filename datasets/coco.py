@@ -1,11 +1,10 @@
 """MS-COCO multi-label benchmarks: COCO2014, COCO2017 (test only) and COCO-LT.
 
-Classes are the instances file's categories in category-id order (80; names as in the file,
-e.g. "traffic light"), the same order for every COCO benchmark, so a prompt trained on one is
-evaluated on another with ``--eval-only --model-dir``. An image is positive for every category
-it has an instance of (crowd included), negative for the rest. A parsed instances file is cached
-(keyed by the JSON's size and mtime), so a 450 MB file is read once. ``captions()`` reads
-``captions_train2017.json`` (or ``..._train2014.json``): TaI-DPT's text-only training source.
+Classes are the instances file's categories in category-id order (80; names as in the file, e.g.
+"traffic light"), the same for every COCO benchmark, so a prompt trained on one is evaluated on
+another with ``--eval-only --model-dir``. An image is positive for every category it has an instance
+of (crowd included), negative for the rest. A parsed instances file is cached (``common.cached_parse``),
+so a 450 MB file is read once.
 """
 import json
 import os
@@ -36,11 +35,8 @@ class _COCO(MultiLabelBenchmark):
     dataset_dir = "coco"
 
     def split(self, cfg, ddir, folder, keep_ids=None):
-        """Items of a COCO split (``folder`` = train2014, val2014, train2017, ...) and the class names.
-
-        ``keep_ids``: optional ordered list of image ids to keep (in that order); otherwise all
-        images with at least one instance, in the file's order.
-        """
+        """Items of a COCO split (``folder`` = train2014, val2014, ...) and the class names: the images of
+        ``keep_ids`` in that order, else all with at least one instance in the file's order."""
         ann = self.require_file(os.path.join(ddir, "annotations", f"instances_{folder}.json"), "COCO instances file")
         self.require_dir(os.path.join(ddir, folder), "image folder")
         data = cached_parse(cfg, self.NAME, ddir, f"instances_{folder}", [ann],
@@ -104,10 +100,8 @@ coco/
 class COCOLT(_COCO):
     """COCO-LT (long-tailed multi-label; Wu et al., ECCV 2020): 80 classes, base/new 40/40.
 
-    Train: the 1,909 COCO-2017-train images of the released id list; test: all val2017 images
-    with at least one instance (4,952). ``groups``: head (>= 100 training images), medium (20-99),
-    tail (< 20), counted on the full long-tailed train set before few-shot sampling (22/33/25
-    classes), with indices of the classes kept by ``SUBSAMPLE_CLASSES``.
+    Train: the 1,909 COCO-2017-train images of the released id list; test: all val2017 images with at
+    least one instance (4,952). ``groups``: head/medium/tail (``common.lt_groups``; 22/33/25 classes).
     """
 
     LAYOUT = """\

@@ -1,20 +1,17 @@
 """What every benchmark module needs: layout errors, paths, the cache, image checks, list readers.
 
 Conventions
-- Single-label: ``Datum.label`` is an int in ``0..C-1`` indexing ``classnames``.
-- Multi-label: ``Datum.label`` is an ``np.int8`` vector of length ``C``:
-  1 positive, 0 negative, -1 unknown (no loss, not scored). Source encodings are
-  converted where they are read (VOC's 1/-1/0, COCO's instance lists, NUS-WIDE's 0/1 files).
-- Split files are CoOp's ``split_zhou_<Name>.json`` (``datasets.splits``).
+- Labels as ``engine.data.datasets`` says; multi-label vectors are ``np.int8``, converted from the
+  source encodings where they are read (VOC's 1/-1/0, COCO's instance lists, NUS-WIDE's 0/1 files).
 - Anything this package writes (built splits, parsed annotations) goes under
-  ``<CACHE_DIR>/datasets/<Name>-<hash of the dataset folder>/``, never under ``DATASET.ROOT``
-  (which may be read-only).
+  ``<CACHE_DIR>/datasets/<Name>-<hash of the dataset folder>/``, never under ``DATASET.ROOT``.
 - Building a dataset reads lists and annotations only; images are opened by the data loader
-  (``engine.utils.read_image`` names a missing or corrupt file). Image existence is checked
-  cheaply: every entry of a list with at most ``FULL_CHECK_LIMIT`` entries, else
-  ``SAMPLE_SIZE`` evenly spaced entries (first and last included); when one checked entry is
-  missing, the whole list is scanned to report the count and the first few missing paths.
+  (``engine.utils.read_image`` names a missing or corrupt file). Image existence is checked cheaply:
+  every entry of a list with at most ``FULL_CHECK_LIMIT`` entries, else ``SAMPLE_SIZE`` evenly spaced
+  entries (first and last included); when one is missing, the whole list is scanned to report the
+  count and the first few missing paths.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -32,10 +29,8 @@ SAMPLE_SIZE = 1000
 
 
 class DatasetLayoutError(FileNotFoundError):
-    """A dataset folder, list, split file or image is missing or malformed.
-
-    The message names the dataset, the path looked at, and the expected layout.
-    """
+    """A dataset folder, list, split file or image is missing or malformed (the message names the
+    dataset, the path looked at and the expected layout)."""
 
 
 def fail(name, problem, layout=None):
@@ -51,11 +46,9 @@ def preview(paths, k=5):
 
 
 class Benchmark(DatasetBase):
-    """A benchmark under ``DATASET.ROOT/<dataset_dir>``; the registry name is the class name.
-
-    A subclass sets ``dataset_dir`` and ``LAYOUT`` (the expected tree, shown in every layout
-    error) and implements ``load(cfg, root, ddir)``, returning the ``DatasetBase`` kwargs.
-    """
+    """A benchmark under ``DATASET.ROOT/<dataset_dir>``; the registry name is the class name. A subclass
+    sets ``dataset_dir`` and ``LAYOUT`` (the expected tree, shown in every layout error) and implements
+    ``load(cfg, root, ddir)``, returning the ``DatasetBase`` kwargs."""
 
     LAYOUT = ""
     NAME = property(lambda self: type(self).__name__)
@@ -91,12 +84,8 @@ class Benchmark(DatasetBase):
         return check_files_exist(splits, self.NAME, source, bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
 
 
-# ----------------------------------------------------------------------------- paths
 def first_existing(paths):
-    for p in paths:
-        if os.path.exists(p):
-            return p
-    return None
+    return next((p for p in paths if os.path.exists(p)), None)
 
 
 def dataset_cache_dir(cfg, name, dataset_dir):
@@ -110,20 +99,16 @@ def cached_parse(cfg, name, dataset_dir, key, sources, parse):
     absolute path, size and mtime of each of ``sources``."""
     path = os.path.join(dataset_cache_dir(cfg, name, dataset_dir), f"{key}.json")
     stamp = [[os.path.abspath(p), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in sources]
-    if os.path.isfile(path):
-        try:
-            with open(path, "r") as f:
-                blob = json.load(f)
-            if blob.get("sources") == stamp:
-                return blob["data"]
-        except (OSError, ValueError):
-            pass
+    with contextlib.suppress(OSError, ValueError):  # absent or unreadable: parsed again
+        with open(path, "r") as f:
+            blob = json.load(f)
+        if blob.get("sources") == stamp:
+            return blob["data"]
     data = parse()
     atomic_write_bytes(json.dumps({"sources": stamp, "data": data}, separators=(",", ":")).encode("utf-8"), path)
     return data
 
 
-# ----------------------------------------------------------------------------- checks and lists
 def verification_indices(n):
     """Indices of a list of ``n`` entries whose files are checked (see module docstring)."""
     if n <= FULL_CHECK_LIMIT:
@@ -132,11 +117,8 @@ def verification_indices(n):
 
 
 def check_files_exist(splits, name, source, skip_missing=False):
-    """Check that the image files of ``splits`` (dict split name -> list of Datum) exist.
-
-    Returns the splits (with missing entries dropped when ``skip_missing``). Raises
-    ``DatasetLayoutError`` with the count and the first few missing paths otherwise.
-    """
+    """``splits`` (split name -> Datum list) after checking that their images exist (see the module
+    docstring); a missing one is dropped with ``skip_missing``, else fails with the count and a few paths."""
     out = {}
     for split, items in splits.items():
         if skip_missing:
@@ -167,13 +149,9 @@ def finish_test_only(cfg, test, classnames):
     return dict(train_x=[], val=[], test=test, classnames=classnames)
 
 
-# ----------------------------------------------------------------------------- long-tail groups
 def lt_groups(train, subsample):
-    """Long-tail groups from positives per class in the full training set (before few-shot).
-
-    head: >= 100 images, medium: 20-99, tail: < 20. Indices refer to the classes kept by
-    ``subsample`` (0..k-1 after the base/new cut).
-    """
+    """:func:`lt_groups_of_counts` of the positives per class of the full training set (before
+    few-shot), for the classes kept by ``subsample``."""
     labels = np.stack([np.asarray(x.label) for x in train])
     counts = (labels == 1).sum(0)
     return lt_groups_of_counts(counts, class_split_indices(labels.shape[1], subsample))

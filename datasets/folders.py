@@ -1,8 +1,5 @@
-"""The benchmarks whose split CoOp builds from class folders (``splits.FolderBenchmark``).
-
-Each uses ``split_zhou_<Name>.json`` when present (CoOp's released split, in the dataset
-folder; optional), else a 50/20/30 per-class split of its class folders, saved to the cache.
-"""
+"""The benchmarks whose split CoOp builds from class folders (``splits.FolderBenchmark``): CoOp's
+``split_zhou_<Name>.json`` when present, else a 50/20/30 per-class split, saved to the cache."""
 from cpt.datasets.splits import FolderBenchmark
 from cpt.engine.data import DATASET_REGISTRY
 
@@ -44,14 +41,12 @@ eurosat/
   split_zhou_EuroSAT.json           (CoOp's split; optional, built into the cache if absent)"""
     NEW_CNAMES = {
         "AnnualCrop": "Annual Crop Land",
-        "Forest": "Forest",
         "HerbaceousVegetation": "Herbaceous Vegetation Land",
         "Highway": "Highway or Road",
         "Industrial": "Industrial Buildings",
         "Pasture": "Pasture Land",
         "PermanentCrop": "Permanent Crop Land",
         "Residential": "Residential Buildings",
-        "River": "River",
         "SeaLake": "Sea or Lake",
     }
 

@@ -7,8 +7,7 @@ index, CoOp's file is sorted by wnid); a variant reads it from its own folder, e
 import os
 
 from cpt.datasets.common import Benchmark, finish_test_only, first_existing, preview, read_lines
-from cpt.datasets.splits import class_subfolders, find_split_file, list_class_folders, load_split_file, \
-    save_split_to_cache
+from cpt.datasets.splits import class_subfolders, list_class_folders, split_or_build
 from cpt.engine.data import DATASET_REGISTRY, apply_fewshot_and_subsample
 
 
@@ -47,10 +46,9 @@ class _ImageNetFamily(Benchmark):
 class ImageNet(_ImageNetFamily):
     """ImageNet-1k: 1000 classes, base/new 500/500; ``val`` is the test set (as in CoOp).
 
-    Every class must have a non-empty folder in ``images/train`` and ``images/val``. The folder
-    listing is saved once as a CoOp-format split file in the cache (``split_zhou_ImageNet.json``,
-    ``val`` empty) and read from there afterwards; a ``split_zhou_ImageNet.json`` placed in
-    ``imagenet/`` is used first. Delete the cached file to re-list the folders.
+    Every class must have a non-empty folder in ``images/train`` and ``images/val``. The folder listing
+    is saved once as a split file in the cache (``val`` empty; delete it to re-list the folders); a
+    ``split_zhou_ImageNet.json`` placed in ``imagenet/`` is used first.
     """
 
     dataset_dir = "imagenet"
@@ -64,13 +62,12 @@ imagenet/
         names = self.read_classnames(os.path.join(ddir, "classnames.txt"))
         classnames = list(names.values())
         image_dir = os.path.join(ddir, "images")
-        path = find_split_file(cfg, self.NAME, ddir)
-        if path is not None:
-            train, _, test, _ = load_split_file(cfg, path, image_dir, self.NAME, classnames)
-        else:
-            train, test = (self.wnid_folders(self.require_dir(os.path.join(image_dir, s), f"{s} image folder"), names)
-                           for s in ("train", "val"))
-            save_split_to_cache(cfg, self.NAME, ddir, image_dir, train, [], test)
+
+        def listed(split):
+            return self.wnid_folders(self.require_dir(os.path.join(image_dir, split), f"{split} image folder"), names)
+
+        train, _, test, _ = split_or_build(cfg, self.NAME, ddir, image_dir,
+                                           lambda: (listed("train"), [], listed("val")), classnames)
         # few-shot as upstream's ImageNet: train only, in upstream's list order (engine.data.fewshot)
         train, _, test, classnames = apply_fewshot_and_subsample(cfg, self.NAME, train, [], test, classnames,
                                                                  dataset_dir=ddir, draw_val=False,

@@ -1,7 +1,9 @@
 """Multi-label benchmarks: the base class (captions for TaI-DPT's text training, finishing)
 and the readers they share (multi-hot vectors, long-tail id lists)."""
+import itertools
 import json
 import os
+import pickle
 
 import numpy as np
 
@@ -12,22 +14,15 @@ from cpt.engine.data.datasets import apply_fewshot_and_subsample, paused_gc
 def multihot(num_classes, positives=(), unknown=()):
     """int8 vector: 1 at ``positives``, -1 at ``unknown``, 0 elsewhere."""
     v = np.zeros(num_classes, dtype=np.int8)
-    if len(unknown):
-        v[list(unknown)] = -1
-    if len(positives):
-        v[list(positives)] = 1
+    v[list(unknown)] = -1
+    v[list(positives)] = 1
     return v
 
 
 class MultiLabelBenchmark(Benchmark):
-    """A multi-label benchmark with optional captions for text-only training (TaI-DPT).
-
-    ``captions()`` returns ``[(caption, multi-hot over self.classnames), ...]`` from a COCO
-    captions file (``<root>/coco/annotations/captions_train{2017,2014}.json``), keeping captions
-    that name at least one class (class names and the synonym file registered for the dataset,
-    ``datasets/data/synonyms_*.json``); with ``limit`` N > 0 (``DATASET.NUM_CAPTIONS``) only the
-    first N of them.
-    """
+    """A multi-label benchmark with optional captions for text-only training (TaI-DPT): ``captions()``
+    is ``[(caption, multi-hot over self.classnames), ...]`` of the COCO captions file's captions that
+    name a class (``engine.data.captions``), the first ``limit`` (``DATASET.NUM_CAPTIONS``) when > 0."""
 
     @property
     def caption_files(self):
@@ -59,28 +54,17 @@ class MultiLabelBenchmark(Benchmark):
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
         matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))
-        limit = int(limit or 0)
-        out = []
-        for a in anns:
-            v = matcher(a["caption"])
-            if v.any():
-                out.append((a["caption"].strip(), v))
-                if len(out) == limit:
-                    break
-        return out
+        labelled = ((a["caption"].strip(), matcher(a["caption"])) for a in anns)
+        return list(itertools.islice(((cap, v) for cap, v in labelled if v.any()), int(limit or 0) or None))
 
     def read_id_list(self, folder, as_int=False):
-        """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl``.
-
-        The ``.pkl`` form is the long-tailed multi-label works' release (a pickled sequence of ids;
-        only load files you trust). Order is kept (a set is sorted); duplicates fail.
-        """
+        """Image ids of a long-tail list: ``<folder>/img_id.txt`` (one id per line) or ``img_id.pkl`` (the
+        long-tailed works' release, a pickled sequence; only load files you trust). Order is kept (a set
+        is sorted); duplicates fail."""
         txt, pkl = os.path.join(folder, "img_id.txt"), os.path.join(folder, "img_id.pkl")
         if os.path.isfile(txt):
             ids, path = [ln.split()[0] for ln in read_lines(txt)], txt
         elif os.path.isfile(pkl):
-            import pickle
-
             with open(pkl, "rb") as f:
                 obj = pickle.load(f)
             if isinstance(obj, dict) and len(obj) == 1:

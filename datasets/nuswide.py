@@ -4,7 +4,6 @@ Train/test from ``ImageList/{Train,Test}Imagelist.txt`` (Windows paths such as
 ``actor\\0001_2124494179.jpg``, or with a ``...\\Flickr\\`` prefix; read relative to ``Flickr/``)
 and ``TrainTestLabels/Labels_<concept>_{Train,Test}.txt`` (one 0/1 per line, aligned with the
 image list). Images without any positive concept are left out (the usual protocol). No val split.
-``captions()`` labels COCO captions with the 81 concepts (TaI-DPT).
 """
 import os
 

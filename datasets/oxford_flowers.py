@@ -1,8 +1,8 @@
 """Oxford Flowers-102 (CoOp layout): 102 classes, base/new 51/51.
 
-Split: ``split_zhou_OxfordFlowers.json`` if present, else a 50/20/30 per-class split built
-from ``imagelabels.mat`` (``labels``: 1..102 for image_00001.jpg, image_00002.jpg, ...) and
-``cat_to_name.json`` (``{"1": "pink primrose", ...}``), saved to the cache.
+Split: ``split_zhou_OxfordFlowers.json`` if present, else a 50/20/30 per-class split built from
+``imagelabels.mat`` (``labels``: 1..102 for image_00001.jpg, ...) and ``cat_to_name.json``
+(``{"1": "pink primrose", ...}``), saved to the cache.
 """
 import os
 
@@ -37,6 +37,5 @@ oxford_flowers/
         if missing:
             self.fail(f"{cname_file} has no name for labels {missing[:5]}")
         groups = [(y - 1, lab2cname[str(y)], by_label[y], f"label {y} of {lab_file}") for y in sorted(by_label)]
-        s = self.checked(cfg, dict(zip(("train", "val", "test"), split_per_class(groups, self.NAME, self.LAYOUT))),
-                         lab_file)
-        return s["train"], s["val"], s["test"]
+        splits = dict(zip(("train", "val", "test"), split_per_class(groups, self.NAME, self.LAYOUT)))
+        return tuple(self.checked(cfg, splits, lab_file).values())

@@ -1,9 +1,8 @@
 """Oxford-IIIT Pets (CoOp layout): 37 breeds, base/new 19/18.
 
 Split: ``split_zhou_OxfordPets.json`` if present, else built from the official
-``annotations/{trainval,test}.txt`` (lines ``<Image_name> <class id 1..37> <species> <breed id>``;
-class name = the image name without its trailing number, lower-cased) with an 80/20
-train/val split of trainval, saved to the cache.
+``annotations/{trainval,test}.txt`` (lines ``<Image_name> <class id 1..37> <species> <breed id>``; class
+name = the image name without its trailing number, lower-cased; 80/20 train/val), saved to the cache.
 """
 import os
 

@@ -1,17 +1,16 @@
 """The offline world as registered datasets: ``ShapeWorld`` (64-way) and ``ShapeWorldML`` (scenes).
 
-The generator lives in ``datasets/world/``. Splits are materialised once as
-PNG files plus a CoOp split file into ``<cache>/world/<name>_<variant>_seed<S>/``
-(or read from ``$DATA/shapeworld/<variant>/`` when that folder exists), so the
-normal loading path and transforms run. ``DATASET.VARIANT``: ``cast`` (the
-downstream task: each class's colour is pulled 35% toward a fixed partner
-colour; ``cast<s>``, e.g. ``cast0.2``, sets another strength) or ``clean`` (drawn like the pretraining images).
+The generator lives in ``datasets/world/``. Splits are materialised once as PNG files plus a split
+file into ``<cache>/world/<name>_<variant>_seed<S>/`` (or read from ``$DATA/shapeworld/<variant>/``
+when that folder exists), so the normal loading path and transforms run. ``DATASET.VARIANT``:
+``cast`` (the downstream task: each class's colour is pulled 35% toward a fixed partner colour;
+``cast<s>``, e.g. ``cast0.2``, sets another strength) or ``clean`` (drawn like the pretraining images).
 
-Base/new: labels are ordered so that the first 32 classes are those with even
-``colour_idx + shape_idx``; the engine's ceil rule therefore gives a
-checkerboard split where every colour and every shape has 4 classes per side.
-Class names are the made-up one-token names; the prompt is "a photo of a {}.".
+Base/new: the first 32 labels are the classes with even ``colour_idx + shape_idx``, so the ceil rule
+gives a checkerboard split with 4 classes of every colour and every shape per side. Class names are
+the made-up one-token names; the prompt is "a photo of a {}.".
 """
+import contextlib
 import json
 import os
 import shutil
@@ -46,13 +45,10 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
     tmp = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=".building-")
     try:
         writer(tmp)
-        try:
+        with contextlib.suppress(OSError):  # another process finished first: its folder is used
             os.rename(tmp, target)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename
     return target
 
 
@@ -66,23 +62,6 @@ def _read_scene_split(folder, split_file):
 
     captions = [(cap, np.asarray(y, dtype=np.int64)) for _, y, cap in split["train"]]
     return convert(split["train"]), convert(split["val"]), convert(split["test"]), captions
-
-
-def _scene_splits(cfg, name, variant, split_file, build, groups_of=None):
-    """A multi-label world dataset: materialise (``build``) and read its split, few-shot and
-    base/new as every dataset. Returns ``(train, val, test, classnames, groups, captions)``;
-    ``groups``: ``groups_of(train)`` on the full training split (e.g. head/medium/tail), plus the
-    ``base``/``new`` columns when ``SUBSAMPLE_CLASSES`` is ``all``; None when empty."""
-    folder = _materialised_dir(cfg, name, variant, build, split_file)
-    train, val, test, captions = _read_scene_split(folder, split_file)
-    groups = dict(groups_of(train)) if groups_of else {}
-    classnames = list(world.WORLD_NAMES)
-    n = len(classnames)
-    train, val, test, classnames = apply_fewshot_and_subsample(cfg, f"{name}_{variant}", train, val, test,
-                                                               classnames)
-    if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
-        groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
-    return train, val, test, classnames, groups or None, captions
 
 
 def _check_variant(variant):
@@ -107,39 +86,44 @@ class ShapeWorld(DatasetBase):
                                               split_file=self.split_file, **SINGLE_COUNTS),
             self.split_file)
         train, val, test = read_split(os.path.join(folder, self.split_file), folder)
-        classnames = list(world.WORLD_NAMES)
         train, val, test, classnames = apply_fewshot_and_subsample(
-            cfg, f"ShapeWorld_{variant}", train, val, test, classnames)
+            cfg, f"ShapeWorld_{variant}", train, val, test, list(world.WORLD_NAMES))
         super().__init__(train_x=train, val=val, test=test, classnames=classnames)
 
 
 @DATASET_REGISTRY.register()
 class ShapeWorldML(DatasetBase):
-    """Multi-object scenes (2-4 objects) with multi-hot labels over the 64 world classes.
-
-    Labels: 1 positive, 0 negative (no unknowns). ``captions()`` returns the
-    training captions, or a generated text corpus, with their multi-hot labels (for
-    caption-trained methods).
-    Groups: ``base`` and ``new`` class columns (ceil split) when
-    ``SUBSAMPLE_CLASSES`` is ``all``.
-    """
+    """Multi-object scenes (2-4 objects) with multi-hot labels (1 / 0, no unknowns) over the 64 world
+    classes; groups ``base`` and ``new`` (ceil split) when ``SUBSAMPLE_CLASSES`` is ``all``."""
 
     split_file = "split_ShapeWorldML.json"
 
     def __init__(self, cfg):
-        variant = cfg.DATASET.VARIANT
-        _check_variant(variant)
-        train, val, test, classnames, groups, self._captions = _scene_splits(
-            cfg, "ShapeWorldML", variant, self.split_file,
-            lambda d: world.materialize_multilabel_split(d, variant=variant, seed=world.WORLD_SEED,
-                                                         split_file=self.split_file, **SCENE_COUNTS))
-        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
+        name, variant = type(self).__name__, cfg.DATASET.VARIANT
+        self.check_variant(variant)
+        folder = _materialised_dir(cfg, name, variant, lambda d: self.materialize(d, variant), self.split_file)
+        train, val, test, self._captions = _read_scene_split(folder, self.split_file)
+        groups = dict(self.groups_of(cfg, train))  # on the full training split
+        n = len(world.WORLD_NAMES)
+        train, val, test, classnames = apply_fewshot_and_subsample(cfg, f"{name}_{variant}", train, val, test,
+                                                                   list(world.WORLD_NAMES))
+        if cfg.DATASET.SUBSAMPLE_CLASSES == "all":
+            groups.update({"base": class_split_indices(n, "base"), "new": class_split_indices(n, "new")})
+        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups or None)
+
+    check_variant = staticmethod(_check_variant)
+
+    def materialize(self, folder, variant):
+        world.materialize_multilabel_split(folder, variant=variant, seed=world.WORLD_SEED,
+                                           split_file=self.split_file, **SCENE_COUNTS)
+
+    def groups_of(self, cfg, train):
+        return {}
 
     def captions(self, limit=0):
-        """Captions as ``[(caption, multi_hot over all 64 classes), ...]``: with ``limit`` 0 the
-        training scenes' description captions; with N > 0 (``DATASET.NUM_CAPTIONS``) the first N
-        captions of the world's text corpus (:func:`datasets.world.caption_corpus`, seed
-        ``WORLD_SEED``; names and descriptions mixed, like the scene pretraining captions)."""
+        """``[(caption, multi_hot over all 64 classes), ...]``: with ``limit`` 0 the training scenes'
+        description captions; with N > 0 (``DATASET.NUM_CAPTIONS``) the first N captions of the world's
+        text corpus (``world.caption_corpus``, seed ``WORLD_SEED``; names and descriptions mixed)."""
         if int(limit or 0) > 0:
             return [(cap, np.asarray(world.multi_hot(labs), dtype=np.int64))
                     for cap, labs in world.caption_corpus(world.WORLD_SEED, int(limit))]
@@ -147,30 +131,26 @@ class ShapeWorldML(DatasetBase):
 
 
 @DATASET_REGISTRY.register()
-class ShapeWorldRender(DatasetBase):
+class ShapeWorldRender(ShapeWorldML):
     """The rendered multi-label world: scenes drawn in one named rendering (``DATASET.VARIANT``,
     default config ``vintage``) that the default prompt "a photo of a {}." does not name.
 
     Training scenes are long-tailed (Zipf class frequencies, :func:`datasets.world.long_tail_weights`);
-    validation and test scenes have uniform labels (the scenes of ``ShapeWorldML``'s val/test
-    splits, re-drawn in the rendering). Labels: 1 positive, 0 negative. ``groups``: head (>= 100
-    training scenes), medium (20-99) and tail (< 20) among the kept classes, counted on the full
-    training split before few-shot sampling (``datasets.common.lt_groups``); with
-    ``SUBSAMPLE_CLASSES all`` also ``base`` and ``new``. ``captions()``: as ``ShapeWorldML``.
+    validation and test scenes have uniform labels (``ShapeWorldML``'s, re-drawn in the rendering).
+    Labels: 1 positive, 0 negative. ``groups``: head/medium/tail (``datasets.common.lt_groups``) and,
+    with ``SUBSAMPLE_CLASSES all``, ``base`` and ``new``. ``captions()``: as ``ShapeWorldML``.
     """
 
     split_file = "split_ShapeWorldRender.json"
 
-    def __init__(self, cfg):
-        variant = cfg.DATASET.VARIANT
+    def check_variant(self, variant):
         if world.rendering_of(variant) is None:
             raise ValueError(f"DATASET.VARIANT: ShapeWorldRender needs a rendering, one of "
                              f"{sorted(world.RENDERINGS)}; got {variant!r}")
-        train, val, test, classnames, groups, self._captions = _scene_splits(
-            cfg, "ShapeWorldRender", variant, self.split_file,
-            lambda d: world.materialize_rendered_split(d, rendering=variant, seed=world.WORLD_SEED,
-                                                       split_file=self.split_file, **RENDER_COUNTS),
-            groups_of=lambda train: common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES))
-        super().__init__(train_x=train, val=val, test=test, classnames=classnames, groups=groups)
 
-    captions = ShapeWorldML.captions
+    def materialize(self, folder, variant):
+        world.materialize_rendered_split(folder, rendering=variant, seed=world.WORLD_SEED,
+                                         split_file=self.split_file, **RENDER_COUNTS)
+
+    def groups_of(self, cfg, train):
+        return common.lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES)

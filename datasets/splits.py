@@ -1,16 +1,14 @@
 """Single-label benchmarks: CoOp split files, building a split when none exists, finishing.
 
-Split files are CoOp's ``split_zhou_<Name>.json``:
-``{"train"|"val"|"test": [[relative_path, label, classname], ...]}``, paths relative to the
-dataset's image folder (read and written by ``engine.data.read_split`` / ``save_split``).
-A split file is looked for in the dataset folder first, then in the cache; a split built from
-the official lists or the class folders is saved to the cache.
+A split file ``split_zhou_<Name>.json`` (``engine.data.read_split``; paths relative to the image
+folder) is looked for in the dataset folder, then in the cache; a built split is saved to the cache.
 """
 import os
 import random
 
 from cpt.datasets.common import Benchmark, check_files_exist, dataset_cache_dir, fail, first_existing, preview
-from cpt.engine.data.datasets import Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split
+from cpt.engine.data.datasets import (Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split,
+                                      split_by_label)
 from cpt.engine.utils import get_logger, listdir_nohidden
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -57,11 +55,8 @@ def classnames_from_items(items, name, source):
 
 
 def load_split_file(cfg, path, image_dir, name, classnames=None):
-    """Read a CoOp split file; validate labels; check (cheaply) that the images exist.
-
-    ``classnames``: the full class list when the dataset defines one (labels must index it);
-    else it is derived from the file (labels must be 0..C-1). Returns ``train, val, test, classnames``.
-    """
+    """``train, val, test, classnames`` of a CoOp split file, labels validated, images checked cheaply.
+    ``classnames``: the dataset's full class list (labels must index it), else derived (labels 0..C-1)."""
     try:
         train, val, test, names = read_split(path, image_dir, with_names=True)
     except ValueError as e:
@@ -74,17 +69,13 @@ def load_split_file(cfg, path, image_dir, name, classnames=None):
         bad = sorted(y for y in names if not 0 <= y < len(classnames))
         if bad:
             fail(name, f"split file {path}: labels outside 0..{len(classnames) - 1}: {preview(bad)}")
-    skip = bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False))
-    s = check_files_exist({"train": train, "val": val, "test": test}, name, f"split file {path}", skip)
+    s = check_files_exist({"train": train, "val": val, "test": test}, name, f"split file {path}",
+                          bool(cfg.DATASET.get("SKIP_MISSING_IMAGES", False)))
     return s["train"], s["val"], s["test"], classnames
 
 
 def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None):
-    """Use ``split_zhou_<Name>.json`` when present, else ``build()`` and save it to the cache.
-
-    ``build()`` returns ``train, val, test`` and raises ``DatasetLayoutError`` when the files
-    it needs are missing (the message should say that the split file was not found either).
-    """
+    """The split file when present, else ``build()`` (``train, val, test``), saved to the cache."""
     path = find_split_file(cfg, name, dataset_dir)
     if path is not None:
         return load_split_file(cfg, path, image_dir, name, classnames)
@@ -95,20 +86,11 @@ def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None):
     return train, val, test, classnames
 
 
-def no_split_message(cfg, name, dataset_dir, missing):
-    return (f"no split file {split_filename(name)} in {dataset_dir} "
-            f"(nor a built one in {dataset_cache_dir(cfg, name, dataset_dir)}), and the split cannot be "
-            f"built because {missing} is missing")
-
-
-# ----------------------------------------------------------------------------- building splits
 def list_images(folder):
-    """Sorted non-hidden image files (by extension) in ``folder``."""
     return sorted(f for f in listdir_nohidden(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
 
 
 def class_subfolders(image_dir):
-    """Sorted non-hidden sub-folder names of ``image_dir``."""
     return sorted(f for f in listdir_nohidden(image_dir) if os.path.isdir(os.path.join(image_dir, f)))
 
 
@@ -132,11 +114,8 @@ def split_per_class(groups, name, layout, p_trn=0.5, p_val=0.2, seed=0):
 
 
 def read_and_split_folders(image_dir, name, layout, ignored=(), new_cnames=None):
-    """CoOp's 50/20/30 per-class split of ``image_dir/<class>/<image>`` (``split_per_class``).
-
-    Classes are the sorted folder names (minus ``ignored``); labels follow that order;
-    ``new_cnames`` renames classes.
-    """
+    """:func:`split_per_class` of ``image_dir/<class>/<image>``; labels follow the sorted folder names
+    (minus ``ignored``), ``new_cnames`` renames classes."""
     categories = [c for c in class_subfolders(image_dir) if c not in ignored]
     if not categories:
         fail(name, f"no class folders in {image_dir}", layout)
@@ -153,12 +132,10 @@ def read_and_split_folders(image_dir, name, layout, ignored=(), new_cnames=None)
 def split_trainval(trainval, p_val=0.2, seed=0):
     """CoOp's train/val split of an official train set: per class, ``round(p_val * n)`` (at least 1) to val."""
     rng = random.Random(seed)
-    by_label = {}
-    for x in trainval:
-        by_label.setdefault(x.label, []).append(x)
+    by_label = split_by_label(trainval)
     train, val = [], []
     for label in sorted(by_label):
-        items = list(by_label[label])
+        items = by_label[label]
         rng.shuffle(items)
         n_val = max(1, round(p_val * len(items))) if len(items) > 1 else 0
         val += items[:n_val]
@@ -183,7 +160,6 @@ def list_class_folders(image_dir, folders, classnames, name, layout):
     return items
 
 
-# ----------------------------------------------------------------------------- finishing
 def finish_single_label(cfg, name, train, val, test, classnames, dataset_dir=None):
     """Few-shot (Dassl's draw, or upstream's pickle in ``dataset_dir/split_fewshot/``) + base/new;
     returns the kwargs for ``DatasetBase.__init__``."""
@@ -213,7 +189,9 @@ class SplitBenchmark(Benchmark):
         """Fail (saying that no split file exists either) unless every one of ``paths`` exists."""
         for p in paths:
             if not os.path.exists(p):
-                self.fail(no_split_message(cfg, self.NAME, ddir, p))
+                self.fail(f"no split file {split_filename(self.NAME)} in {ddir} (nor a built one in "
+                          f"{dataset_cache_dir(cfg, self.NAME, ddir)}), and the split cannot be built "
+                          f"because {p} is missing")
         return paths
 
 

@@ -1,9 +1,8 @@
 """Stanford Cars (CoOp layout): 196 classes, base/new 98/98.
 
-Split: ``split_zhou_StanfordCars.json`` if present, else built from the devkit's
-``.mat`` annotations (``cars_train_annos.mat``, ``cars_test_annos_withlabels.mat``,
-``cars_meta.mat``; class names with the year moved to the front, "AM General Hummer SUV
-2000" -> "2000 AM General Hummer SUV"), 80/20 train/val of the official train, saved to the cache.
+Split: ``split_zhou_StanfordCars.json`` if present, else built from the devkit's ``.mat`` annotations
+(80/20 train/val of the official train; class names with the year moved to the front, "AM General
+Hummer SUV 2000" -> "2000 AM General Hummer SUV"), saved to the cache.
 """
 import os
 

@@ -1,12 +1,8 @@
 """SUN397 (CoOp layout): 397 classes, base/new 199/198.
 
-Split: ``split_zhou_SUN397.json`` if present, else built from the official partition files
-``ClassName.txt``, ``Training_01.txt``, ``Testing_01.txt`` (80/20 train/val of the training
-list), saved to the cache. Class-name cleaning (CoOp's rule): drop the leading letter
-folder, put the remaining path parts in reverse order, joined by spaces, so that
-"/a/abbey" -> "abbey" and "/a/apartment_building/outdoor" -> "outdoor apartment_building"
-(underscores are kept in the split, as in CoOp's released file; prompt learners replace
-them with spaces).
+Split: ``split_zhou_SUN397.json`` if present, else built from the official partition files (80/20
+train/val of ``Training_01.txt``), saved to the cache. Class names follow CoOp's cleaning
+(:func:`clean_classname`; underscores are kept, as in CoOp's released file).
 """
 import os
 
@@ -16,7 +12,8 @@ from cpt.engine.data import DATASET_REGISTRY, Datum
 
 
 def clean_classname(folder):
-    """'/a/apartment_building/outdoor' or 'a/apartment_building/outdoor' -> 'outdoor apartment_building'."""
+    """CoOp's rule: drop the letter folder, reverse the rest: '/a/apartment_building/outdoor' ->
+    'outdoor apartment_building', '/a/abbey' -> 'abbey'."""
     parts = folder.strip("/").split("/")[1:]
     return " ".join(parts[::-1])
 

@@ -1,10 +1,8 @@
 """UCF101 middle frames (CoOp layout): 101 actions, base/new 51/50.
 
-Split: ``split_zhou_UCF101.json`` if present, else built from ``ucfTrainTestlist/``
-(``classInd.txt``, ``trainlist01.txt``, ``testlist01.txt``; 80/20 train/val of trainlist01),
-saved to the cache. Frames live in ``UCF-101-midframes/<Action_Name>/<video>.jpg`` where the
-folder (and the class name) splits the CamelCase action at capitals with underscores
-("ApplyEyeMakeup" -> "Apply_Eye_Makeup").
+Split: ``split_zhou_UCF101.json`` if present, else built from ``ucfTrainTestlist/`` (80/20 train/val
+of trainlist01), saved to the cache. The frame folder and the class name split the CamelCase action
+at capitals with underscores ("ApplyEyeMakeup" -> "Apply_Eye_Makeup").
 """
 import os
 import re
@@ -31,10 +29,7 @@ ucf101/
         lists = os.path.join(ddir, "ucfTrainTestlist")
         class_ind, trainlist, testlist = self.need(cfg, ddir, *(os.path.join(lists, f) for f in
                                                                 ("classInd.txt", "trainlist01.txt", "testlist01.txt")))
-        cname2lab = {}
-        for line in read_lines(class_ind):
-            label, action = line.split()
-            cname2lab[action] = int(label) - 1
+        cname2lab = {action: int(label) - 1 for label, action in (ln.split() for ln in read_lines(class_ind))}
 
         def read(path):
             items = []

@@ -4,7 +4,6 @@ Labels come from ``ImageSets/Main/<cls>_<split>.txt`` (``<id> 1|-1|0``): 1 -> po
 -1 -> negative (0), 0 ("difficult": only difficult instances of the class) ->
 ``DATASET.VOC_DIFFICULT``: "ignore" (default) -> -1 (no loss, not scored), "positive" -> 1,
 "negative" -> 0. Class names are prompt-friendly ("dining table", "potted plant", "tv monitor").
-``captions()`` labels COCO captions with these classes (TaI-DPT).
 """
 import os
 
@@ -17,10 +16,8 @@ from cpt.engine.data import DATASET_REGISTRY, Datum
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor"]
-# Prompt-friendly names, same order (index = label).
-VOC_CLASSNAMES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-                  "dining table", "dog", "horse", "motorbike", "person", "potted plant", "sheep", "sofa",
-                  "train", "tv monitor"]
+_PROMPT_NAMES = {"diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}
+VOC_CLASSNAMES = [_PROMPT_NAMES.get(c, c) for c in VOC_CLASSES]  # prompt-friendly, same order (index = label)
 VOC_DIFFICULT_VALUES = {"ignore": -1, "positive": 1, "negative": 0}
 
 
@@ -89,9 +86,8 @@ class VOCLT(_VOC):
     """VOC-LT (long-tailed multi-label; Wu et al., ECCV 2020): 20 classes, base/new 10/10.
 
     Train: the 1,142 VOC2012-trainval images of the released id list, labelled from VOC2012's
-    ``ImageSets/Main/<cls>_trainval.txt``; test: VOC2007 test (4,952). ``groups``: head (>= 100
-    training images), medium (20-99), tail (< 20), counted on the full long-tailed train set before
-    few-shot sampling (6/6/8 classes), indexed in the classes kept by ``SUBSAMPLE_CLASSES``.
+    ``ImageSets/Main/<cls>_trainval.txt``; test: VOC2007 test (4,952). ``groups``: head/medium/tail
+    (``common.lt_groups``; 6/6/8 classes).
     """
 
     dataset_dir = "VOCdevkit"

@@ -1,9 +1,8 @@
 """Checkpoints of the learnable state (parameters with grad, persistent buffers), written atomically.
 
-Layout (Dassl's): ``<dir>/<model_name>/model.pth.tar-<epoch>`` (1-based epoch
-count of completed epochs) and ``model-best.pth.tar``; a ``checkpoint`` text
-file in the same folder names the latest complete one. A file is written to a
-temporary name and renamed, so a crash never leaves a truncated checkpoint.
+Layout (Dassl's): ``<dir>/<model_name>/model.pth.tar-<epoch>`` (1-based count of completed epochs) and
+``model-best.pth.tar``; a ``checkpoint`` text file in the same folder names the latest complete one.
+A file is written to a temporary name and renamed, so a crash never leaves a truncated checkpoint.
 """
 import io
 import os
@@ -75,8 +74,7 @@ def latest_checkpoint(save_dir):
     if not os.path.isfile(marker):
         return None
     with open(marker) as f:
-        name = f.read().strip()
-    path = os.path.join(save_dir, name)
+        path = os.path.join(save_dir, f.read().strip())
     return path if os.path.isfile(path) else None
 
 

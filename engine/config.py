@@ -1,19 +1,13 @@
-"""Default configuration with Dassl's keys plus the project's ``CALIB`` namespace.
-
-Merge order used by ``train.py``: these defaults, trainer extensions
-(``trainers.config.extend_cfg``), dataset yaml, method yaml, calibration yaml,
-command-line flags, trailing ``KEY VALUE`` opts.
-"""
+"""Default configuration with Dassl's keys plus the project's ``CALIB`` namespace (the merge order
+of files and flags on top of it: ``cpt/cli.py``)."""
 import os
 
 from yacs.config import CfgNode as CN
 
 
 def default_cache_dir():
-    """Cache root: ``$CPT_CACHE_DIR`` or ``~/.cache/calibrated-prompt-tuning``.
-
-    Never inside the dataset root, which may be read-only.
-    """
+    """Cache root: ``$CPT_CACHE_DIR`` or ``~/.cache/calibrated-prompt-tuning`` (never inside the dataset
+    root, which may be read-only)."""
     env = os.environ.get("CPT_CACHE_DIR")
     if env:
         return env
@@ -27,8 +21,7 @@ _C.RESUME = ""
 # -1 means "do not seed"; 0 is a valid seed.
 _C.SEED = -1
 _C.USE_CUDA = True
-# Where few-shot splits, built split files, materialised worlds and feature
-# caches live. Empty: default_cache_dir().
+# Where few-shot splits, built splits, materialised worlds, feature caches live. Empty: default_cache_dir().
 _C.CACHE_DIR = ""
 
 _C.INPUT = CN()
@@ -66,10 +59,8 @@ _C.DATASET.VARIANT = "cast"
 _C.DATASET.SKIP_MISSING_IMAGES = False
 # Multi-label training source for caption-trained methods: "images" or "captions".
 _C.DATASET.TRAIN_SOURCE = "images"
-# Captions for TRAIN_SOURCE "captions": 0 = the dataset's own (COCO-based sets: every caption of
-# the captions file that names a class; ShapeWorldML: the captions of its training scenes);
-# N > 0 = a corpus of N (COCO-based sets: the first N of those; ShapeWorldML: N captions of
-# the world's generated text corpus, datasets/world caption_corpus).
+# Captions for TRAIN_SOURCE "captions": 0 = the dataset's own, N > 0 = a corpus of N (the datasets'
+# captions(limit): COCO-based sets the first N that name a class, ShapeWorldML the world's text corpus).
 _C.DATASET.NUM_CAPTIONS = 0
 
 _C.DATALOADER = CN()
@@ -88,12 +79,10 @@ _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""
 _C.MODEL.BACKBONE.PRETRAINED = True
-# open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights
-# for Dassl names.
+# open_clip pretrained tag (e.g. "laion2b_s34b_b88k"); empty: OpenAI weights for Dassl names.
 _C.MODEL.BACKBONE.PRETRAINED_TAG = ""
-# Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same
-# features as the full context, faster); used only where exact (trainers/clip/backbone.py). False: always
-# the full context (for comparison and debugging).
+# Run the causal text transformer on the shortest prefix holding every prompt's EOT token (same features,
+# faster; only where exact, trainers/clip/backbone.py). False: always the full context.
 _C.MODEL.BACKBONE.SHORT_TEXT = True
 
 _C.OPTIM = CN()
@@ -130,13 +119,11 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
-# Cache frozen-encoder image features on disk (engine/feature_cache.py: keyed by the weights file's
-# hash, architecture, precision, test transform and the image files; shared by runs of a sweep).
+# Cache frozen-encoder image features on disk, shared by the runs of a sweep (engine/feature_cache.py).
 _C.TEST.CACHE_FEATURES = True
 # Disk bound of that cache in MB (least recently used entries are removed beyond it).
 _C.TEST.CACHE_MAX_MB = 4096
-# PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self
-# excluded) or "train".
+# PIECE proximity: k nearest neighbours, pool "test" (the evaluated set, self excluded) or "train".
 _C.TEST.PROXIMITY_K = 10
 _C.TEST.PROXIMITY_POOL = "test"
 # Save a reliability diagram PNG beside results.json.
@@ -157,9 +144,8 @@ _C.CALIB.NAME = ""
 _C.CALIB.METHOD = []
 # Post-hoc calibrator applied at test time: "none", "temperature", "dac", "sals".
 _C.CALIB.POSTHOC = "none"
-# CALIB.<NAME> (TCPT, CCR, MBLS, ZS_NORM, PENALTY, DOR, DAC, and any registered by a plugin):
-# one node per registered regularizer / post-hoc calibrator with parameters, its keys and
-# defaults those of the class's ``defaults`` (calibration/regularizers.py, calibration/posthoc.py).
+# CALIB.<NAME> (TCPT, CCR, MBLS, ZS_NORM, PENALTY, DOR, DAC, any registered by a plugin): one node per
+# regularizer / post-hoc calibrator with parameters, keys and defaults from its class's ``defaults``.
 
 
 def add_calib_nodes(calib):
@@ -174,10 +160,9 @@ def add_calib_nodes(calib):
     return calib
 
 
-# Accepted and ignored: Dassl keys that upstream yamls may set but that nothing here reads (the
-# semi-supervised and domain samplers, the linear head, staged LR, ...). They exist so those yamls
-# load; a file or option that gives one another value than this gets a warning naming it
-# (engine/config_check.py). Their defaults are Dassl's.
+# Accepted and ignored: Dassl keys that upstream yamls may set but nothing here reads (semi-supervised
+# and domain samplers, the linear head, staged LR, ...), with Dassl's defaults, so those yamls load; a
+# file or option that sets another value gets a warning naming it (engine/config_check.py).
 DASSL_IGNORED = {
     "VERSION": 1,
     "VERBOSE": True,

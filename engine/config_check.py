@@ -1,16 +1,13 @@
 """Merge yaml files and trailing ``KEY VALUE`` options into the config, with errors that say where.
 
-yacs' own errors (``Non-existent config key``, ``Type mismatch (<class 'list'> vs. <class 'str'>)``)
-become ``ConfigError`` (a ``ValueError``) naming the file or the command line, the key, what was
-expected, and the closest existing key. Conventions:
-
-- a string for a list-valued key is that list: ``CALIB.METHOD tcpt`` -> ``["tcpt"]``,
-  ``tcpt,mbls`` -> ``["tcpt", "mbls"]`` (the names are then checked by their registries);
-- an int where a float is expected is that float (``OPTIM.LR 1``); list and tuple are interchangeable;
-  ``true``/``false`` are bools; a string-valued key takes the text as given (``CALIB.NAME 1``);
-- anything else must have the default's type (bool, int, float, str, list/tuple).
+yacs' own errors become ``ConfigError`` (a ``ValueError``) naming the file or the command line, the
+key, what was expected and the closest existing key. Values as README *Config values* says (a string
+for a list key is that list, ``tcpt,mbls`` two items; an int where a float is expected is that float;
+``true``/``false`` are bools); also, a string-valued key takes the text as given (``CALIB.NAME 1``)
+and list and tuple are interchangeable; anything else must have the default's type.
 """
 import difflib
+import os
 import sys
 
 from yacs.config import CfgNode
@@ -25,19 +22,19 @@ class ConfigError(ValueError):
     """A config key or value that does not fit the defaults; the message names its source."""
 
 
-def leaf_keys(cfg, prefix=""):
-    """Dotted names of every value (not section) of ``cfg``."""
-    out = []
-    for k, v in cfg.items():
+def _flatten(d, prefix=""):
+    """``(dotted key, value)`` of every value (not section) of a nested dict or config."""
+    for k, v in d.items():
         full = f"{prefix}{k}"
-        out += leaf_keys(v, full + ".") if isinstance(v, CfgNode) else [full]
-    return out
+        if isinstance(v, dict):
+            yield from _flatten(v, full + ".")
+        else:
+            yield full, v
 
 
 def closest_key(cfg, key):
     """The existing dotted key most like ``key`` (case-insensitive), or None."""
-    keys = leaf_keys(cfg)
-    lower = {k.lower(): k for k in keys}
+    lower = {k.lower(): k for k, _ in _flatten(cfg)}
     hit = difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.6)
     if not hit:  # a right leaf name under the wrong section, e.g. OPTIM.BATCH_SIZE
         tail = key.rsplit(".", 1)[-1].lower()
@@ -110,19 +107,8 @@ def _set(cfg, key, value, source):
         print(f"warning: {source}: {key} is a Dassl key that this project accepts and ignores", file=sys.stderr)
 
 
-def _flatten(d, prefix=""):
-    for k, v in d.items():
-        full = f"{prefix}{k}"
-        if isinstance(v, dict):
-            yield from _flatten(v, full + ".")
-        else:
-            yield full, v
-
-
 def merge_file(cfg, path, what):
     """Merge the yaml file ``path`` (``what``: the flag that named it) into ``cfg``."""
-    import os
-
     import yaml
 
     if not os.path.isfile(path):
@@ -137,14 +123,11 @@ def merge_file(cfg, path, what):
         raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what} {path} is not a text file ({e.reason})") from None
-    if blob is None:
-        return
-    if not isinstance(blob, dict):
+    if blob is not None and not isinstance(blob, dict):
         raise ConfigError(f"{what} {path}: expected a mapping of config keys (e.g. 'OPTIM:' / '  LR: 0.002'), "
                           f"got {type(blob).__name__}")
-    source = f"{what} {path}"
-    for key, value in _flatten(blob):
-        _set(cfg, key, value, source)
+    for key, value in _flatten(blob or {}):
+        _set(cfg, key, value, f"{what} {path}")
 
 
 def merge_opts(cfg, opts, flags=()):

@@ -1,11 +1,9 @@
 """Evaluators (Dassl's API): accumulate model outputs batch by batch, then report.
 
-``build_evaluator(cfg, **kwargs)`` instantiates ``cfg.TEST.EVALUATOR`` from
-``EVALUATOR_REGISTRY``. ``evaluate()`` returns an OrderedDict of PERCENT values
-(the first entry is the model-selection metric) and prints Dassl's
-``=> result`` block, one ``* <key>: X%`` line per metric.
-
-Metrics come from ``calibration`` and follow its conventions (docs/design.md 5.3).
+``build_evaluator(cfg, **kwargs)`` instantiates ``cfg.TEST.EVALUATOR`` from ``EVALUATOR_REGISTRY``.
+``evaluate()`` returns an OrderedDict of PERCENT values (the first entry is the model-selection
+metric) and prints Dassl's ``=> result`` block, one ``* <key>: X%`` line per metric. Metrics come
+from ``calibration`` and follow its conventions (docs/design.md 5.3).
 """
 import logging
 from collections import OrderedDict
@@ -20,8 +18,6 @@ from cpt.engine.utils import get_logger
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 logger = logging.getLogger(__name__)
 
-_POOLS = ("test", "train")
-
 
 def build_evaluator(cfg, **kwargs):
     """Instantiate the evaluator named by ``cfg.TEST.EVALUATOR`` (a miss lists the closest names)."""
@@ -29,13 +25,10 @@ def build_evaluator(cfg, **kwargs):
 
 
 def _emit(text):
-    """Print the result block through the run's logger (stdout and log.txt) once
-    ``engine.utils.setup_logger`` has configured it; plain print otherwise."""
+    """Print through the run's logger (stdout and log.txt) once ``engine.utils.setup_logger`` has
+    configured it; plain print otherwise."""
     run_logger = get_logger()
-    if run_logger.handlers:
-        run_logger.info(text)
-    else:
-        print(text)
+    (run_logger.info if run_logger.handlers else print)(text)
 
 
 def _warn(text):
@@ -45,14 +38,13 @@ def _warn(text):
 
 
 class EvaluatorBase:
-    """Base evaluator: ``reset()``, ``process(mo, gt, features=None)``, ``evaluate()``.
-
-    A subclass names its ``calibration.accumulators`` class (``accumulator``), the attributes it
-    exposes after ``evaluate()`` (``outputs``, reset to None) and implements ``evaluate()``.
-    """
+    """Base evaluator: ``reset()``, ``process(mo, gt, features=None)``, ``evaluate()``. A subclass names
+    its ``calibration.accumulators`` class (``accumulator``), the attributes it exposes after
+    ``evaluate()`` (``outputs``, reset to None) and implements ``evaluate()``."""
 
     accumulator = None
     outputs = ("confidences", "correct", "proximity")
+    emit = staticmethod(_emit)  # where the result block goes
 
     def __init__(self, cfg, lab2cname=None, **kwargs):
         self.cfg = cfg
@@ -79,15 +71,11 @@ class EvaluatorBase:
         self.proximity = self._proximity()
         return OrderedDict((k, 100.0 * v) for k, v in compute(self.proximity).items())
 
-    # ---- proximity (PIECE) -------------------------------------------------
     def set_proximity_reference(self, features):
-        """Set the training-set image features used as the kNN pool when
-        ``cfg.TEST.PROXIMITY_POOL == "train"``. ``None`` clears it."""
-        if features is None:
-            self._proximity_reference = None
-            return
-        f = torch.as_tensor(features).detach()
-        if f.ndim != 2:
+        """The training-set features (M, D) used as the kNN pool with ``TEST.PROXIMITY_POOL train``
+        (``None`` clears them)."""
+        f = None if features is None else torch.as_tensor(features).detach()
+        if f is not None and f.ndim != 2:
             raise ValueError(f"{type(self).__name__}.set_proximity_reference: expected (M, D) features, "
                              f"got shape {tuple(f.shape)}")
         self._proximity_reference = f
@@ -96,15 +84,13 @@ class EvaluatorBase:
         """kNN proximity of each evaluated image (normalised features), pool per config."""
         test_cfg = self.cfg.TEST
         pool = str(getattr(test_cfg, "PROXIMITY_POOL", "test")).lower()
-        if pool not in _POOLS:
-            raise ValueError(f"TEST.PROXIMITY_POOL must be one of {list(_POOLS)}, got {pool!r}")
-        reference = None
-        if pool == "train" and self.acc._feats:
-            if self._proximity_reference is None:
-                _warn("TEST.PROXIMITY_POOL is 'train' but no training features were set "
-                      "(set_proximity_reference); PIECE uses the evaluated set as the pool")
-            else:
-                reference = self._proximity_reference
+        if pool not in ("test", "train"):
+            raise ValueError(f"TEST.PROXIMITY_POOL must be one of ['test', 'train'], got {pool!r}")
+        train_pool = pool == "train" and bool(self.acc._feats)
+        reference = self._proximity_reference if train_pool else None
+        if train_pool and reference is None:
+            _warn("TEST.PROXIMITY_POOL is 'train' but no training features were set "
+                  "(set_proximity_reference); PIECE uses the evaluated set as the pool")
         return self.acc.proximity(int(getattr(test_cfg, "PROXIMITY_K", 10)), reference, warn=_warn)
 
 
@@ -112,15 +98,14 @@ class EvaluatorBase:
 class Classification(EvaluatorBase):
     """Single-label classification: accuracy, macro-F1 and calibration (percent).
 
-    ``process(mo, gt, features=None)``: ``mo`` logits (B, C), ``gt`` int labels
-    (B,), optional image ``features`` (B, D) for PIECE. Probabilities are
-    ``softmax(mo)`` in float64. ``evaluate()`` keys, in order: ``accuracy``,
-    ``error_rate``, ``macro_f1``, ``ece``, ``mce``, ``adaptive_ece``, ``piece``
-    (only when features were given), ``mce_max``, ``nll`` (nats, reported x100 like
-    the rest), ``brier``; ``perclass_accuracy`` (mean of per-class accuracies)
-    when ``TEST.PER_CLASS_RESULT``. ``TEST.COMPUTE_CMAT`` stores the row-normalised
-    confusion matrix in ``self.cmat``. After ``evaluate()``: ``self.confidences``,
-    ``self.correct``, ``self.proximity`` (or None), ``self.per_class_accuracy``.
+    ``process(mo, gt, features=None)``: ``mo`` logits (B, C), ``gt`` int labels (B,), optional image
+    ``features`` (B, D) for PIECE. Probabilities are ``softmax(mo)`` in float64. ``evaluate()`` keys, in
+    order: ``accuracy``, ``error_rate``, ``macro_f1``, ``ece``, ``mce``, ``adaptive_ece``, ``piece`` (only
+    when features were given), ``mce_max``, ``nll`` (nats, reported x100 like the rest), ``brier``;
+    ``perclass_accuracy`` (mean of per-class accuracies) when ``TEST.PER_CLASS_RESULT``.
+    ``TEST.COMPUTE_CMAT`` stores the row-normalised confusion matrix in ``self.cmat``. After
+    ``evaluate()``: ``self.confidences``, ``self.correct``, ``self.proximity`` (or None),
+    ``self.per_class_accuracy``.
     """
 
     accumulator = ClassificationAccumulator
@@ -130,11 +115,11 @@ class Classification(EvaluatorBase):
     def evaluate(self):
         results = self._percent(lambda prox: self.acc.compute(prox, where=f"{type(self).__name__}.evaluate"))
         self.confidences, self.correct = self.acc.confidences, self.acc.correct
-        _emit(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
+        self.emit(result_block(self.acc.total, results, (f"* correct: {int(self.correct.sum()):,}",)))
         if self.cfg.TEST.PER_CLASS_RESULT:
             text, self.per_class_accuracy, results["perclass_accuracy"] = per_class_block(
                 self.acc.per_class_counts(), self._lab2cname)
-            _emit(text)
+            self.emit(text)
         if self.cfg.TEST.COMPUTE_CMAT:
             self.cmat = self.acc.confusion_matrix()
         return results
@@ -144,21 +129,16 @@ class Classification(EvaluatorBase):
 class MultiLabelClassification(EvaluatorBase):
     """Multi-label classification: mAP, CF1/OF1 and pairwise calibration (percent).
 
-    ``process(logits, targets, features=None)``: ``logits`` (B, C) already scaled
-    by the trainer, probabilities ``sigmoid(logits)`` in float64; ``targets`` (B, C)
-    multi-hot with 1 positive, 0 negative, -1 unknown (dropped everywhere). The CLIP
-    trainers pass their *calibration logits* (``trainers/base.py``:
-    ``BCE_SCALE * cos + BCE_BIAS``; TaI-DPT: ``a * merged cosine + b``), so this sigmoid
-    is the probability their BCE loss trained and CCR regularised; mAP depends only on
-    the order of the logits.
-    ``groups``: dict name -> class indices (e.g. base/new, head/medium/tail).
-    ``evaluate()`` keys, in order: ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``,
-    ``adaptive_ece``, ``ece_positive``, ``classwise_ece``, ``piece`` (pairs carry
-    their image's proximity; only when features were given), ``accuracy``
-    (fraction of correct pairs at 0.5), then per group ``mAP_<g>``, ``ece_<g>``,
-    ``accuracy_<g>``. After ``evaluate()``: ``self.confidences`` and
-    ``self.correct`` of the valid pairs, ``self.probs``, ``self.targets``,
-    ``self.ap_per_class`` (percent, NaN for classes without positives).
+    ``process(logits, targets, features=None)``: ``logits`` (B, C) already scaled by the trainer
+    (the logits its BCE loss trained: README, *Labels, losses and the probability*), probabilities
+    ``sigmoid(logits)`` in float64; ``targets`` (B, C) multi-hot with 1 positive, 0 negative,
+    -1 unknown (dropped everywhere). mAP depends only on the order of the logits.
+    ``groups``: dict name -> class indices (e.g. base/new, head/medium/tail). ``evaluate()`` keys, in
+    order: ``mAP``, ``cf1``, ``of1``, ``ece``, ``mce``, ``adaptive_ece``, ``ece_positive``,
+    ``classwise_ece``, ``piece`` (pairs carry their image's proximity; only when features were given),
+    ``accuracy`` (fraction of correct pairs at 0.5), then per group ``mAP_<g>``, ``ece_<g>``,
+    ``accuracy_<g>``. After ``evaluate()``: ``self.confidences`` and ``self.correct`` of the valid
+    pairs, ``self.probs``, ``self.targets``, ``self.ap_per_class`` (percent, NaN without positives).
     """
 
     accumulator = MultiLabelAccumulator
@@ -173,6 +153,6 @@ class MultiLabelClassification(EvaluatorBase):
         a = self.acc
         self.probs, self.targets, self.confidences, self.correct = a.probs, a.targets, a.confidences, a.correct
         self.ap_per_class = 100.0 * a.ap_per_class
-        _emit(result_block(a.total, results, (f"* classes: {a.probs.shape[1]:,}",
-                                              f"* pairs: {int(a.confidences.shape[0]):,}")))
+        self.emit(result_block(a.total, results, (f"* classes: {a.probs.shape[1]:,}",
+                                                  f"* pairs: {int(a.confidences.shape[0]):,}")))
         return results

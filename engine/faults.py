@@ -17,10 +17,7 @@ _hits = {}
 
 def _parse(spec):
     out = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
+    for part in filter(None, (p.strip() for p in spec.split(","))):
         fields = part.split(":")
         if len(fields) not in (2, 3) or not fields[1].isdigit():
             raise ValueError(f"CPT_FAULT: expected '<point>:<n>[:<signal>]', got {part!r}")

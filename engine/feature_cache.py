@@ -1,27 +1,15 @@
-"""On-disk cache of frozen image features (``TEST.CACHE_FEATURES``, on by default).
+"""On-disk cache of frozen image features (``TEST.CACHE_FEATURES``; README, *Speed*).
 
-An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under
-one frozen image encoder. Its key is everything the features depend on:
-
-* the weights: the SHA-256 of the weights file (memoised in ``weights-sha256.json`` by path,
-  size and modification time, so a file is hashed once), or for a model without a file (random
-  weights) the SHA-256 of every image-tower tensor;
-* the backbone name, open_clip architecture, precision and device type;
-* the test transform (its ``repr``) and what the features are (``kind``);
-* the ordered image paths with their sizes and modification times (ns).
-
-A change in any of them gives another key: a miss, never a stale hit. Files live in
-``<CACHE_DIR>/features/<sha256 of the key>.pt`` and store the key itself, which is compared on
-read. Writes go to a temporary file in the same folder and are renamed into place
-(``cpt.fileio``): concurrent sweep workers writing the same entry each
-write a whole file, and a reader never sees half of one; an unreadable entry is a miss.
-
-Disk use is bounded by ``TEST.CACHE_MAX_MB`` (default 4096): after a write the least recently
-used entries (modification time, refreshed on every hit) are removed until the folder fits.
-Clear it with ``python -m cpt.engine.feature_cache clear [--cache-dir DIR]`` (``info`` prints the
-use), or delete the folder.
+An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under one
+frozen image encoder, keyed by everything they depend on (:func:`make_key`; the weights file's hash is
+memoised in ``weights-sha256.json`` by path, size and mtime): a change is a miss, never a stale hit.
+Entries are ``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and are
+written atomically (``cpt.fileio``); an unreadable entry is a miss. ``TEST.CACHE_MAX_MB`` bounds the
+folder (least recently used first; a hit refreshes the mtime). ``python -m cpt.engine.feature_cache
+info|clear [--cache-dir DIR]`` inspects or empties it.
 """
 import argparse
+import contextlib
 import glob
 import hashlib
 import io
@@ -52,12 +40,10 @@ def file_sha256(path, cache_root=None):
     tag = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
     memo_path = os.path.join(cache_folder(cache_root), HASHES) if cache_root else None
     memo = {}
-    if memo_path and os.path.isfile(memo_path):
-        try:
+    with contextlib.suppress(OSError, ValueError):  # absent or unreadable: an empty memo
+        if memo_path:
             with open(memo_path) as f:
                 memo = json.load(f)
-        except (OSError, ValueError):
-            memo = {}
     if tag in memo:
         return memo[tag]
     h = hashlib.sha256()
@@ -68,10 +54,8 @@ def file_sha256(path, cache_root=None):
     if memo_path:
         memo = {k: v for k, v in memo.items() if not k.startswith(os.path.abspath(path) + "|")}
         memo[tag] = digest
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache: the hash is recomputed next time
             atomic_write_bytes(json.dumps(memo, indent=0).encode(), memo_path)
-        except OSError:
-            pass  # a read-only cache: the hash is recomputed next time
     return digest
 
 
@@ -134,10 +118,8 @@ def load(cache_root, key):
         return None
     if not isinstance(blob, dict) or blob.get("key") != json.dumps(key, sort_keys=True):
         return None
-    try:
+    with contextlib.suppress(OSError):
         os.utime(path)  # least recently used eviction
-    except OSError:
-        pass
     return blob["features"]
 
 
@@ -163,8 +145,7 @@ def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
 
 
 def _files(cache_root, *patterns):
-    folder = cache_folder(cache_root)
-    return [p for pat in patterns for p in glob.glob(os.path.join(folder, pat))]
+    return [p for pat in patterns for p in glob.glob(os.path.join(cache_folder(cache_root), pat))]
 
 
 def _remove(path):
@@ -179,11 +160,9 @@ def entries(cache_root):
     """``[(path, size, mtime)]`` of the cache entries, oldest first."""
     out = []
     for p in _files(cache_root, "*.pt"):
-        try:
+        with contextlib.suppress(OSError):  # removed meanwhile
             st = os.stat(p)
-        except OSError:
-            continue
-        out.append((p, st.st_size, st.st_mtime))
+            out.append((p, st.st_size, st.st_mtime))
     return sorted(out, key=lambda e: e[2])
 
 
@@ -191,11 +170,9 @@ def evict(cache_root, max_mb, keep=None):
     """Remove least recently used entries until the total is at most ``max_mb``; returns the count."""
     now = time.time()
     for tmp in _files(cache_root, ".tmp-*"):
-        try:
+        with contextlib.suppress(OSError):
             if now - os.stat(tmp).st_mtime > STALE_TMP_S:
                 os.remove(tmp)
-        except OSError:
-            pass
     items = entries(cache_root)
     total = sum(s for _, s, _ in items)
     removed = 0
@@ -223,7 +200,7 @@ def split_features(cfg, clip, transform, data_source, encode, device, split, use
 
     from cpt.engine.config import resolve_cache_dir
     from cpt.engine.data import DatasetWrapper
-    from cpt.engine.trainer import get_rank
+    from cpt.engine.utils import get_rank
 
     if use_cache:
         root = resolve_cache_dir(cfg)

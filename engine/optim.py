@@ -1,11 +1,10 @@
 """Optimizers and LR schedulers with Dassl's config keys (``cfg.OPTIM``).
 
-Schedules are per epoch. With a warmup of ``W`` epochs, epochs ``0..W-1`` use
-the warmup LR (constant ``WARMUP_CONS_LR``, or linear from ``WARMUP_MIN_LR`` to
-the base LR), then the main schedule starts; with ``WARMUP_RECOUNT`` (default)
-it starts counting from 0 after the warmup, as in Dassl/CoOp. Cosine anneals
-to 0 over ``MAX_EPOCH`` steps: ``lr_e = base * (1 + cos(pi * s / MAX_EPOCH)) / 2``.
-Implemented as a ``LambdaLR`` so it works on current torch.
+Schedules are per epoch. With a warmup of ``W`` epochs, epochs ``0..W-1`` use the warmup LR (constant
+``WARMUP_CONS_LR``, or linear from ``WARMUP_MIN_LR`` to the base LR), then the main schedule starts;
+with ``WARMUP_RECOUNT`` (default) it counts from 0 after the warmup, as in Dassl/CoOp. Cosine anneals
+to 0 over ``MAX_EPOCH`` steps: ``lr_e = base * (1 + cos(pi * s / MAX_EPOCH)) / 2``. Implemented as a
+``LambdaLR`` so it works on current torch.
 """
 import math
 import warnings
@@ -22,12 +21,10 @@ def build_optimizer(model, optim_cfg, param_groups=None):
     name = optim_cfg.NAME.lower()
     if name not in AVAI_OPTIMS:
         raise ValueError(f"OPTIM.NAME must be one of {AVAI_OPTIMS}, got {optim_cfg.NAME!r}")
-    if param_groups is not None:
-        params = param_groups
-    elif isinstance(model, nn.Module):
-        params = [p for p in model.parameters() if p.requires_grad]
-    else:
-        params = [p for p in model if p.requires_grad]
+    params = param_groups
+    if params is None:
+        source = model.parameters() if isinstance(model, nn.Module) else model
+        params = [p for p in source if p.requires_grad]
     if not params:
         raise ValueError("build_optimizer: no parameter requires grad")
     lr, wd = optim_cfg.LR, optim_cfg.WEIGHT_DECAY
@@ -61,18 +58,15 @@ def lr_at_epoch(epoch, base_lr, optim_cfg):
             step = int(optim_cfg.MAX_EPOCH)
         return base_lr * optim_cfg.GAMMA ** (s // max(step, 1))
     if sched == "multi_step":
-        milestones = list(optim_cfg.STEPSIZE)
-        return base_lr * optim_cfg.GAMMA ** sum(1 for m in milestones if s >= m)
+        return base_lr * optim_cfg.GAMMA ** sum(1 for m in optim_cfg.STEPSIZE if s >= m)
     raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {AVAI_SCHEDS}, got {sched!r}")
 
 
 def build_lr_scheduler(optimizer, optim_cfg):
     if optim_cfg.LR_SCHEDULER not in AVAI_SCHEDS:
         raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {AVAI_SCHEDS}, got {optim_cfg.LR_SCHEDULER!r}")
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    lambdas = [
-        (lambda e, b=b: lr_at_epoch(e, b, optim_cfg) / b if b > 0 else 0.0) for b in base_lrs
-    ]
+    lambdas = [(lambda e, b=g["lr"]: lr_at_epoch(e, b, optim_cfg) / b if b > 0 else 0.0)
+               for g in optimizer.param_groups]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)

@@ -1,11 +1,11 @@
 """One run per output folder: ``<output>/.run.lock`` holds the owner's pid, host and start time.
 
-The lock file is written complete under a temporary name and hard-linked into place (the link
-fails when a lock exists, so two runs never both get it). A lock is stale, and taken over, when
-it names this host and a pid that is not running, or a pid whose process started at another time
-(the pid was reused). A lock from another host is never taken over: the message says how to
-remove it by hand. Creating the lock is also the check that the output folder is writable.
+The lock file is written complete under a temporary name and hard-linked into place (the link fails
+when a lock exists, so two runs never both get it). A lock is stale, and taken over, when it names
+this host and a pid that is not running or that started at another time (reused); a lock from
+another host is never taken over. Creating the lock is also the check that the folder is writable.
 """
+import contextlib
 import json
 import os
 import socket
@@ -48,9 +48,8 @@ def is_stale(holder):
     pid = holder.get("pid")
     if not isinstance(pid, int) or not _alive(pid):
         return True
-    started = holder.get("start")
-    now = process_start_time(pid)
-    return started is not None and now is not None and started != now
+    started = holder.get("start")  # a reused pid: the process started at another time
+    return started is not None and process_start_time(pid) not in (None, started)
 
 
 def _read(path):
@@ -77,15 +76,13 @@ class RunLock:
         return f"pid {holder.get('pid')} on {holder.get('host')} (started {when})"
 
     def acquire(self):
+        tmp = None
         try:
             os.makedirs(self.folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-lock-")
-        except OSError as e:
-            raise RunLockError(f"cannot write into output folder {self.folder}: {e.strerror or e}") from e
-        me = os.getpid()
-        self.record = {"pid": me, "host": socket.gethostname(), "start": process_start_time(me),
-                       "time": time.time(), "argv": sys.argv}
-        try:
+            me = os.getpid()
+            self.record = {"pid": me, "host": socket.gethostname(), "start": process_start_time(me),
+                           "time": time.time(), "argv": sys.argv}
             with os.fdopen(fd, "w") as f:
                 json.dump(self.record, f)
             for _ in range(3):
@@ -109,7 +106,7 @@ class RunLock:
         except OSError as e:
             raise RunLockError(f"cannot write into output folder {self.folder}: {e.strerror or e}") from e
         finally:
-            if os.path.exists(tmp):
+            if tmp and os.path.exists(tmp):
                 os.remove(tmp)
 
     def _take_over(self, holder):
@@ -120,16 +117,12 @@ class RunLock:
         except FileNotFoundError:
             return
         if _read(aside) != holder:  # not the lock judged stale: restore it if the place is free
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(aside, self.path)
-            except FileExistsError:
-                pass
         os.remove(aside)
 
     def release(self):
-        if self.record is None:
-            return
-        if _read(self.path) == self.record:
+        if self.record is not None and _read(self.path) == self.record:
             os.remove(self.path)
         self.record = None
 

@@ -1,12 +1,11 @@
 """Trainer lifecycle with Dassl's API: ``TrainerBase`` -> ``SimpleTrainer`` -> ``TrainerX``.
 
-A method subclasses ``TrainerX``, registers itself with ``@TRAINER_REGISTRY.register()``
-and overrides ``build_model``, ``forward_backward``, ``model_inference`` (and
-optionally ``parse_batch_train``, ``before_evaluation``, ``apply_posthoc``).
-Checkpoints hold the learnable state (parameters with ``requires_grad=True`` and
-persistent buffers) plus optimizer, scheduler and RNG state; one is written after every epoch (atomically), so an
-interrupted run resumes from its last complete epoch and ends with the same
-weights as an uninterrupted one.
+A method subclasses ``TrainerX``, registers itself with ``@TRAINER_REGISTRY.register()`` and overrides
+``build_model``, ``forward_backward``, ``model_inference`` (and optionally ``parse_batch_train``,
+``before_evaluation``, ``apply_posthoc``). Checkpoints hold the learnable state (parameters with
+``requires_grad=True`` and persistent buffers) plus optimizer, scheduler and RNG state; one is written
+after every epoch (atomically), so an interrupted run resumes from its last complete epoch and ends with
+the same weights as an uninterrupted one.
 """
 import datetime
 import os
@@ -22,21 +21,13 @@ from cpt.engine.data import DataManager
 from cpt.engine.evaluation import build_evaluator
 from cpt.engine.faults import fault_point
 from cpt.registry import Registry
-from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, remove_partial_writes
+from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed, remove_partial_writes
 
 TRAINER_REGISTRY = Registry("TRAINER")
 
 
 def build_trainer(cfg):
     return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
-
-
-def is_distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def get_rank():
-    return torch.distributed.get_rank() if is_distributed() else 0
 
 
 class TrainerBase:
@@ -62,12 +53,15 @@ class TrainerBase:
         names_real = list(self._models.keys())
         if names is None:
             return names_real
-        if isinstance(names, str):
-            names = [names]
-        for n in names:
-            if n not in names_real:
-                raise KeyError(f"Unknown model name {n!r}; registered: {names_real}")
+        names = [names] if isinstance(names, str) else names
+        unknown = [n for n in names if n not in names_real]
+        if unknown:
+            raise KeyError(f"Unknown model name {unknown[0]!r}; registered: {names_real}")
         return names
+
+    def _present(self, table, names=None):
+        """The non-None entries of ``table`` (``self._optims`` / ``self._scheds``) for ``names``."""
+        return [table[n] for n in self.get_model_names(names) if table[n] is not None]
 
     def _trainer_name(self):
         return type(self).__name__
@@ -98,14 +92,11 @@ class TrainerBase:
         if not names or any(p is None for p in paths):
             return 0
         self.logger.info("Found checkpoint at {} (will resume training)".format(directory))
-        start_epoch = 0
         for name, path in zip(names, paths):
-            ckpt = self._load_ckpt(path)
-            load_learnable_state(self._models[name], ckpt["state_dict"], path)
-            if self._optims[name] is not None and ckpt.get("optimizer"):
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler"):
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            ckpt = self._load_into(name, path)
+            for table, key in ((self._optims, "optimizer"), (self._scheds, "scheduler")):
+                if table[name] is not None and ckpt.get(key):
+                    table[name].load_state_dict(ckpt[key])
             start_epoch = ckpt["epoch"]
             rng = ckpt.get("rng")
         set_rng_state(rng)
@@ -117,12 +108,14 @@ class TrainerBase:
                                 "is not checkpointed); set PERSISTENT_WORKERS False for an exact resume")
         return start_epoch
 
-    def _load_ckpt(self, path):
+    def _load_into(self, name, path):
+        """Load the checkpoint at ``path`` into model ``name``; returns the checkpoint dict."""
         ckpt = load_checkpoint(path)
         owner = ckpt.get("trainer")
         if owner is not None and owner != self._trainer_name():
             raise CheckpointError(
                 f"Checkpoint {path} was written by trainer {owner!r}, not {self._trainer_name()!r}")
+        load_learnable_state(self._models[name], ckpt["state_dict"], path)
         return ckpt
 
     def load_model(self, directory, epoch=None):
@@ -144,26 +137,20 @@ class TrainerBase:
                 raise CheckpointError(
                     f"No checkpoint for model {name!r} at {path}"
                     + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
-            ckpt = self._load_ckpt(path)
-            load_learnable_state(self._models[name], ckpt["state_dict"], path)
-            val_result = ckpt.get("val_result")
-            msg = f"Load {path} to {name} (epoch={ckpt.get('epoch')}"
-            msg += f", val_result={val_result:.1f})" if isinstance(val_result, (int, float)) else ")"
-            self.logger.info(msg)
+            ckpt = self._load_into(name, path)
+            val = ckpt.get("val_result")
+            val = f", val_result={val:.1f}" if isinstance(val, (int, float)) else ""
+            self.logger.info(f"Load {path} to {name} (epoch={ckpt.get('epoch')}{val})")
 
     def set_model_mode(self, mode="train", names=None):
+        if mode not in ("train", "test", "eval"):
+            raise ValueError(f"mode must be train/eval, got {mode!r}")
         for name in self.get_model_names(names):
-            if mode == "train":
-                self._models[name].train()
-            elif mode in ("test", "eval"):
-                self._models[name].eval()
-            else:
-                raise ValueError(f"mode must be train/eval, got {mode!r}")
+            self._models[name].train(mode == "train")
 
     def update_lr(self, names=None):
-        for name in self.get_model_names(names):
-            if self._scheds[name] is not None:
-                self._scheds[name].step()
+        for sched in self._present(self._scheds, names):
+            sched.step()
 
     def detect_anomaly(self, loss):
         """Stop at the first non-finite loss (before it reaches the weights)."""
@@ -197,9 +184,8 @@ class TrainerBase:
 
     # --- optimisation -------------------------------------------------
     def model_zero_grad(self, names=None):
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].zero_grad(set_to_none=True)
+        for optim in self._present(self._optims, names):
+            optim.zero_grad(set_to_none=True)
 
     def model_backward(self, loss):
         self.detect_anomaly(loss)
@@ -220,9 +206,8 @@ class TrainerBase:
 
     def model_update(self, names=None):
         self._sync_grads(names)
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].step()
+        for optim in self._present(self._optims, names):
+            optim.step()
 
     def model_backward_and_update(self, loss, names=None):
         self.model_zero_grad(names)
@@ -237,11 +222,8 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.check_cfg(cfg)
         self.cfg = cfg
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            self.device = torch.device("cuda", local)
-        else:
-            self.device = torch.device("cpu")
+        cuda = torch.cuda.is_available() and cfg.USE_CUDA
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
@@ -272,10 +254,7 @@ class SimpleTrainer(TrainerBase):
         raise NotImplementedError
 
     def before_train(self):
-        directory = self.cfg.OUTPUT_DIR
-        if self.cfg.RESUME:
-            directory = self.cfg.RESUME
-        self.start_epoch = self.resume_model_if_exist(directory)
+        self.start_epoch = self.resume_model_if_exist(self.cfg.RESUME or self.cfg.OUTPUT_DIR)
         self.time_start = time.time()
 
     def after_train(self):
@@ -297,17 +276,14 @@ class SimpleTrainer(TrainerBase):
         self.logger.info(f"Elapsed: {elapsed}")
 
     def after_epoch(self):
-        last_epoch = (self.epoch + 1) == self.max_epoch
-        do_val = not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val"
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        keep = last_epoch or (freq > 0 and (self.epoch + 1) % freq == 0)
-        if do_val:
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr = self.test(split="val")
             if curr > self.best_result:
                 self.best_result = curr
                 self.save_model(self.epoch, self.output_dir, val_result=curr, model_name="model-best.pth.tar")
         # Every epoch: a resumable checkpoint; the previous one is dropped unless kept by CHECKPOINT_FREQ.
         self.save_model(self.epoch, self.output_dir)
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         prev = self.epoch  # file name of the previous epoch's checkpoint
         if prev >= 1 and get_rank() == 0 and not (freq > 0 and prev % freq == 0):
             for name in self.get_model_names():
@@ -328,22 +304,16 @@ class SimpleTrainer(TrainerBase):
     def _as_output_dict(self, out):
         if isinstance(out, dict):
             return out
-        if isinstance(out, (tuple, list)):
-            d = {"logits": out[0]}
-            if len(out) > 1 and out[1] is not None:
-                d["features"] = out[1]
-            return d
-        return {"logits": out}
+        if not isinstance(out, (tuple, list)):
+            return {"logits": out}
+        features = out[1] if len(out) > 1 else None
+        return {"logits": out[0]} if features is None else {"logits": out[0], "features": features}
 
     @torch.no_grad()
     def collect_outputs(self, loader, split):
-        """Run ``model_inference`` over ``loader``; returns concatenated per-row tensors.
-
-        Keys: ``logits``, ``labels``, ``index`` and whatever else
-        ``model_inference`` returns (``features``, ...). Under DDP the ranks'
-        outputs are gathered and de-duplicated by ``index`` (the distributed
-        sampler pads with repeats).
-        """
+        """Run ``model_inference`` over ``loader``: concatenated per-row tensors ``logits``, ``labels``,
+        ``index`` and whatever else it returns (``features``, ...). Under DDP the ranks' outputs are
+        gathered and de-duplicated by ``index`` (the distributed sampler pads with repeats)."""
         chunks = defaultdict(list)
         for batch in loader:
             input, label = self.parse_batch_test(batch)
@@ -402,12 +372,7 @@ def gather_outputs(outputs):
     gathered = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(gathered, outputs)
     merged = {k: torch.cat([g[k] for g in gathered]) for k in outputs}
-    index = merged["index"]
-    order = torch.argsort(index, stable=True)
-    index_sorted = index[order]
-    keep = torch.ones_like(index_sorted, dtype=torch.bool)
-    keep[1:] = index_sorted[1:] != index_sorted[:-1]
-    sel = order[keep]
+    sel = torch.as_tensor(np.unique(merged["index"].numpy(), return_index=True)[1])  # first of each index
     return {k: v[sel] for k, v in merged.items()}
 
 
@@ -417,8 +382,7 @@ class TrainerX(SimpleTrainer):
     def run_epoch(self):
         self.set_model_mode("train")
         losses = MetricMeter()
-        batch_time = AverageMeter()
-        data_time = AverageMeter()
+        batch_time, data_time = AverageMeter(), AverageMeter()
         loader = self.train_loader_x
         if loader is None:
             raise RuntimeError(f"Dataset {self.cfg.DATASET.NAME} has no training data")
@@ -432,12 +396,10 @@ class TrainerX(SimpleTrainer):
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
-            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
-            only_few = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
-            if meet_freq or only_few and self.batch_idx + 1 == self.num_batches:
-                nb_remain = self.num_batches - self.batch_idx - 1
-                nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
-                eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
+            freq, done = self.cfg.TRAIN.PRINT_FREQ, self.batch_idx + 1
+            if done % freq == 0 or self.num_batches < freq and done == self.num_batches:
+                remain = self.num_batches - done + (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = str(datetime.timedelta(seconds=int(batch_time.avg * remain)))
                 self.logger.info(
                     f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
                     f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "

@@ -1,11 +1,10 @@
 """Small utilities with Dassl's names: IO, seeding, logging, meters."""
-import errno
+import contextlib
 import json
 import logging
 import os
 import random
 import sys
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -14,12 +13,8 @@ from cpt.fileio import TMP_PREFIX, atomic_write_json
 
 
 def mkdir_if_missing(dirname):
-    if dirname and not os.path.exists(dirname):
-        try:
-            os.makedirs(dirname)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
+    if dirname:
+        os.makedirs(dirname, exist_ok=True)
 
 
 def remove_partial_writes(folder):
@@ -35,6 +30,18 @@ def remove_partial_writes(folder):
     return removed
 
 
+def is_distributed():
+    import torch
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def get_rank():
+    import torch
+
+    return torch.distributed.get_rank() if is_distributed() else 0
+
+
 def read_json(fpath):
     with open(fpath, "r") as f:
         return json.load(f)
@@ -46,10 +53,8 @@ def write_json(obj, fpath):
 
 
 def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, (tuple, set)):
@@ -59,9 +64,7 @@ def _json_default(o):
 
 def listdir_nohidden(path, sort=False):
     items = [f for f in os.listdir(path) if not f.startswith(".")]
-    if sort:
-        items.sort()
-    return items
+    return sorted(items) if sort else items
 
 
 def read_image(path):
@@ -93,11 +96,8 @@ _LOG_FORMAT = "%(message)s"
 
 
 def setup_logger(output=None, name="cpt", rank=0):
-    """Log to stdout and ``<output>/log.txt`` (or ``output`` if it ends in .txt/.log).
-
-    Messages are plain lines as Dassl writes them, so upstream log parsers keep
-    working. Non-zero ranks log nothing to file.
-    """
+    """Log to stdout and ``<output>/log.txt`` (or ``output`` if it ends in .txt/.log), plain lines as
+    Dassl writes them, so upstream log parsers keep working. Non-zero ranks log nothing."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -107,15 +107,14 @@ def setup_logger(output=None, name="cpt", rank=0):
     if rank != 0:
         logger.addHandler(logging.NullHandler())
         return logger
-    sh = logging.StreamHandler(sys.stdout)
-    sh.setFormatter(logging.Formatter(_LOG_FORMAT))
-    logger.addHandler(sh)
+    handlers = [logging.StreamHandler(sys.stdout)]
     if output:
         fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
         mkdir_if_missing(os.path.dirname(os.path.abspath(fpath)))
-        fh = logging.FileHandler(fpath, mode="a")  # a resumed run appends (Dassl renames the old log)
-        fh.setFormatter(logging.Formatter(_LOG_FORMAT))
-        logger.addHandler(fh)
+        handlers.append(logging.FileHandler(fpath, mode="a"))  # appends on resume (Dassl renames the old log)
+    for h in handlers:
+        h.setFormatter(logging.Formatter(_LOG_FORMAT))
+        logger.addHandler(h)
     return logger
 
 
@@ -123,33 +122,26 @@ def get_logger(name="cpt"):
     return logging.getLogger(name)
 
 
-def collect_env_info():
-    import platform
-
-    import torch
-
-    lines = [f"Python: {platform.python_version()}", f"PyTorch: {torch.__version__}",
-             f"CUDA available: {torch.cuda.is_available()}"]
-    try:
-        import open_clip
-
-        lines.append(f"open_clip: {open_clip.__version__}")
-    except Exception:
-        pass
-    return "\n".join(lines)
-
-
 def versions():
+    """python, torch, numpy and (when importable) open_clip versions, for ``results.json``."""
     import torch
 
     out = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
-    try:
+    with contextlib.suppress(Exception):
         import open_clip
 
         out["open_clip"] = open_clip.__version__
-    except Exception:
-        pass
     return out
+
+
+def collect_env_info():
+    """The log's system-info block."""
+    import torch
+
+    v = versions()
+    lines = [f"Python: {v['python']}", f"PyTorch: {v['torch']}",
+             f"CUDA available: {torch.cuda.is_available()}"]
+    return "\n".join(lines + ([f"open_clip: {v['open_clip']}"] if "open_clip" in v else []))
 
 
 class AverageMeter:
@@ -158,10 +150,7 @@ class AverageMeter:
         self.reset()
 
     def reset(self):
-        self.val = 0
-        self.avg = 0
-        self.sum = 0
-        self.count = 0
+        self.val = self.avg = self.sum = self.count = 0
 
     def update(self, val, n=1):
         if hasattr(val, "item"):
@@ -169,10 +158,7 @@ class AverageMeter:
         self.val = val
         self.sum += val * n
         self.count += n
-        if self.ema:
-            self.avg = self.avg * 0.9 + self.val * 0.1
-        else:
-            self.avg = self.sum / self.count
+        self.avg = self.avg * 0.9 + self.val * 0.1 if self.ema else self.sum / self.count
 
 
 class MetricMeter:
@@ -181,13 +167,9 @@ class MetricMeter:
         self.delimiter = delimiter
 
     def update(self, input_dict):
-        if input_dict is None:
-            return
-        if not isinstance(input_dict, dict):
+        if input_dict is not None and not isinstance(input_dict, dict):
             raise TypeError("Input to MetricMeter.update() must be a dictionary")
-        for k, v in input_dict.items():
-            if hasattr(v, "item"):
-                v = v.item()
+        for k, v in (input_dict or {}).items():
             self.meters[k].update(v)
 
     def __str__(self):
@@ -195,14 +177,4 @@ class MetricMeter:
 
 
 def count_num_param(model=None, params=None):
-    if model is not None:
-        return sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for p in params)
-
-
-class Timer:
-    def __init__(self):
-        self.start = time.time()
-
-    def elapsed(self):
-        return time.time() - self.start
+    return sum(p.numel() for p in (model.parameters() if model is not None else params))

@@ -1,9 +1,8 @@
 """Caption -> multi-hot labels by matching class names and synonyms (TaI-DPT's text training).
 
-Generic (knows no benchmark): a dataset module registers the synonym file of its class names
-with :func:`register_synonyms` (``datasets/captions.py`` does it for the shipped files under
-``datasets/data/``), and both the datasets and the trainers (which must not import ``datasets``)
-look it up here by dataset name with :func:`synonyms_for`.
+Generic (knows no benchmark): dataset modules register their synonym files (:func:`register_synonyms`,
+``datasets/captions.py``); datasets and trainers (which must not import ``datasets``) look them up
+by dataset name (:func:`synonyms_for`).
 
 Matching rule (:class:`CaptionMatcher`): the caption is lower-cased and split into words at any
 character that is not a letter or a digit; class ``c`` is positive when a phrase of ``c`` occurs
@@ -12,9 +11,6 @@ name's regular plural/singular forms (last word: ``+s``, ``+es``, ``y -> ies``, 
 of a plural name such as NUS-WIDE's ``birds``), and every synonym listed for it, each with the
 same inflections. A phrase may name several classes (e.g. "table" for "dining table"); all of them
 become positive. Labels are 1 (named) or 0 (not named); a caption never yields -1.
-
-Synonym files are JSON objects ``{"<class name>": ["synonym", ...], ...}``; keys starting with
-``_`` (e.g. ``"_comment"``) are ignored.
 """
 import json
 import os
@@ -58,27 +54,19 @@ def _inflect(word):
 def phrase_variants(phrase):
     """Word tuples that count as ``phrase``: itself and its last word's plural/singular forms."""
     words = _words(phrase)
-    if not words:
-        return set()
-    head = tuple(words[:-1])
-    return {head + (w,) for w in _inflect(words[-1])}
+    return {tuple(words[:-1]) + (w,) for w in _inflect(words[-1])} if words else set()
 
 
 class CaptionMatcher:
-    """Labels captions with ``classnames`` (see the module docstring for the rule).
-
-    ``synonyms``: dict class name -> list of phrases (names not in ``classnames`` are ignored).
-    ``matcher(caption)`` -> int8 vector ``(C,)``; ``matcher.label(captions)`` -> ``(N, C)``.
-    """
+    """Labels captions with ``classnames`` by the module's rule; ``synonyms``: class name -> phrases (names
+    not in ``classnames`` are ignored). ``matcher(caption)``: int8 ``(C,)``; ``.label(captions)``: ``(N, C)``."""
 
     def __init__(self, classnames, synonyms=None):
         self.classnames = list(classnames)
-        synonyms = synonyms or {}
-        norm_syn = {" ".join(_words(k)): v for k, v in synonyms.items() if not str(k).startswith("_")}
+        norm_syn = {" ".join(_words(k)): v for k, v in (synonyms or {}).items() if not str(k).startswith("_")}
         self.index = {}
         for i, name in enumerate(self.classnames):
-            phrases = [name] + list(norm_syn.get(" ".join(_words(name)), []))
-            for p in phrases:
+            for p in [name] + list(norm_syn.get(" ".join(_words(name)), [])):
                 for v in phrase_variants(p):
                     self.index.setdefault(v, set()).add(i)
         self.max_len = max((len(k) for k in self.index), default=1)
@@ -89,15 +77,11 @@ class CaptionMatcher:
         found = set()
         for n in range(1, self.max_len + 1):
             for j in range(len(words) - n + 1):
-                hit = self.index.get(tuple(words[j:j + n]))
-                if hit:
-                    found |= hit
+                found.update(self.index.get(tuple(words[j:j + n]), ()))
         return sorted(found)
 
     def __call__(self, caption):
-        v = np.zeros(len(self.classnames), dtype=np.int8)
-        v[self.positives(caption)] = 1
-        return v
+        return self.label([caption])[0]
 
     def label(self, captions):
         out = np.zeros((len(captions), len(self.classnames)), dtype=np.int8)

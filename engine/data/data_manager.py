@@ -1,10 +1,9 @@
 """``DataManager``: builds the dataset, transforms and loaders (Dassl's API).
 
-Batches are dicts with ``img`` (float tensor), ``label`` (long for single-label,
-float multi-hot with -1 for unknown for multi-label), ``impath``, ``index``
-(position in the split, used to de-duplicate DDP gathers) and ``domain``.
-The training loader keeps the last, smaller batch (no ``drop_last``), so a tiny
-few-shot set loses no samples.
+Batches are dicts with ``img`` (float tensor), ``label`` (long for single-label, float multi-hot with
+-1 for unknown for multi-label), ``impath``, ``index`` (position in the split, used to de-duplicate
+DDP gathers) and ``domain``. The training loader keeps the last, smaller batch (no ``drop_last``),
+so a tiny few-shot set loses no samples.
 """
 import numpy as np
 import torch
@@ -12,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cpt.engine.data.datasets import build_dataset
 from cpt.engine.data.transforms import build_transform
-from cpt.engine.utils import read_image
+from cpt.engine.utils import is_distributed, read_image
 
 
 class DatasetWrapper(Dataset):
@@ -27,15 +26,11 @@ class DatasetWrapper(Dataset):
 
     def __getitem__(self, idx):
         item = self.data_source[idx]
-        if item.is_multilabel:
-            label = torch.as_tensor(np.asarray(item.label, dtype=np.float32))
-        else:
-            label = int(item.label)
+        label = item.label
+        label = torch.as_tensor(np.asarray(label, dtype=np.float32)) if item.is_multilabel else int(label)
         img0 = read_image(item.impath)
-        if self.k_transforms > 1:
-            img = [self.transform(img0) for _ in range(self.k_transforms)]
-        else:
-            img = self.transform(img0)
+        k = self.k_transforms
+        img = [self.transform(img0) for _ in range(k)] if k > 1 else self.transform(img0)
         out = {"img": img, "label": label, "impath": item.impath, "index": idx, "domain": item.domain}
         if self.return_img0:
             import torchvision.transforms.functional as F
@@ -44,17 +39,13 @@ class DatasetWrapper(Dataset):
         return out
 
 
-def _distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def build_data_loader(cfg, data_source, batch_size, tfm, is_train, shuffle=None):
     dataset = DatasetWrapper(data_source, tfm, cfg.DATALOADER.K_TRANSFORMS if is_train else 1,
                              cfg.DATALOADER.RETURN_IMG0)
     workers = cfg.DATALOADER.NUM_WORKERS
     sampler = None
     shuffle = is_train if shuffle is None else shuffle
-    if _distributed():
+    if is_distributed():
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(dataset, shuffle=shuffle, drop_last=False)
@@ -80,12 +71,7 @@ class DataManager:
                                             False) if ds.val else None
         self.test_loader = build_data_loader(cfg, ds.test, cfg.DATALOADER.TEST.BATCH_SIZE, self.tfm_test,
                                              False) if ds.test else None
-        self._num_classes = ds.num_classes
-        self._lab2cname = ds.lab2cname
-        self._classnames = ds.classnames
-        self._num_source_domains = max(len(cfg.DATASET.SOURCE_DOMAINS), 1)
-
-    num_classes = property(lambda self: self._num_classes)
-    lab2cname = property(lambda self: self._lab2cname)
-    classnames = property(lambda self: self._classnames)
-    num_source_domains = property(lambda self: self._num_source_domains)
+        self.num_classes = ds.num_classes
+        self.lab2cname = ds.lab2cname
+        self.classnames = ds.classnames
+        self.num_source_domains = max(len(cfg.DATASET.SOURCE_DOMAINS), 1)

@@ -1,13 +1,13 @@
-"""Dataset records and the dataset registry (Dassl's ``Datum``/``DatasetBase``).
+"""Dataset records and the dataset registry (Dassl's ``Datum``/``DatasetBase``), few-shot and base/new.
 
-Label encoding: single-label datasets use an int in ``0..num_classes-1``;
-multi-label datasets use a multi-hot vector (list/tuple/np.ndarray of length
-``num_classes``) with 1 = positive, 0 = negative, -1 = unknown/ignored.
-``classnames`` always comes from the dataset's full class list (index = label),
+Label encoding: single-label datasets use an int in ``0..num_classes-1``; multi-label datasets a
+multi-hot vector (list/tuple/np.ndarray of length ``num_classes``) with 1 = positive, 0 = negative,
+-1 = unknown/ignored. ``classnames`` always comes from the dataset's full class list (index = label),
 never from the labels that happen to occur in ``train_x``.
 """
 import contextlib
 import gc
+import hashlib
 import json
 import math
 import os
@@ -45,83 +45,57 @@ def _is_multilabel(label):
 class Datum:
     """One sample: image path, label (int or multi-hot), domain, class name."""
 
-    __slots__ = ("_impath", "_label", "_domain", "_classname")
+    __slots__ = ("impath", "label", "domain", "classname")
 
     def __init__(self, impath="", label=0, domain=0, classname=""):
         assert isinstance(impath, str)
-        self._impath = impath
-        self._label = label
-        self._domain = domain
-        self._classname = classname
-
-    impath = property(lambda self: self._impath)
-    label = property(lambda self: self._label)
-    domain = property(lambda self: self._domain)
-    classname = property(lambda self: self._classname)
+        self.impath = impath
+        self.label = label
+        self.domain = domain
+        self.classname = classname
 
     @property
     def is_multilabel(self):
-        return _is_multilabel(self._label)
+        return _is_multilabel(self.label)
 
     def __repr__(self):
-        return f"Datum({self._impath!r}, label={self._label!r}, classname={self._classname!r})"
+        return f"Datum({self.impath!r}, label={self.label!r}, classname={self.classname!r})"
 
 
 class DatasetBase:
-    """A dataset: ``train_x``, ``train_u``, ``val``, ``test`` lists of ``Datum``.
-
-    ``classnames`` (index = label) should be passed by every loader; when it is
-    omitted it is derived from all splits together (not only ``train_x``).
-    Optional ``groups`` maps a group name (e.g. "base"/"new", "head"/"medium"/
-    "tail") to class indices, for multi-label breakdowns.
-    """
+    """A dataset: ``train_x``, ``train_u``, ``val``, ``test`` lists of ``Datum``; ``classnames`` (index =
+    label) should be passed by every loader (omitted: derived from all splits together). Optional
+    ``groups``: group name (e.g. "base", "tail") -> class indices, for multi-label breakdowns."""
 
     dataset_dir = ""
     domains = []
 
     def __init__(self, train_x=None, train_u=None, val=None, test=None, classnames=None, groups=None):
-        self._train_x = train_x or []
-        self._train_u = train_u
-        self._val = val or []
-        self._test = test or []
+        self.train_x = train_x or []
+        self.train_u = train_u
+        self.val = val or []
+        self.test = test or []
         if classnames is None:
-            classnames = self.get_classnames_from(self._train_x + self._val + self._test)
-        self._classnames = list(classnames)
-        self._num_classes = len(self._classnames)
-        self._lab2cname = {i: c for i, c in enumerate(self._classnames)}
+            classnames = self.get_classnames_from(self.train_x + self.val + self.test)
+        self.classnames = list(classnames)
+        self.num_classes = len(self.classnames)
+        self.lab2cname = {i: c for i, c in enumerate(self.classnames)}
         self.groups = groups or {}
-
-    train_x = property(lambda self: self._train_x)
-    train_u = property(lambda self: self._train_u)
-    val = property(lambda self: self._val)
-    test = property(lambda self: self._test)
-    classnames = property(lambda self: self._classnames)
-    num_classes = property(lambda self: self._num_classes)
-    lab2cname = property(lambda self: self._lab2cname)
 
     @property
     def is_multilabel(self):
-        for split in (self._train_x, self._test, self._val):
-            if split:
-                return split[0].is_multilabel
-        return False
+        return next((split[0].is_multilabel for split in (self.train_x, self.test, self.val) if split), False)
 
     @staticmethod
     def get_classnames_from(data_source):
         """Class names from int-labelled items, ordered by label (gaps -> "")."""
-        names = {}
-        for item in data_source:
-            if not _is_multilabel(item.label):
-                names[int(item.label)] = item.classname
-        if not names:
-            return []
-        return [names.get(i, "") for i in range(max(names) + 1)]
+        names = {int(x.label): x.classname for x in data_source if not _is_multilabel(x.label)}
+        return [names.get(i, "") for i in range(max(names) + 1)] if names else []
 
     # Dassl compatibility
     @staticmethod
     def get_num_classes(data_source):
-        labels = {int(item.label) for item in data_source if not _is_multilabel(item.label)}
-        return max(labels) + 1 if labels else 0
+        return len(DatasetBase.get_classnames_from(data_source))
 
     @staticmethod
     def get_lab2cname(data_source):
@@ -129,13 +103,8 @@ class DatasetBase:
         return {i: c for i, c in enumerate(names)}, names
 
     def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False, seed=None):
-        """Sample ``num_shots`` items per class from each source (Dassl's rule and RNG calls).
-
-        ``num_shots < 1`` returns the sources unchanged. Classes with fewer items
-        than ``num_shots`` keep all their items (or are sampled with replacement
-        when ``repeat``). Uses ``seed`` when given, else Python's global RNG
-        (which ``set_random_seed`` seeds), as upstream does.
-        """
+        """Dassl's few-shot draw (:func:`draw_per_class`) from each source; ``seed`` None: Python's
+        global RNG (which ``set_random_seed`` seeds), as upstream does."""
         return generate_fewshot(*data_sources, num_shots=num_shots, repeat=repeat, seed=seed)
 
     def split_dataset_by_label(self, data_source):
@@ -151,15 +120,12 @@ def split_by_label(data_source):
 
 
 def generate_fewshot(*data_sources, num_shots=-1, repeat=False, seed=None):
+    """``num_shots`` per class from each source (``< 1``: the sources unchanged)."""
     if num_shots is None or num_shots < 1:
         return data_sources[0] if len(data_sources) == 1 else list(data_sources)
     rng = random.Random(seed) if seed is not None else random
-    output = []
-    for data_source in data_sources:
-        if data_source and data_source[0].is_multilabel:
-            output.append(generate_fewshot_multilabel(data_source, num_shots, rng))
-            continue
-        output.append(draw_per_class(data_source, num_shots, rng, repeat)[0])
+    output = [generate_fewshot_multilabel(d, num_shots, rng) if d and d[0].is_multilabel
+              else draw_per_class(d, num_shots, rng, repeat)[0] for d in data_sources]
     return output[0] if len(output) == 1 else output
 
 
@@ -179,63 +145,39 @@ def draw_per_class(items, num_shots, rng, repeat=False):
 
 
 def generate_fewshot_multilabel(data_source, num_shots, rng):
-    """K images per class for multi-hot data.
-
-    Rule: visit classes in index order; for each class, count the images
-    already selected that are positive for it and add randomly chosen
-    unselected positives until it has ``num_shots`` (or runs out). An image
-    with several positive classes counts toward each of them, so rare classes
-    are not starved and the set is at most ``C * K`` images.
-    """
+    """K images per class for multi-hot data: visit classes in index order; for each, count the images
+    already selected that are positive for it and add randomly chosen unselected positives until it has
+    ``num_shots`` (or runs out). An image with several positive classes counts toward each of them, so
+    rare classes are not starved and the set is at most ``C * K`` images."""
     labels = np.array([np.asarray(item.label) for item in data_source])
-    n_cls = labels.shape[1]
     selected = np.zeros(len(data_source), dtype=bool)
-    for c in range(n_cls):
+    for c in range(labels.shape[1]):
         pos = np.flatnonzero(labels[:, c] == 1)
-        have = int(selected[pos].sum())
-        need = num_shots - have
-        if need <= 0:
-            continue
-        candidates = [int(i) for i in pos if not selected[i]]
-        pick = rng.sample(candidates, min(need, len(candidates)))
-        selected[pick] = True
+        need = num_shots - int(selected[pos].sum())
+        if need > 0:
+            candidates = [int(i) for i in pos if not selected[i]]
+            selected[rng.sample(candidates, min(need, len(candidates)))] = True
     return [data_source[i] for i in np.flatnonzero(selected)]
 
 
 def subsample_classes(*args, subsample="all", classnames=None):
-    """Base/new split of CoOp: sort labels, base = first ceil(n/2), new = the rest.
-
-    Single-label items are relabelled to 0..k-1 (new classes start at 0).
-    Multi-hot labels are cut to the chosen columns. Returns the datasets and,
-    when ``classnames`` (the full list) is given, the subset's class names as
-    the last element.
-    """
+    """Base/new split of CoOp: sort labels, base = first ceil(n/2), new = the rest. Single-label items
+    are relabelled to 0..k-1 (new classes start at 0), multi-hot labels cut to the chosen columns.
+    Returns the datasets and, when ``classnames`` (the full list) is given, the subset's names last."""
     assert subsample in SUBSAMPLE_CHOICES, f"SUBSAMPLE_CLASSES must be all/base/new, got {subsample!r}"
     if subsample == "all":
         return (*args, classnames) if classnames is not None else (args if len(args) > 1 else args[0])
-    if classnames is not None:
-        n = len(classnames)
-    else:
-        labels = set()
-        for dataset in args:
-            for item in dataset:
-                labels.add(item.label)
-        n = max(labels) + 1
-    m = math.ceil(n / 2)
-    selected = list(range(m)) if subsample == "base" else list(range(m, n))
+    n = len(classnames) if classnames is not None else max(item.label for d in args for item in d) + 1
+    selected = class_split_indices(n, subsample)
     relabeler = {y: i for i, y in enumerate(selected)}
-    output = []
-    for dataset in args:
-        new = []
-        for item in dataset:
-            if item.is_multilabel:  # an image without a positive in the subset stays (its negatives count)
-                new.append(Datum(item.impath, np.asarray(item.label)[selected], item.domain, item.classname))
-            elif item.label in relabeler:
-                new.append(Datum(item.impath, relabeler[item.label], item.domain, item.classname))
-        output.append(new)
+
+    def cut(x):  # a multi-label image without a positive in the subset stays (its negatives count)
+        label = np.asarray(x.label)[selected] if x.is_multilabel else relabeler[x.label]
+        return Datum(x.impath, label, x.domain, x.classname)
+
+    output = [[cut(x) for x in dataset if x.is_multilabel or x.label in relabeler] for dataset in args]
     if classnames is not None:
         output.append([classnames[i] for i in selected])
-        return tuple(output)
     return tuple(output) if len(output) > 1 else output[0]
 
 
@@ -246,13 +188,10 @@ def class_split_indices(n, subsample):
 
 
 def read_split(filepath, path_prefix, with_names=False):
-    """Read a CoOp split file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``.
-
-    Paths are joined to ``path_prefix`` (by string concatenation: about 3x as fast as
-    ``os.path.join`` on ImageNet-sized files; the GC is paused). Returns ``train, val, test``
-    lists of ``Datum`` (and ``{label: classname}`` with ``with_names``). Raises ``ValueError``
-    naming the file when its structure is wrong, a label is not an int, or a label has two names.
-    """
+    """``train, val, test`` Datum lists (and ``{label: classname}`` with ``with_names``) of a CoOp split
+    file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``; paths are joined to
+    ``path_prefix`` by string concatenation (about 3x as fast as ``os.path.join`` on ImageNet-sized
+    files; the GC is paused). A malformed file raises ``ValueError`` naming it."""
     from cpt.engine.utils import read_json
 
     base = os.path.join(path_prefix, "")
@@ -290,26 +229,12 @@ def save_split(train, val, test, filepath, path_prefix):
     atomic_write_bytes(json.dumps(blob, separators=(",", ":")).encode("utf-8"), filepath)
 
 
-def fewshot_cache_dir(cfg, dataset_name):
-    from cpt.engine.config import resolve_cache_dir
-
-    return os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name)
-
-
 def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames, dataset_dir=None,
                                 draw_val=True, imagenet_image_dir=None):
-    """CoOp's protocol, shared by every dataset module.
-
-    1. Few-shot, before the base/new split. Single-label: drawn exactly as Dassl draws for
-       ``cfg.SEED`` (``NUM_SHOTS`` per class from train, then ``min(NUM_SHOTS, 4)`` from val when
-       ``draw_val``), or read from upstream's ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl``
-       when present; see ``engine.data.fewshot``. Multi-label: the engine's K-per-class rule
-       (``generate_fewshot_multilabel``), indices cached in
-       ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>-<tag>.json``.
-    2. Base/new: ``SUBSAMPLE_CLASSES`` (ceil split, relabel to 0..k-1).
-
-    Returns ``(train, val, test, classnames)``.
-    """
+    """CoOp's protocol, shared by every dataset module: few-shot first (single-label: Dassl's draw,
+    ``engine.data.fewshot``; multi-label: :func:`generate_fewshot_multilabel`, indices cached in
+    ``<cache>/split_fewshot/<dataset>/shot_<K>-seed_<S>-<tag>.json``), then base/new
+    (:func:`subsample_classes`). Returns ``(train, val, test, classnames)``."""
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots and num_shots >= 1:
         if train and not train[0].is_multilabel:
@@ -319,31 +244,28 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames,
                                             draw_val=draw_val, imagenet_image_dir=imagenet_image_dir)
         else:
             train, val = _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots)
-    train, val, test, classnames = subsample_classes(
-        train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
-    return train, val, test, classnames
+    return subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES, classnames=classnames)
 
 
 def _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots):
+    from cpt.engine.config import resolve_cache_dir
     from cpt.engine.utils import read_json, write_json
 
-    seed = cfg.SEED
+    seed = cfg.SEED if cfg.SEED is not None and cfg.SEED >= 0 else None
     # the key includes a fingerprint of the split, so two roots never share a draw
-    import hashlib
-
     probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
     tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
-    path = os.path.join(fewshot_cache_dir(cfg, dataset_name), f"shot_{num_shots}-seed_{seed}-{tag}.json")
+    path = os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name,
+                        f"shot_{num_shots}-seed_{cfg.SEED}-{tag}.json")
     cached = read_json(path) if os.path.isfile(path) else None
     if cached is not None and cached.get("n_train") == len(train) and cached.get("n_val") == len(val):
         return [train[i] for i in cached["train"]], [val[i] for i in cached["val"]]
-    rng_seed = seed if seed is not None and seed >= 0 else None
     index_of = {id(x): i for i, x in enumerate(train)}
     index_of_val = {id(x): i for i, x in enumerate(val)}
-    rng = random.Random(rng_seed) if rng_seed is not None else random.Random()
+    rng = random.Random(seed)
     new_train = generate_fewshot(train, num_shots=num_shots, seed=rng.randrange(2**31))
     new_val = generate_fewshot(val, num_shots=min(num_shots, 4), seed=rng.randrange(2**31)) if val else []
-    if rng_seed is not None:
+    if seed is not None:
         write_json({"n_train": len(train), "n_val": len(val),
                     "train": [index_of[id(x)] for x in new_train],
                     "val": [index_of_val[id(x)] for x in new_val]}, path)

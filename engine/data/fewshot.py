@@ -1,29 +1,14 @@
-"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``, one
-:func:`engine.data.datasets.draw_per_class` call per set) for single-label data.
+"""Few-shot draws identical to Dassl's (``DatasetBase.generate_fewshot_dataset``) for single-label data
+(README, *Same as upstream*).
 
-What upstream does (Dassl c61a1b5 with CoOp's dataset modules; KgCoOp, MaPLe, TCPT and TaI-DPT
-carry the same code): ``train.py`` calls ``set_random_seed(SEED)`` (Python's ``random`` among
-others) and the dataset is the first thing built afterwards. With the CoOp split file present,
-nothing else draws from ``random`` before the few-shot step, which
-
-1. groups the items by label in order of first appearance in the list (not label order);
-2. per class, ``random.sample(items, K)``, or keeps all items when the class has fewer than K;
-3. draws the training set with ``K = NUM_SHOTS`` and then, from the same generator, the
-   validation set with ``min(NUM_SHOTS, 4)`` (ImageNet draws the training set only; its
-   validation set is its test set);
-4. splits base/new classes afterwards (ceil rule, relabelled).
-
-Here a private ``random.Random(SEED)`` replays that sequence, so ``--seed k`` selects the same
-images as upstream's seed k from the same split. ImageNet's upstream list is not the split file:
-it is the class folders in sorted order and, inside each, ``os.listdir`` order (unsorted), cached
-in ``imagenet/preprocessed.pkl``; the draw uses that pickle's order when the dataset folder has
-it, else the folder listing.
-
-Upstream caches each draw in ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl``. When the
-dataset folder has that file it is read (items are matched to this project's list by their path
-relative to the dataset folder; labels must agree) instead of drawing. Nothing is ever written
-into the dataset folder. The log says which source was used. Pickles are read with an unpickler
-that only builds Dassl's ``Datum`` records and plain containers.
+Upstream seeds Python's ``random`` just before building the dataset, groups the items by label in
+order of first appearance, ``random.sample``s K per class (a class with fewer keeps all), draws train
+(``K = NUM_SHOTS``) and then val (``min(NUM_SHOTS, 4)``; ImageNet: none) from the same generator. A
+private ``random.Random(SEED)`` replays that sequence, so ``--seed k`` selects upstream's images;
+ImageNet's list is in upstream's order (sorted class folders, each in ``os.listdir`` order, or
+``imagenet/preprocessed.pkl``). Upstream's cached draw ``<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl``
+is read instead when present (items matched by path below the dataset folder, labels must agree; only
+Dassl ``Datum`` records and plain containers are unpickled). Nothing is written into the dataset folder.
 """
 import os
 import pickle
@@ -41,7 +26,6 @@ class UpstreamFileError(ValueError):
     """An upstream pickle cannot be read or does not match the dataset's split."""
 
 
-# ----------------------------------------------------------------------------- upstream pickles
 class _UpstreamDatum:
     """Stand-in for ``dassl.data.datasets.base_dataset.Datum`` when unpickling."""
 
@@ -88,18 +72,15 @@ def match_upstream_items(records, ours, dataset_dir, path, key):
     Upstream stores absolute paths from the machine that wrote the file; the last components
     (as many as an item of ours has below ``dataset_dir``) identify the image.
     """
-    by_rel, depths = {}, set()
-    for x in ours:
-        rel = _parts(os.path.relpath(x.impath, dataset_dir))
-        by_rel[rel] = x
-        depths.add(len(rel))
+    by_rel = {_parts(os.path.relpath(x.impath, dataset_dir)): x for x in ours}
+    depths = sorted({len(rel) for rel in by_rel}, reverse=True)
     out, missing = [], []
     for r in records:
         impath = getattr(r, "_impath", None)
         if not isinstance(impath, str):
             raise UpstreamFileError(f"upstream file {path}: '{key}' holds a {type(r).__name__} without an image path")
         comps = _parts(impath)
-        hit = next((by_rel[comps[-d:]] for d in sorted(depths, reverse=True) if comps[-d:] in by_rel), None)
+        hit = next((by_rel[comps[-d:]] for d in depths if comps[-d:] in by_rel), None)
         if hit is None:
             missing.append(impath)
             continue
@@ -118,13 +99,9 @@ def upstream_fewshot_file(dataset_dir, num_shots, seed):
     return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
 
 
-# ----------------------------------------------------------------------------- ImageNet's order
 def imagenet_upstream_order(train, dataset_dir, image_dir):
-    """``train`` reordered as upstream's ImageNet list: classes by sorted folder name, images in
-    ``imagenet/preprocessed.pkl`` order when present, else in ``os.listdir`` order.
-
-    Returns ``(items, source description)``.
-    """
+    """``(train reordered as upstream's ImageNet list, source description)``: classes by sorted folder
+    name, images in ``imagenet/preprocessed.pkl`` order when present, else in ``os.listdir`` order."""
     pre = os.path.join(dataset_dir, "preprocessed.pkl")
     if os.path.isfile(pre):
         blob = load_upstream_pickle(pre)
@@ -139,14 +116,12 @@ def imagenet_upstream_order(train, dataset_dir, image_dir):
     return out, f"os.listdir order of {image_dir}"
 
 
-# ----------------------------------------------------------------------------- entry point
 def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, imagenet_image_dir=None):
     """``NUM_SHOTS`` per class from ``train`` (and ``min(NUM_SHOTS, 4)`` from ``val`` when
     ``draw_val``), as upstream draws them for ``cfg.SEED``; returns ``(train, val)``.
 
-    ``dataset_dir``: the benchmark's folder (where upstream keeps ``split_fewshot/``); None
-    skips the upstream file. ``imagenet_image_dir``: ImageNet's ``images/train`` parent, to
-    draw in upstream's ImageNet order.
+    ``dataset_dir``: the benchmark's folder (with upstream's ``split_fewshot/``; None: no upstream
+    file); ``imagenet_image_dir``: ImageNet's image folder, to draw in upstream's ImageNet order.
     """
     log = get_logger()
     k = int(cfg.DATASET.NUM_SHOTS)
@@ -156,9 +131,8 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
         if os.path.isfile(path):
             blob = load_upstream_pickle(path)
             new_train = match_upstream_items(blob["train"], train, dataset_dir, path, "train")
-            new_val = val
-            if draw_val:
-                new_val = match_upstream_items(blob.get("val") or [], val, dataset_dir, path, "val")
+            new_val = (match_upstream_items(blob.get("val") or [], val, dataset_dir, path, "val")
+                       if draw_val else val)
             log.info(f"{name}: few-shot split read from upstream file {path} ({len(new_train)} train, "
                      f"{len(new_val) if draw_val else 0} val images)")
             return new_train, new_val
@@ -168,15 +142,13 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
         population, order = imagenet_upstream_order(train, dataset_dir, imagenet_image_dir)
     rng = random.Random(seed) if seed is not None and seed >= 0 else random.Random()
     new_train, short = draw_per_class(population, k, rng)
+    new_val, short_val = draw_per_class(val, min(k, VAL_SHOTS), rng) if draw_val and val else (val, [])
     for label, cname, n in short:
         log.warning(f"{name}: class {cname!r} (label {label}) has {n} training images, fewer than "
                     f"NUM_SHOTS={k}; all {n} are kept (Dassl's rule with repeat=False)")
-    new_val = val
-    if draw_val and val:
-        new_val, short_val = draw_per_class(val, min(k, VAL_SHOTS), rng)
-        for label, cname, n in short_val:
-            log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
-                        f"{min(k, VAL_SHOTS)}; all {n} are kept")
+    for label, cname, n in short_val:
+        log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
+                    f"{min(k, VAL_SHOTS)}; all {n} are kept")
     seeded = f"seed {seed}" if seed is not None and seed >= 0 else "unseeded (SEED < 0)"
     log.info(f"{name}: few-shot split drawn with Dassl's rule ({k} shots, {seeded}, from {order}); "
              f"no upstream file {upstream_fewshot_file(dataset_dir, k, seed) if dataset_dir else '(no dataset folder)'}")

@@ -1,8 +1,5 @@
-"""Image transforms named as in Dassl's ``INPUT.TRANSFORMS``.
-
-Train choices: random_resized_crop, random_crop, random_flip, center_crop,
-colorjitter, gaussian_noise, normalize. Test: resize (shorter side) +
-center crop to ``INPUT.SIZE`` + normalize (if listed).
+"""Image transforms named as in Dassl's ``INPUT.TRANSFORMS`` (train: the ``AVAILABLE`` names; test:
+resize of the shorter side + center crop to ``INPUT.SIZE`` + normalize if listed).
 """
 import torch
 import torchvision.transforms as T
@@ -29,7 +26,6 @@ def build_transform(cfg, is_train=True, choices=None):
         raise ValueError(f"INPUT.TRANSFORMS: unknown transform(s) {unknown}; available: {sorted(AVAILABLE)}")
     size = tuple(cfg.INPUT.SIZE)
     interp = _INTERP[cfg.INPUT.INTERPOLATION]
-    normalize = T.Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD)
     tfm = []
     if is_train and not cfg.INPUT.NO_TRANSFORM:
         if "random_resized_crop" in choices:
@@ -49,5 +45,5 @@ def build_transform(cfg, is_train=True, choices=None):
     else:
         tfm += [T.Resize(max(size), interpolation=interp), T.CenterCrop(size), T.ToTensor()]
     if "normalize" in choices:
-        tfm.append(normalize)
+        tfm.append(T.Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD))
     return T.Compose(tfm)
