@@ -28,9 +28,7 @@ def effective_precision(precision, device):
     precision = str(precision).lower()
     if precision not in PRECISIONS:
         raise ValueError(f"precision (TRAINER.<NAME>.PREC) must be one of {PRECISIONS}, got {precision!r}")
-    if torch.device(device).type != "cuda":
-        return "fp32"
-    return precision
+    return precision if torch.device(device).type == "cuda" else "fp32"
 
 
 class _TextParts:
@@ -174,8 +172,7 @@ class ClipBackbone(nn.Module):
                 raise ValueError(
                     f"{what} {t!r} has {n} tokens plus start/end, more than the text context length "
                     f"{self.context_length} of backbone {self.name!r}")
-        ids = self.tokenizer(list(texts))
-        return ids.to(self.device)
+        return self.tokenizer(list(texts)).to(self.device)
 
     def embed_tokens(self, token_ids):
         """Token embeddings (in the transformer dtype), no grad through the frozen table."""
@@ -278,14 +275,6 @@ class ClipBackbone(nn.Module):
         return F.normalize(acc / len(templates), dim=-1)
 
     # --- image --------------------------------------------------------
-    def _vit_embed(self, images):
-        v = self.model.visual
-        x = v.conv1(images.to(v.conv1.weight.dtype))
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        return x + v.positional_embedding.to(x.dtype)
-
     def encode_image(self, images, visual_prompts=None, deep_visual_prompts=None, return_tokens=False):
         """Image features ``(B, embed_dim)`` (float32, not normalised).
 
@@ -306,14 +295,14 @@ class ClipBackbone(nn.Module):
                                 f"got {type(v).__name__}")
         if getattr(v, "attn_pool", None) is not None:
             raise BackboneError(f"{self.arch}: attentional-pool image towers are not supported with prompts")
-        x = self._vit_embed(images)
+        x = v.conv1(images.to(v.conv1.weight.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
         n_prompt = 0
         if visual_prompts is not None:
             n_prompt = visual_prompts.shape[-2]
-            vp = visual_prompts.to(x.dtype)
-            if vp.dim() == 2:
-                vp = vp.unsqueeze(0).expand(x.shape[0], -1, -1)
-            x = torch.cat([x, vp], dim=1)
+            x = _replace_tokens(x, visual_prompts, x.shape[1], x.shape[1])  # appended after the patches
         x = v.ln_pre(x)
         deep = list(deep_visual_prompts or [])
         if deep and n_prompt == 0:
@@ -332,9 +321,7 @@ class ClipBackbone(nn.Module):
         if v.proj is not None:
             pooled = pooled @ v.proj
             tokens = tokens @ v.proj
-        if return_tokens:
-            return pooled.float(), tokens.float()
-        return pooled.float()
+        return (pooled.float(), tokens.float()) if return_tokens else pooled.float()
 
     def _attnpool_side(self):
         """Side of the square feature grid the attention pool was trained on (its positional embedding)."""
@@ -385,9 +372,7 @@ class ClipBackbone(nn.Module):
     def _image_dtype(self):
         v = self.model.visual
         w = getattr(getattr(v, "conv1", None), "weight", None)
-        if w is None:
-            w = next(v.parameters())
-        return w.dtype
+        return (w if w is not None else next(v.parameters())).dtype
 
     def describe(self):
         return (f"{self.name} (open_clip {self.arch}, tag {self.source.get('tag') or '-'}, "
