@@ -40,11 +40,7 @@ def _row_range(x):
     return x.min(dim=1, keepdim=True).values, x.max(dim=1, keepdim=True).values
 
 
-# ---------------------------------------------------------------------------
-# Functional core
-# ---------------------------------------------------------------------------
-
-
+# --- the functional core --------------------------------------------------
 def margin_mean_var(logits, labels, alpha=0.1, beta=0.01):
     """TCPT margin term: ``-alpha * mean(m) + beta * Var(m)``, ``m_i = z_{i,y_i} - max_{j != y_i} z_{i,j}``
     (``C >= 2``), ``Var`` biased (0 for a batch of one). Golden: docs/design.md 5.1."""
@@ -173,10 +169,7 @@ def dor_loss(outlier_text_features, outlier_zs_text_features):
     return 1.0 - cos.mean()
 
 
-# ---------------------------------------------------------------------------
-# DOR outlier vocabulary
-# ---------------------------------------------------------------------------
-
+# --- the DOR outlier vocabulary -------------------------------------------
 DEFAULT_VOCAB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "dor_vocab.txt")
 
 

@@ -36,9 +36,7 @@ from . import binning as B
 from .proximity import knn_proximity  # noqa: F401  (public here as well)
 
 
-# ----------------------------------------------------------------------------
-# input handling
-# ----------------------------------------------------------------------------
+# --- input handling ----------------------------------------------------------
 def _to_numpy(x, dtype=None):
     if torch.is_tensor(x):
         x = x.detach()
@@ -57,15 +55,11 @@ def _prep(confidences, correct, fname, n_bins):
     c = _to_numpy(confidences, np.float64)
     a = _to_numpy(correct)
     if c.ndim != 1 or a.ndim != 1:
-        raise ValueError(
-            f"calibration.metrics.{fname}: confidences and correct must be 1-D, "
-            f"got shapes {tuple(c.shape)} and {tuple(a.shape)}"
-        )
+        raise ValueError(f"calibration.metrics.{fname}: confidences and correct must be 1-D, "
+                         f"got shapes {tuple(c.shape)} and {tuple(a.shape)}")
     if c.shape[0] != a.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.{fname}: confidences ({c.shape[0]}) and correct "
-            f"({a.shape[0]}) differ in length"
-        )
+        raise ValueError(f"calibration.metrics.{fname}: confidences ({c.shape[0]}) and correct "
+                         f"({a.shape[0]}) differ in length")
     if c.shape[0] == 0:
         raise ValueError(f"calibration.metrics.{fname}: got no samples")
     if a.dtype != np.bool_ and a.dtype != np.float64:
@@ -79,9 +73,7 @@ def _check_bins(n_bins, fname, name="n_bins"):
     return int(n_bins)
 
 
-# ----------------------------------------------------------------------------
-# binning (calibration.binning does the exact, fast per-bin sums)
-# ----------------------------------------------------------------------------
+# --- binning (calibration.binning does the exact, fast per-bin sums) ---------
 def _binner(fname, what, make, *args):
     """``make(*args)`` (``B.Grid`` / ``B.EqualMass``); its ValueError names the function and input."""
     try:
@@ -121,9 +113,7 @@ def quantile_bin_index(x, n_bins=10):
     return em.bin_index().astype(np.int64), edges
 
 
-# ----------------------------------------------------------------------------
-# calibration errors
-# ----------------------------------------------------------------------------
+# --- calibration errors ------------------------------------------------------
 def ece(confidences, correct, n_bins=10):
     """Expected calibration error (fraction): ``(lo, hi]`` equal-width bins (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "ece", n_bins)
@@ -158,10 +148,8 @@ def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
     c, a, n_bins = _prep(confidences, correct, "piece", n_bins)
     p = np.ascontiguousarray(_to_numpy(proximity, np.float64))
     if p.ndim != 1 or p.shape[0] != c.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.piece: proximity must be 1-D with {c.shape[0]} entries, "
-            f"got shape {tuple(p.shape)}"
-        )
+        raise ValueError(f"calibration.metrics.piece: proximity must be 1-D with {c.shape[0]} entries, "
+                         f"got shape {tuple(p.shape)}")
     n_prox_bins = _check_bins(n_prox_bins, "piece", "n_prox_bins")
     cgrid = _grid(c, "piece")
     gap = B.cell_gaps(_binner("piece", "proximity", B.EqualMass, p, n_prox_bins), cgrid, a, n_bins)
@@ -193,9 +181,7 @@ def reliability_bins(confidences, correct, n_bins=10):
     }
 
 
-# ----------------------------------------------------------------------------
-# proper scores and classification metrics
-# ----------------------------------------------------------------------------
+# --- proper scores and classification metrics --------------------------------
 def _reduce(values, reduction, fname):
     if reduction == "mean":
         return float(values.mean())
@@ -210,10 +196,8 @@ def _scores_labels(scores, labels, fname):
     s = torch.as_tensor(_to_numpy(scores, np.float64))
     y = torch.as_tensor(_to_numpy(labels).astype(np.int64))
     if s.ndim != 2 or y.ndim != 1 or s.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.{fname}: expected scores (N, C) and int labels (N,), "
-            f"got {tuple(s.shape)} and {tuple(y.shape)}"
-        )
+        raise ValueError(f"calibration.metrics.{fname}: expected scores (N, C) and int labels (N,), "
+                         f"got {tuple(s.shape)} and {tuple(y.shape)}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= s.shape[1]):
         raise ValueError(f"calibration.metrics.{fname}: labels must lie in [0, {s.shape[1]}), "
                          f"got range [{int(y.min())}, {int(y.max())}]")
@@ -289,9 +273,8 @@ def confidences_from_probs(probs, labels, from_logits=False):
         p = torch.softmax(torch.as_tensor(p), dim=1).numpy()
     y = _to_numpy(labels).astype(np.int64).reshape(-1)
     if p.ndim != 2 or p.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.confidences_from_probs: expected (N, C) and (N,), got {p.shape} and {y.shape}"
-        )
+        raise ValueError(f"calibration.metrics.confidences_from_probs: expected (N, C) and (N,), "
+                         f"got {p.shape} and {y.shape}")
     pred = p.argmax(axis=1)
     conf = p[np.arange(p.shape[0]), pred]
     return conf, pred == y

@@ -152,10 +152,7 @@ class ClipPromptTrainer(TrainerX):
         From ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's
         logit scale."""
         scale = float(self.tcfg.get("BCE_SCALE", 0.0))
-        bias = float(self.tcfg.get("BCE_BIAS", 0.0))
-        if scale <= 0:
-            scale = float(self.clip.logit_scale)
-        return scale, bias
+        return (scale if scale > 0 else float(self.clip.logit_scale)), float(self.tcfg.get("BCE_BIAS", 0.0))
 
     def probability_map_info(self):
         scale, bias = self.probability_map()
@@ -329,9 +326,10 @@ class ClipPromptTrainer(TrainerX):
             logits = self.calibration_logits(out["logits"].float())
             task = self.compute_task_loss(out, logits, labels)
             if self.regularizers:
-                from cpt.calibration.regularizers import apply_regularizers
-                loss, logs = apply_regularizers(self.regularizers, self._reg_context(out, logits, labels, images),
-                                                task)
+                from cpt.calibration.regularizers import RegContext, apply_regularizers
+                step = SimpleNamespace(out=out, logits=logits, labels=labels, images=images)
+                ctx = RegContext(**{n: fn(step) for n, fn in self._reg_inputs.items()})
+                loss, logs = apply_regularizers(self.regularizers, ctx, task)
             else:
                 loss, logs = task, {}
             for name, term in self.method_losses(out, labels).items():
@@ -358,11 +356,6 @@ class ClipPromptTrainer(TrainerX):
         for opt in optims:
             self.scaler.step(opt)
         self.scaler.update()
-
-    def _reg_context(self, out, logits, labels, images):
-        from cpt.calibration.regularizers import RegContext
-        step = SimpleNamespace(out=out, logits=logits, labels=labels, images=images)
-        return RegContext(**{n: fn(step) for n, fn in self._reg_inputs.items()})
 
     # --- evaluation ---------------------------------------------------
     def _cached(self, key, compute):
