@@ -97,18 +97,9 @@ class PromptLearner(nn.Module):
             rows.append(order)
         return torch.tensor(rows, dtype=torch.long)
 
-    def _apply_layout(self, x):
-        if self.layout is None:
-            return x
-        idx = self.layout.view(*([1] * (x.dim() - 3)), *self.layout.shape, 1)
-        idx = idx.expand(*x.shape[:-3], *self.layout.shape, x.shape[-1])
-        return x.gather(-2, idx)
-
     def token_layout(self):
         """Token ids ``(C, L)`` in the configured layout (context tokens from the placeholder text)."""
-        if self.layout is None:
-            return self.tokenized_prompts
-        return self.tokenized_prompts.gather(1, self.layout)
+        return self.tokenized_prompts if self.layout is None else self.tokenized_prompts.gather(1, self.layout)
 
     def context(self, ctx_shift=None):
         """Context ``(n, D)`` (CSC: ``(C, n, D)``); with ``ctx_shift`` ``(B, D)``: ``(B, n, D)``
@@ -130,7 +121,10 @@ class PromptLearner(nn.Module):
         prefix = self.token_prefix.expand(*lead, *self.token_prefix.shape)
         suffix = self.token_suffix.expand(*lead, *self.token_suffix.shape)
         x = torch.cat([prefix, ctx.to(dtype), suffix], dim=-2)
-        return self._apply_layout(x)
+        if self.layout is None:
+            return x
+        idx = self.layout.view(*([1] * (x.dim() - 3)), *self.layout.shape, 1)
+        return x.gather(-2, idx.expand(*x.shape[:-3], *self.layout.shape, x.shape[-1]))
 
     def forward(self, ctx_shift=None):
         return self.assemble(self.context(ctx_shift))
