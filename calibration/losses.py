@@ -125,16 +125,12 @@ def ccr_loss(probs, targets, text_similarity, return_count=False, rel_tol=1e-5):
     corr = torch.where(eye, one, corr)
     diff = torch.where(used, corr - s, torch.zeros_like(corr))
     loss = (diff * diff).sum().to(p_in.dtype)
-    if return_count:
-        return loss, int(used.sum().item())
-    return loss
+    return (loss, int(used.sum().item())) if return_count else loss
 
 
 def mbls_loss(logits, margin=10.0, alpha=0.1):
-    """Margin-based label smoothing: ``alpha * mean_{i,j} relu(max_k z_ik - z_ij - margin)``.
-
-    The mean runs over all ``N x C`` entries (the arg-max entry contributes 0).
-    """
+    """Margin-based label smoothing: ``alpha * mean_{i,j} relu(max_k z_ik - z_ij - margin)``, the mean
+    over all ``N x C`` entries (the arg-max entry contributes 0)."""
     z = _float(logits)
     _check_2d("logits", z)
     zmax = z.max(dim=1, keepdim=True).values

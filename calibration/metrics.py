@@ -128,9 +128,7 @@ def mce(confidences, correct, n_bins=10, weighted=True):
     gap, counts = B.binned_gaps(_grid(c, "mce"), _edges(n_bins)[1:-1], False, a, c, counts=True)
     nz = counts > 0
     gap = np.abs(gap[nz])
-    if weighted:
-        return float(gap.max() / c.shape[0])
-    return float((gap / counts[nz]).max())
+    return float(gap.max() / c.shape[0]) if weighted else float((gap / counts[nz]).max())
 
 
 def adaptive_ece(confidences, correct, n_bins=10):
@@ -212,8 +210,7 @@ def _brier_rows(p, y):
 def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
     """Negative log-likelihood of the true class (natural log) of ``scores`` (N, C): logits
     (log-softmax in float64) or, ``from_logits=False``, probabilities clipped below at ``eps``.
-    ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample).
-    """
+    ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample)."""
     s, y = _scores_labels(scores, labels, "nll")
     logp = torch.log_softmax(s, dim=1) if from_logits else torch.log(s.clamp_min(eps))
     values = -logp.gather(1, y.unsqueeze(1)).squeeze(1).numpy()
@@ -222,14 +219,10 @@ def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
 
 def brier(probs, labels, from_logits=False, reduction="mean"):
     """Multi-class Brier score: ``sum_k (p_k - 1[k = y])^2``, mean over samples (range [0, 2]).
-
-    ``probs``: (N, C) probabilities (or logits with ``from_logits=True``);
-    ``labels``: (N,) int. ``reduction`` as in ``nll``.
-    """
+    ``probs``: (N, C) probabilities (or logits with ``from_logits=True``); ``labels``: (N,) int;
+    ``reduction`` as in ``nll``."""
     p, y = _scores_labels(probs, labels, "brier")
-    if from_logits:
-        p = torch.softmax(p, dim=1)
-    return _reduce(_brier_rows(p, y), reduction, "brier")
+    return _reduce(_brier_rows(torch.softmax(p, dim=1) if from_logits else p, y), reduction, "brier")
 
 
 def _preds_labels(preds_or_scores, labels, fname):

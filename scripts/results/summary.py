@@ -26,9 +26,7 @@ class Problem(Record):
 
 
 def harmonic_mean(a, b):
-    if a is None or b is None:
-        return None
-    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+    return None if a is None or b is None else 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
 
 
 def mean_std(values):
