@@ -147,10 +147,8 @@ class ClipPromptTrainer(TrainerX):
         return float(self.clip.logit_scale)
 
     def probability_map(self):
-        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets).
-
-        From ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's
-        logit scale."""
+        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets) from
+        ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's logit scale."""
         scale = float(self.tcfg.get("BCE_SCALE", 0.0))
         return (scale if scale > 0 else float(self.clip.logit_scale)), float(self.tcfg.get("BCE_BIAS", 0.0))
 
@@ -172,9 +170,7 @@ class ClipPromptTrainer(TrainerX):
     def as_targets(self, labels):
         """Multi-hot targets ``(N, C)`` (1 / 0 / -1) of a batch: the labels themselves for
         multi-label data, one-hot for single-label data (``onehot_single_label`` trainers)."""
-        if labels.dim() == 2:
-            return labels
-        return F.one_hot(labels.long(), self.num_classes).to(labels.dtype)
+        return labels if labels.dim() == 2 else F.one_hot(labels.long(), self.num_classes).to(labels.dtype)
 
     @property
     def zs_text_features(self):

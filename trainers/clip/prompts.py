@@ -77,25 +77,17 @@ class PromptLearner(nn.Module):
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
         self.register_buffer("token_prefix", emb[:, :1].clone(), persistent=False)
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)
-        perm = self._layout_permutation(tokenized.shape[1])
-        self.register_buffer("layout", perm.to(clip.device) if perm is not None else None, persistent=False)
-
-    def _layout_permutation(self, n_tok):
-        """Per-class gather index from the ``end`` layout to the configured one (None for ``end``)."""
-        if self.class_token_position == "end":
-            return None
-        n, half = self.n_ctx, self.n_ctx // 2
-        rows = []
-        for nl in self.name_lens:
-            ctx = list(range(1, 1 + n))
-            name = list(range(1 + n, 1 + n + nl))
-            rest = list(range(1 + n + nl, n_tok))
-            if self.class_token_position == "middle":
-                order = [0] + ctx[:half] + name + ctx[half:] + rest
-            else:
-                order = [0] + name + ctx + rest
-            rows.append(order)
-        return torch.tensor(rows, dtype=torch.long)
+        layout = None  # per-class gather index from the ``end`` layout to the configured one
+        if class_token_position != "end":
+            rows, half = [], n_ctx // 2
+            for nl in self.name_lens:
+                ctx = list(range(1, 1 + n_ctx))
+                name = list(range(1 + n_ctx, 1 + n_ctx + nl))
+                rest = list(range(1 + n_ctx + nl, tokenized.shape[1]))
+                rows.append([0] + (ctx[:half] + name + ctx[half:] if class_token_position == "middle"
+                                   else name + ctx) + rest)
+            layout = torch.tensor(rows, dtype=torch.long).to(clip.device)
+        self.register_buffer("layout", layout, persistent=False)
 
     def token_layout(self):
         """Token ids ``(C, L)`` in the configured layout (context tokens from the placeholder text)."""
