@@ -137,9 +137,8 @@ def _is_torchscript(path):
 def _load_state(path):
     """A state dict or checkpoint dict: TorchScript archives via ``torch.jit.load`` (state dict
     only), anything else with ``torch.load(weights_only=True)`` (tensors and plain containers)."""
-    if _is_torchscript(path):
-        sd = torch.jit.load(path, map_location="cpu").state_dict()
-        return {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    if _is_torchscript(path):  # metadata entries: _openai_model drops them
+        return dict(torch.jit.load(path, map_location="cpu").state_dict())
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
