@@ -181,13 +181,10 @@ def reliability_bins(confidences, correct, n_bins=10):
 
 # --- proper scores and classification metrics --------------------------------
 def _reduce(values, reduction, fname):
-    if reduction == "mean":
-        return float(values.mean())
-    if reduction == "sum":
-        return float(values.sum())
-    if reduction == "none":
-        return values
-    raise ValueError(f"calibration.metrics.{fname}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"calibration.metrics.{fname}: reduction must be 'mean', 'sum' or 'none', "
+                         f"got {reduction!r}")
+    return values if reduction == "none" else float(getattr(values, reduction)())
 
 
 def _scores_labels(scores, labels, fname):

@@ -49,11 +49,8 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX):
     lo, hi = math.log(t_min), math.log(t_max)
     res = minimize_scalar(lambda s: _nll(z, y, math.exp(s)), bounds=(lo, hi),
                           method="bounded", options={"xatol": 1e-7, "maxiter": 500})
-    best_s = float(res.x)
-    # The bounded method never evaluates the end points; compare with them.
-    for s in (lo, 0.0, hi):
-        if _nll(z, y, math.exp(s)) < _nll(z, y, math.exp(best_s)):
-            best_s = s
+    # The bounded method never evaluates the end points; compare with them (the first minimum wins).
+    best_s = min([float(res.x), lo, 0.0, hi], key=lambda s: _nll(z, y, math.exp(s)))
     return float(math.exp(best_s))
 
 
