@@ -120,13 +120,10 @@ class ClipBackbone(nn.Module):
                                    and all(hasattr(pool, a) for a in ("positional_embedding", "v_proj", "c_proj")))
         # dense image features: ViT patch tokens or a ModifiedResNet's attention-pool values
         self.has_dense_features = self.is_vit or self.is_attnpool_resnet
-        self.embed_dim = getattr(v, "output_dim", None) or self._infer_embed_dim()
-
-    def _infer_embed_dim(self):
-        proj = self._text.text_projection
-        if isinstance(proj, nn.Linear):
-            return proj.out_features
-        return proj.shape[1] if proj is not None else self.text_width
+        proj = t.text_projection
+        self.embed_dim = getattr(v, "output_dim", None) or (
+            proj.out_features if isinstance(proj, nn.Linear) else
+            proj.shape[1] if proj is not None else self.text_width)
 
     # Frozen: train() never switches the wrapped model out of eval mode.
     def train(self, mode=True):
@@ -285,8 +282,9 @@ class ClipBackbone(nn.Module):
         """
         v = self.model.visual
         if visual_prompts is None and not deep_visual_prompts and not return_tokens:
-            if self.is_attnpool_resnet and not self._resnet_native_grid(images):
-                return self._resnet_dense(images)[0]  # resized positional embedding
+            side = self._attnpool_side() if self.is_attnpool_resnet else None
+            if side is not None and not images.shape[-2] // 32 == side == images.shape[-1] // 32:
+                return self._resnet_dense(images)[0]  # off the pool's grid (input / 32): resized positions
             return self.model.encode_image(images.to(self._image_dtype())).float()
         if return_tokens and visual_prompts is None and not deep_visual_prompts and self.is_attnpool_resnet:
             return self._resnet_dense(images)
@@ -326,11 +324,6 @@ class ClipBackbone(nn.Module):
     def _attnpool_side(self):
         """Side of the square feature grid the attention pool was trained on (its positional embedding)."""
         return int(round((self.model.visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
-
-    def _resnet_native_grid(self, images):
-        """Whether ``images`` give the attention pool's native feature grid (input / 32)."""
-        side = self._attnpool_side()
-        return images.shape[-2] // 32 == side and images.shape[-1] // 32 == side
 
     def _resnet_dense(self, images, positional=True):
         """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
