@@ -221,9 +221,7 @@ class ClipBackbone(nn.Module):
         n_tok = self.text_keep_length(token_ids, ctx_slice[1] if deep_prompts else 0)
         pos = self.eot_positions(token_ids)
         x = x[:, :n_tok].to(dtype) + t.positional_embedding[:n_tok].to(dtype)
-        mask = t.attn_mask
-        if mask is not None:
-            mask = mask[:n_tok, :n_tok]
+        mask = None if t.attn_mask is None else t.attn_mask[:n_tok, :n_tok]
         batch_first = getattr(t.transformer, "batch_first", False)
         for i, block in enumerate(t.transformer.resblocks):
             if 1 <= i <= len(deep_prompts):
@@ -317,8 +315,7 @@ class ClipBackbone(nn.Module):
             x = x[:, :-n_prompt]
         pooled, tokens = v._pool(x)
         if v.proj is not None:
-            pooled = pooled @ v.proj
-            tokens = tokens @ v.proj
+            pooled, tokens = pooled @ v.proj, tokens @ v.proj
         return (pooled.float(), tokens.float()) if return_tokens else pooled.float()
 
     def _attnpool_side(self):
