@@ -55,8 +55,7 @@ def make_cfg(args, trainer, batch_size, out):
 
 def batches(loader):
     while True:
-        for b in loader:
-            yield b
+        yield from loader
 
 
 def bench_one(args, trainer, n_classes, repeats, tmp):
