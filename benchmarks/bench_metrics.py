@@ -19,9 +19,7 @@ from benchlib import best_time
 from cpt.calibration import metrics as M
 
 
-# ---------------------------------------------------------------------------
-# per-bin loops (the TCPT evaluator's structure), over numpy arrays
-# ---------------------------------------------------------------------------
+# --- per-bin loops (the TCPT evaluator's structure), over numpy arrays ------
 def _bin_gap(members, n):
     if not members:
         return 0.0
@@ -41,11 +39,7 @@ def loop_quantile_edges(values, n_bins):
     raw = np.quantile(np.asarray(values), np.linspace(0, 1, n_bins + 1)).tolist()
     if raw[0] == raw[-1]:
         return [raw[0], raw[-1]]
-    kept = [raw[0]]
-    for i in range(1, len(raw)):
-        if raw[i] - raw[i - 1] > 1e-8:
-            kept.append(raw[i])
-    return kept
+    return [raw[0]] + [raw[i] for i in range(1, len(raw)) if raw[i] - raw[i - 1] > 1e-8]
 
 
 def perbin_ece(conf, correct, n_bins=10):
@@ -81,7 +75,6 @@ def perbin_piece(conf, correct, prox, n_bins=10, n_prox_bins=10):
     return total
 
 
-# ---------------------------------------------------------------------------
 def make_data(n, seed):
     rng = np.random.default_rng(seed)
     conf = rng.beta(5.0, 1.5, size=n)  # skewed towards 1, like a trained classifier

@@ -55,8 +55,7 @@ def make_cfg(args, trainer, batch_size, out):
 
 def batches(loader):
     while True:
-        for b in loader:
-            yield b
+        yield from loader
 
 
 def bench_one(args, trainer, n_classes, repeats, tmp):
@@ -80,11 +79,10 @@ def bench_one(args, trainer, n_classes, repeats, tmp):
     for _ in range(args.warmup):  # allocations, lazy init
         step(True), step(False)
     times, losses = {True: [], False: []}, {True: [], False: []}
-    for _ in range(repeats):
-        for on in (True, False):
-            dt, loss = step(on)
-            times[on].append(dt)
-            losses[on].append(loss)
+    for on in [True, False] * repeats:
+        dt, loss = step(on)
+        times[on].append(dt)
+        losses[on].append(loss)
     t.clip.short_text = True
     on, off = statistics.median(times[True]), statistics.median(times[False])
     diff = max(abs(a - b) for a, b in zip(losses[True], losses[False]))

@@ -13,8 +13,6 @@ from .metrics import classification_metrics, classification_stats
 from .proximity import knn_proximity
 from .multilabel import multilabel_metrics
 
-__all__ = ["ClassificationAccumulator", "MultiLabelAccumulator", "result_block", "per_class_block"]
-
 
 def _as_tensor(x, name, where):
     if torch.is_tensor(x):

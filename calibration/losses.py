@@ -40,11 +40,7 @@ def _row_range(x):
     return x.min(dim=1, keepdim=True).values, x.max(dim=1, keepdim=True).values
 
 
-# ---------------------------------------------------------------------------
-# Functional core
-# ---------------------------------------------------------------------------
-
-
+# --- the functional core --------------------------------------------------
 def margin_mean_var(logits, labels, alpha=0.1, beta=0.01):
     """TCPT margin term: ``-alpha * mean(m) + beta * Var(m)``, ``m_i = z_{i,y_i} - max_{j != y_i} z_{i,j}``
     (``C >= 2``), ``Var`` biased (0 for a batch of one). Golden: docs/design.md 5.1."""
@@ -129,16 +125,12 @@ def ccr_loss(probs, targets, text_similarity, return_count=False, rel_tol=1e-5):
     corr = torch.where(eye, one, corr)
     diff = torch.where(used, corr - s, torch.zeros_like(corr))
     loss = (diff * diff).sum().to(p_in.dtype)
-    if return_count:
-        return loss, int(used.sum().item())
-    return loss
+    return (loss, int(used.sum().item())) if return_count else loss
 
 
 def mbls_loss(logits, margin=10.0, alpha=0.1):
-    """Margin-based label smoothing: ``alpha * mean_{i,j} relu(max_k z_ik - z_ij - margin)``.
-
-    The mean runs over all ``N x C`` entries (the arg-max entry contributes 0).
-    """
+    """Margin-based label smoothing: ``alpha * mean_{i,j} relu(max_k z_ik - z_ij - margin)``, the mean
+    over all ``N x C`` entries (the arg-max entry contributes 0)."""
     z = _float(logits)
     _check_2d("logits", z)
     zmax = z.max(dim=1, keepdim=True).values
@@ -173,10 +165,7 @@ def dor_loss(outlier_text_features, outlier_zs_text_features):
     return 1.0 - cos.mean()
 
 
-# ---------------------------------------------------------------------------
-# DOR outlier vocabulary
-# ---------------------------------------------------------------------------
-
+# --- the DOR outlier vocabulary -------------------------------------------
 DEFAULT_VOCAB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "dor_vocab.txt")
 
 

@@ -36,9 +36,7 @@ from . import binning as B
 from .proximity import knn_proximity  # noqa: F401  (public here as well)
 
 
-# ----------------------------------------------------------------------------
-# input handling
-# ----------------------------------------------------------------------------
+# --- input handling ----------------------------------------------------------
 def _to_numpy(x, dtype=None):
     if torch.is_tensor(x):
         x = x.detach()
@@ -57,15 +55,11 @@ def _prep(confidences, correct, fname, n_bins):
     c = _to_numpy(confidences, np.float64)
     a = _to_numpy(correct)
     if c.ndim != 1 or a.ndim != 1:
-        raise ValueError(
-            f"calibration.metrics.{fname}: confidences and correct must be 1-D, "
-            f"got shapes {tuple(c.shape)} and {tuple(a.shape)}"
-        )
+        raise ValueError(f"calibration.metrics.{fname}: confidences and correct must be 1-D, "
+                         f"got shapes {tuple(c.shape)} and {tuple(a.shape)}")
     if c.shape[0] != a.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.{fname}: confidences ({c.shape[0]}) and correct "
-            f"({a.shape[0]}) differ in length"
-        )
+        raise ValueError(f"calibration.metrics.{fname}: confidences ({c.shape[0]}) and correct "
+                         f"({a.shape[0]}) differ in length")
     if c.shape[0] == 0:
         raise ValueError(f"calibration.metrics.{fname}: got no samples")
     if a.dtype != np.bool_ and a.dtype != np.float64:
@@ -79,9 +73,7 @@ def _check_bins(n_bins, fname, name="n_bins"):
     return int(n_bins)
 
 
-# ----------------------------------------------------------------------------
-# binning (calibration.binning does the exact, fast per-bin sums)
-# ----------------------------------------------------------------------------
+# --- binning (calibration.binning does the exact, fast per-bin sums) ---------
 def _binner(fname, what, make, *args):
     """``make(*args)`` (``B.Grid`` / ``B.EqualMass``); its ValueError names the function and input."""
     try:
@@ -121,9 +113,7 @@ def quantile_bin_index(x, n_bins=10):
     return em.bin_index().astype(np.int64), edges
 
 
-# ----------------------------------------------------------------------------
-# calibration errors
-# ----------------------------------------------------------------------------
+# --- calibration errors ------------------------------------------------------
 def ece(confidences, correct, n_bins=10):
     """Expected calibration error (fraction): ``(lo, hi]`` equal-width bins (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "ece", n_bins)
@@ -138,9 +128,7 @@ def mce(confidences, correct, n_bins=10, weighted=True):
     gap, counts = B.binned_gaps(_grid(c, "mce"), _edges(n_bins)[1:-1], False, a, c, counts=True)
     nz = counts > 0
     gap = np.abs(gap[nz])
-    if weighted:
-        return float(gap.max() / c.shape[0])
-    return float((gap / counts[nz]).max())
+    return float(gap.max() / c.shape[0]) if weighted else float((gap / counts[nz]).max())
 
 
 def adaptive_ece(confidences, correct, n_bins=10):
@@ -158,10 +146,8 @@ def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
     c, a, n_bins = _prep(confidences, correct, "piece", n_bins)
     p = np.ascontiguousarray(_to_numpy(proximity, np.float64))
     if p.ndim != 1 or p.shape[0] != c.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.piece: proximity must be 1-D with {c.shape[0]} entries, "
-            f"got shape {tuple(p.shape)}"
-        )
+        raise ValueError(f"calibration.metrics.piece: proximity must be 1-D with {c.shape[0]} entries, "
+                         f"got shape {tuple(p.shape)}")
     n_prox_bins = _check_bins(n_prox_bins, "piece", "n_prox_bins")
     cgrid = _grid(c, "piece")
     gap = B.cell_gaps(_binner("piece", "proximity", B.EqualMass, p, n_prox_bins), cgrid, a, n_bins)
@@ -193,27 +179,20 @@ def reliability_bins(confidences, correct, n_bins=10):
     }
 
 
-# ----------------------------------------------------------------------------
-# proper scores and classification metrics
-# ----------------------------------------------------------------------------
+# --- proper scores and classification metrics --------------------------------
 def _reduce(values, reduction, fname):
-    if reduction == "mean":
-        return float(values.mean())
-    if reduction == "sum":
-        return float(values.sum())
-    if reduction == "none":
-        return values
-    raise ValueError(f"calibration.metrics.{fname}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"calibration.metrics.{fname}: reduction must be 'mean', 'sum' or 'none', "
+                         f"got {reduction!r}")
+    return values if reduction == "none" else float(getattr(values, reduction)())
 
 
 def _scores_labels(scores, labels, fname):
     s = torch.as_tensor(_to_numpy(scores, np.float64))
     y = torch.as_tensor(_to_numpy(labels).astype(np.int64))
     if s.ndim != 2 or y.ndim != 1 or s.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.{fname}: expected scores (N, C) and int labels (N,), "
-            f"got {tuple(s.shape)} and {tuple(y.shape)}"
-        )
+        raise ValueError(f"calibration.metrics.{fname}: expected scores (N, C) and int labels (N,), "
+                         f"got {tuple(s.shape)} and {tuple(y.shape)}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= s.shape[1]):
         raise ValueError(f"calibration.metrics.{fname}: labels must lie in [0, {s.shape[1]}), "
                          f"got range [{int(y.min())}, {int(y.max())}]")
@@ -228,8 +207,7 @@ def _brier_rows(p, y):
 def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
     """Negative log-likelihood of the true class (natural log) of ``scores`` (N, C): logits
     (log-softmax in float64) or, ``from_logits=False``, probabilities clipped below at ``eps``.
-    ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample).
-    """
+    ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample)."""
     s, y = _scores_labels(scores, labels, "nll")
     logp = torch.log_softmax(s, dim=1) if from_logits else torch.log(s.clamp_min(eps))
     values = -logp.gather(1, y.unsqueeze(1)).squeeze(1).numpy()
@@ -238,14 +216,10 @@ def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
 
 def brier(probs, labels, from_logits=False, reduction="mean"):
     """Multi-class Brier score: ``sum_k (p_k - 1[k = y])^2``, mean over samples (range [0, 2]).
-
-    ``probs``: (N, C) probabilities (or logits with ``from_logits=True``);
-    ``labels``: (N,) int. ``reduction`` as in ``nll``.
-    """
+    ``probs``: (N, C) probabilities (or logits with ``from_logits=True``); ``labels``: (N,) int;
+    ``reduction`` as in ``nll``."""
     p, y = _scores_labels(probs, labels, "brier")
-    if from_logits:
-        p = torch.softmax(p, dim=1)
-    return _reduce(_brier_rows(p, y), reduction, "brier")
+    return _reduce(_brier_rows(torch.softmax(p, dim=1) if from_logits else p, y), reduction, "brier")
 
 
 def _preds_labels(preds_or_scores, labels, fname):
@@ -289,9 +263,8 @@ def confidences_from_probs(probs, labels, from_logits=False):
         p = torch.softmax(torch.as_tensor(p), dim=1).numpy()
     y = _to_numpy(labels).astype(np.int64).reshape(-1)
     if p.ndim != 2 or p.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"calibration.metrics.confidences_from_probs: expected (N, C) and (N,), got {p.shape} and {y.shape}"
-        )
+        raise ValueError(f"calibration.metrics.confidences_from_probs: expected (N, C) and (N,), "
+                         f"got {p.shape} and {y.shape}")
     pred = p.argmax(axis=1)
     conf = p[np.arange(p.shape[0]), pred]
     return conf, pred == y

@@ -28,16 +28,12 @@ def _prep(probs, targets, fname):
     p = _to_numpy(probs, np.float64)
     y = _to_numpy(targets)
     if p.ndim != 2 or y.shape != p.shape:
-        raise ValueError(
-            f"calibration.multilabel.{fname}: expected probs and targets of the same shape (N, C), "
-            f"got {tuple(p.shape)} and {tuple(y.shape)}"
-        )
+        raise ValueError(f"calibration.multilabel.{fname}: expected probs and targets of the same shape "
+                         f"(N, C), got {tuple(p.shape)} and {tuple(y.shape)}")
     y = y.astype(np.int8) if y.dtype != np.int8 else y
     if y.size and (y.min() < -1 or y.max() > 1):
-        raise ValueError(
-            f"calibration.multilabel.{fname}: targets must be 1 (positive), 0 (negative) or -1 (unknown), "
-            f"got values in [{int(y.min())}, {int(y.max())}]"
-        )
+        raise ValueError(f"calibration.multilabel.{fname}: targets must be 1 (positive), 0 (negative) or -1 "
+                         f"(unknown), got values in [{int(y.min())}, {int(y.max())}]")
     return np.ascontiguousarray(p), np.ascontiguousarray(y)
 
 
@@ -99,9 +95,7 @@ def _nanmean(v):
 def _class_mask(idx, n_classes, name):
     idx = np.asarray(list(idx), dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n_classes):
-        raise ValueError(
-            f"calibration.multilabel: group {name!r} has class indices outside [0, {n_classes})"
-        )
+        raise ValueError(f"calibration.multilabel: group {name!r} has class indices outside [0, {n_classes})")
     return idx
 
 
@@ -120,10 +114,7 @@ def _calibration(pr, n_bins, groups):
     for name, idx in (groups or {}).items():
         cols = _class_mask(idx, pr.c, name)
         gc, ga = pr.flat_cols(pr.conf2d, cols), pr.flat_cols(pr.correct2d, cols)
-        if gc.size == 0:
-            group_out[name] = (float("nan"), float("nan"))
-        else:
-            group_out[name] = (ece(gc, ga, n_bins), float(ga.mean()))
+        group_out[name] = (ece(gc, ga, n_bins), float(ga.mean())) if gc.size else (float("nan"), float("nan"))
     return out, group_out, conf, correct
 
 
@@ -224,8 +215,7 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
         res["piece"] = piece(conf, correct, pr.flat(np.broadcast_to(prox[:, None], (pr.n, pr.c))), n_bins)
     res["accuracy"] = cal["accuracy"]
     for name, (g_ece, g_acc) in group_out.items():
-        g_ap = ap[_class_mask(groups[name], pr.c, name)]
-        res[f"mAP_{name}"] = _nanmean(g_ap)
+        res[f"mAP_{name}"] = _nanmean(ap[_class_mask(groups[name], pr.c, name)])
         res[f"ece_{name}"] = g_ece
         res[f"accuracy_{name}"] = g_acc
     return res, conf, correct, ap
@@ -243,6 +233,5 @@ def signed_class_calibration(probs, targets, threshold=0.5, groups=None):
     np.divide(diff.sum(axis=0), n_c, out=gaps, where=n_c > 0)
     group_gaps = OrderedDict()
     for name, idx in (groups or {}).items():
-        g = gaps[_class_mask(idx, pr.c, name)]
-        group_gaps[name] = _nanmean(g)
+        group_gaps[name] = _nanmean(gaps[_class_mask(idx, pr.c, name)])
     return gaps, group_gaps

@@ -7,9 +7,6 @@ from cpt.fileio import atomic_write_with
 
 from .metrics import reliability_bins
 
-__all__ = ["save_reliability_diagram", "save_summary_figure"]
-
-
 def _new_figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

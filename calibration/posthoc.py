@@ -49,11 +49,8 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX):
     lo, hi = math.log(t_min), math.log(t_max)
     res = minimize_scalar(lambda s: _nll(z, y, math.exp(s)), bounds=(lo, hi),
                           method="bounded", options={"xatol": 1e-7, "maxiter": 500})
-    best_s = float(res.x)
-    # The bounded method never evaluates the end points; compare with them.
-    for s in (lo, 0.0, hi):
-        if _nll(z, y, math.exp(s)) < _nll(z, y, math.exp(best_s)):
-            best_s = s
+    # The bounded method never evaluates the end points; compare with them (the first minimum wins).
+    best_s = min([float(res.x), lo, 0.0, hi], key=lambda s: _nll(z, y, math.exp(s)))
     return float(math.exp(best_s))
 
 
@@ -87,13 +84,10 @@ def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05
     if bz.shape[0] == 0:
         raise ValueError("dac_factors: no base-class features")
     kk = max(1, min(int(k), bz.shape[0]))
-    d_zs = torch.cdist(nz, bz)
-    d_tu = torch.cdist(nt, bt)
-    dbar_zs = d_zs.topk(kk, dim=1, largest=False).values.mean(1)
-    dbar_tu = d_tu.topk(kk, dim=1, largest=False).values.mean(1)
+    d_zs, d_tu = torch.cdist(nz, bz), torch.cdist(nt, bt)
+    dbar_zs, dbar_tu = (d.topk(kk, dim=1, largest=False).values.mean(1) for d in (d_zs, d_tu))
     c = torch.exp(dbar_zs - dbar_tu)
-    is_base = d_tu.min(dim=1).values < base_threshold
-    c = torch.where(is_base, torch.ones_like(c), c)
+    c = torch.where(d_tu.min(dim=1).values < base_threshold, torch.ones_like(c), c)  # a base class
     out_dtype = new_tuned.dtype if isinstance(new_tuned, torch.Tensor) and new_tuned.dtype == torch.float64 else torch.float32
     device = new_tuned.device if isinstance(new_tuned, torch.Tensor) else "cpu"
     return c.to(device=device, dtype=out_dtype)
@@ -103,14 +97,13 @@ def apply_dac(logits, factors):
     """Each row of ``logits (N, C)`` times the (positive) factor of its predicted class; the
     prediction (arg-max, first on ties) is kept: a scaled top logit that rounding ties with a
     neighbour is raised by one ulp."""
-    z = logits
-    f = torch.as_tensor(factors, device=z.device)
-    if f.dim() != 1 or f.shape[0] != z.shape[1]:
-        raise ValueError(f"apply_dac: {tuple(f.shape)} factors for logits with {z.shape[1]} classes")
+    f = torch.as_tensor(factors, device=logits.device)
+    if f.dim() != 1 or f.shape[0] != logits.shape[1]:
+        raise ValueError(f"apply_dac: {tuple(f.shape)} factors for logits with {logits.shape[1]} classes")
     if (f <= 0).any():
         raise ValueError("apply_dac: factors must be > 0")
-    pred = z.argmax(dim=1)
-    out = z * f.to(z.dtype)[pred].unsqueeze(1)
+    pred = logits.argmax(dim=1)
+    out = logits * f.to(logits.dtype)[pred].unsqueeze(1)
     moved = out.argmax(dim=1) != pred
     if moved.any():
         rows = moved.nonzero().squeeze(1)
@@ -124,10 +117,7 @@ def sals_logits(logits, zs_logits):
     return zs_norm_logits(logits, zs_logits)
 
 
-# ---------------------------------------------------------------------------
-# Registry of calibrators with saved state
-# ---------------------------------------------------------------------------
-
+# --- the registry of calibrators (with their saved state) ------------------
 POSTHOC = Registry("post-hoc calibrator", case_insensitive=True)
 
 

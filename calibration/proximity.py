@@ -23,10 +23,8 @@ def knn_proximity(features, k=10, reference=None, chunk_size=None, normalize=Fal
     else:
         ref = torch.as_tensor(reference).to(device=x.device, dtype=x.dtype)
         if ref.ndim != 2 or ref.shape[1] != x.shape[1]:
-            raise ValueError(
-                "calibration.metrics.knn_proximity: reference must be 2-D with "
-                f"{x.shape[1]} columns, got {tuple(ref.shape)}"
-            )
+            raise ValueError(f"calibration.metrics.knn_proximity: reference must be 2-D with "
+                             f"{x.shape[1]} columns, got {tuple(ref.shape)}")
     if normalize:
         x = torch.nn.functional.normalize(x, dim=1)
         ref = x if reference is None else torch.nn.functional.normalize(ref, dim=1)
@@ -34,10 +32,8 @@ def knn_proximity(features, k=10, reference=None, chunk_size=None, normalize=Fal
     exclude_self = reference is None
     available = m - 1 if exclude_self else m
     if int(k) != k or k < 1 or k > available:
-        raise ValueError(
-            f"calibration.metrics.knn_proximity: k={k} needs 1 <= k <= {available} "
-            f"(pool of {m} rows{', self excluded' if exclude_self else ''})"
-        )
+        raise ValueError(f"calibration.metrics.knn_proximity: k={k} needs 1 <= k <= {available} "
+                         f"(pool of {m} rows{', self excluded' if exclude_self else ''})")
     k = int(k)
     if chunk_size is None:
         chunk_size = max(1, (1 << 24) // max(m, k * x.shape[1], 1))
@@ -57,6 +53,4 @@ def knn_proximity(features, k=10, reference=None, chunk_size=None, normalize=Fal
             del d2
             diff = ref[nn_idx] - q.unsqueeze(1)  # (chunk, k, D)
             out[s:e] = diff.norm(dim=2).mean(dim=1)
-    if as_numpy:
-        return out.cpu().numpy()
-    return out
+    return out.cpu().numpy() if as_numpy else out

@@ -25,11 +25,7 @@ def check_params(kind, name, defaults, params):
     return {**defaults, **params}
 
 
-# ---------------------------------------------------------------------------
-# Regularizer interface and registry
-# ---------------------------------------------------------------------------
-
-
+# --- the Regularizer interface and its registry ---------------------------
 class RegContext(types.SimpleNamespace):
     """The inputs handed to the regularizers, by name (``ClipPromptTrainer.providers``; shapes as in
     :mod:`calibration.losses`: logits/zs_logits/probs/targets ``(N, C)``, labels ``(N,)``, text
@@ -168,11 +164,9 @@ def check_requirements(regularizers, available, trainer_name):
     problems = [f"regularizer '{r.name}' needs {[f for f in r.needs if f not in available]}"
                 for r in regularizers if not set(r.needs) <= available]
     if problems:
-        raise ValueError(
-            f"trainer '{trainer_name}' cannot provide the inputs required by the configured "
-            f"calibration regularizers (CALIB.METHOD): " + "; ".join(problems)
-            + f". The trainer provides {sorted(available)}."
-        )
+        raise ValueError(f"trainer '{trainer_name}' cannot provide the inputs required by the configured "
+                         f"calibration regularizers (CALIB.METHOD): " + "; ".join(problems)
+                         + f". The trainer provides {sorted(available)}.")
 
 
 def apply_regularizers(regularizers, ctx, task_loss=None):
@@ -180,13 +174,9 @@ def apply_regularizers(regularizers, ctx, task_loss=None):
     ``task_loss`` or the replacing regularizer's ``task_loss(ctx)`` (ZS-Norm). ``logs`` (floats):
     ``loss``, ``loss_task``, each named term and each ``last_stats`` entry."""
     replacer = _task_loss_replacer(regularizers)
-    if replacer is not None:
-        task = replacer.task_loss(ctx)
-    elif task_loss is None:
+    if replacer is None and task_loss is None:
         raise ValueError("apply_regularizers needs task_loss unless a regularizer replaces it")
-    else:
-        task = task_loss
-    total = task
+    total = task = task_loss if replacer is None else replacer.task_loss(ctx)
     logs = {"loss_task": float(task.detach())}
     for r in regularizers:
         for key, val in r.components(ctx).items():

@@ -99,14 +99,6 @@ FINISHED_ERE = '"status"[[:space:]]*:[[:space:]]*"finished"'
 FINISHED_RE = re.compile(FINISHED_ERE.replace("[[:space:]]", r"\s"))
 
 
-def cfg_dir(cfg, calib):
-    return cfg if calib in (None, "", "none") else f"{cfg}_{calib}"
-
-
-def run_dir(output, layout, split, dataset, shots, trainer, cfgdir, seed):
-    return os.path.join(output, layout, split, dataset, f"shots_{shots}", trainer, cfgdir, f"seed{seed}")
-
-
 def is_finished(path):
     """True when ``path/results.json`` says ``"status": "finished"``."""
     try:
@@ -220,10 +212,11 @@ class Setup:
 
     @property
     def cfgdir(self):
-        return cfg_dir(self.cfg, self.calib)
+        return self.cfg if self.calib in (None, "", "none") else f"{self.cfg}_{self.calib}"
 
     def run_dir(self, layout, split, dataset, seed):
-        return run_dir(self.output, layout, split, dataset, self.shots, self.method.trainer, self.cfgdir, seed)
+        return os.path.join(self.output, layout, split, dataset, f"shots_{self.shots}", self.method.trainer,
+                            self.cfgdir, f"seed{seed}")
 
     def command(self, dataset, seed, out_dir, subsample, model_dir=None):
         """``train.py`` argv; with ``model_dir`` (or an eval-only method) an ``--eval-only`` run."""

@@ -12,12 +12,6 @@ import tempfile
 TMP_PREFIX = ".tmp-"
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(data, path, midway=None):
     """Write ``data`` (bytes) to ``path`` atomically; returns ``path``.
 
@@ -37,7 +31,9 @@ def atomic_write_bytes(data, path, midway=None):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        mask = os.umask(0)  # read the umask (and put it back)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -18,11 +18,6 @@ class PluginError(ImportError):
     pass
 
 
-def plugin_names(extra=()):
-    names = [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]
-    return names + [n for n in extra if n and n not in names]
-
-
 def _import(name):
     if name.endswith(".py") or os.sep in name:
         path = os.path.abspath(name)
@@ -42,7 +37,8 @@ def _import(name):
 
 def load_plugins(extra=()):
     """Import every plugin named in ``CPT_PLUGINS`` and ``extra`` (each once); returns the modules."""
-    names = plugin_names(extra)
+    names = [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]
+    names += [n for n in extra if n and n not in names]
     for name in names:
         if name not in _loaded:
             _loaded[name] = _import(name)

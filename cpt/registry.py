@@ -39,10 +39,8 @@ class Registry:
         if key not in self._obj_map:
             close = self.closest(str(name))
             hint = f"; closest: {', '.join(close)}" if close else ""
-            raise KeyError(
-                f'"{name}" is not registered in the {self._name} registry{hint} '
-                f"(registered: {', '.join(sorted(self._obj_map)) or 'none'})"
-            )
+            raise KeyError(f'"{name}" is not registered in the {self._name} registry{hint} '
+                           f"(registered: {', '.join(sorted(self._obj_map)) or 'none'})")
         return self._obj_map[key]
 
     def registered_names(self):

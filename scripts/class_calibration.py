@@ -49,10 +49,8 @@ def load_outputs(run_dir, split):
 
 def _fmt(vals):
     vals = [v for v in vals if v is not None and np.isfinite(v)]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.2f}"
+    if len(vals) < 2:
+        return f"{vals[0]:.2f}" if vals else "-"
     return f"{np.mean(vals):.2f} ± {np.std(vals, ddof=1):.2f}"
 
 

@@ -135,11 +135,9 @@ class Driver:
         pattern = os.path.join(self.s.output, "base2new", "train_base", "*", f"shots_{self.s.shots}",
                                self.s.method.trainer, self.s.cfgdir, "seed*")
         want_d, want_s = self.env.get("DATASETS", "").split(), self.env.get("SEEDS", "").split()
-        items = []
-        for path in sorted(glob.glob(pattern)):
-            d, seed = path.split(os.sep)[-5], os.path.basename(path)[4:]
-            if (catalog.is_finished(path) and (not want_d or d in want_d) and (not want_s or seed in want_s)):
-                items.append((d, seed))
+        found = [(p.split(os.sep)[-5], os.path.basename(p)[4:], p) for p in sorted(glob.glob(pattern))]
+        items = [(d, s) for d, s, p in found
+                 if catalog.is_finished(p) and (not want_d or d in want_d) and (not want_s or s in want_s)]
         if not items:
             raise Failure(f"no trained model under {pattern} (a finished results.json); run base2new_train first")
         return self.loop(self.test_one, items, *args)

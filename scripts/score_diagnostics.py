@@ -39,12 +39,8 @@ def diagnostics(scores, labels):
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
-    out = {}
-    if labels.ndim == 1:
-        out["acc"] = 100.0 * float((scores.argmax(1) == labels).mean())
-        targets = np.eye(scores.shape[1], dtype=np.int64)[labels]
-    else:
-        targets = labels
+    out = {} if labels.ndim != 1 else {"acc": 100.0 * float((scores.argmax(1) == labels).mean())}
+    targets = labels if labels.ndim != 1 else np.eye(scores.shape[1], dtype=np.int64)[labels]
     image_mean = scores.mean(axis=1, keepdims=True)
     out["map"] = 100.0 * mean_average_precision(scores, targets)
     out["map_centred"] = 100.0 * mean_average_precision(scores - image_mean, targets)

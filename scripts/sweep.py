@@ -66,9 +66,7 @@ class Run:
 
 
 def _as_list(v):
-    if v is None:
-        return None
-    return list(v) if isinstance(v, (list, tuple)) else str(v).split()
+    return None if v is None else list(v) if isinstance(v, (list, tuple)) else str(v).split()
 
 
 def _output(grid, root):

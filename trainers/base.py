@@ -16,12 +16,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cpt.calibration.regularizers import (RegContext, apply_regularizers, build_regularizers, check_requirements,
+                                          load_outlier_vocab, select_outliers)
 from cpt.engine import feature_cache
+from cpt.engine.checkpoint import load_checkpoint, load_learnable_state
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
 from cpt.engine.trainer import TrainerX
 from cpt.engine.utils import count_num_param
 from cpt.trainers.clip import encode_prompts, load_clip
 from cpt.trainers.config import LOSS_CHOICES, PREC_CHOICES
+from cpt.trainers.posthoc import PosthocStep, save_train_classnames
 from cpt.trainers.templates import get_template, method_templates, trainer_method
 
 ML_EVALUATOR = "MultiLabelClassification"
@@ -108,7 +112,6 @@ class ClipPromptTrainer(TrainerX):
             self.learner.to(self.device)
             self.model["prompt_learner"] = self.learner
             if cfg.MODEL.INIT_WEIGHTS:
-                from cpt.engine.checkpoint import load_checkpoint, load_learnable_state
                 ckpt = load_checkpoint(cfg.MODEL.INIT_WEIGHTS)
                 load_learnable_state(self.learner, ckpt.get("state_dict", ckpt), cfg.MODEL.INIT_WEIGHTS)
             n_learn = sum(p.numel() for p in self.learner.parameters() if p.requires_grad)
@@ -122,7 +125,6 @@ class ClipPromptTrainer(TrainerX):
         if cfg.TEST.CACHE_FEATURES and not self.frozen_image_encoder:
             self.logger.info(f"TEST.CACHE_FEATURES ignored: {type(self).__name__} prompts the image encoder")
         self.trained_here = False
-        from cpt.trainers.posthoc import PosthocStep
         self.posthoc = PosthocStep(self)
         self._eval_split = None
 
@@ -147,15 +149,10 @@ class ClipPromptTrainer(TrainerX):
         return float(self.clip.logit_scale)
 
     def probability_map(self):
-        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets).
-
-        From ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's
-        logit scale."""
+        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets) from
+        ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's logit scale."""
         scale = float(self.tcfg.get("BCE_SCALE", 0.0))
-        bias = float(self.tcfg.get("BCE_BIAS", 0.0))
-        if scale <= 0:
-            scale = float(self.clip.logit_scale)
-        return scale, bias
+        return (scale if scale > 0 else float(self.clip.logit_scale)), float(self.tcfg.get("BCE_BIAS", 0.0))
 
     def probability_map_info(self):
         scale, bias = self.probability_map()
@@ -175,9 +172,7 @@ class ClipPromptTrainer(TrainerX):
     def as_targets(self, labels):
         """Multi-hot targets ``(N, C)`` (1 / 0 / -1) of a batch: the labels themselves for
         multi-label data, one-hot for single-label data (``onehot_single_label`` trainers)."""
-        if labels.dim() == 2:
-            return labels
-        return F.one_hot(labels.long(), self.num_classes).to(labels.dtype)
+        return labels if labels.dim() == 2 else F.one_hot(labels.long(), self.num_classes).to(labels.dtype)
 
     @property
     def zs_text_features(self):
@@ -236,7 +231,6 @@ class ClipPromptTrainer(TrainerX):
         methods = list(self.cfg.CALIB.METHOD)
         if not methods:
             return []
-        from cpt.calibration.regularizers import build_regularizers, check_requirements
         regs = build_regularizers(methods, self.cfg.CALIB)
         for r in regs:
             need = sorted({"probs", "targets"} & set(r.needs))
@@ -257,7 +251,6 @@ class ClipPromptTrainer(TrainerX):
         self.outlier_words, self._outlier_idx = None, None
         if self.dor is None:
             return
-        from cpt.calibration.regularizers import load_outlier_vocab
         self.outlier_words = load_outlier_vocab(self.dor.params["vocab"] or None, exclude=self.classnames)
         self.outlier_zs = self.clip.zero_shot_text_features(self.outlier_words, self.template)
         self.logger.info(f"DOR: {len(self.outlier_words)} outlier words, {self.dor.params['num_outliers']} per epoch")
@@ -265,7 +258,6 @@ class ClipPromptTrainer(TrainerX):
     def before_epoch(self):
         super().before_epoch()
         if self.dor is not None:
-            from cpt.calibration.regularizers import select_outliers
             n = self.dor.params["num_outliers"]
             g = torch.Generator().manual_seed(max(self.cfg.SEED, 0) * 100003 + self.epoch)
             self._outlier_idx = select_outliers(self.outlier_zs, self.zs_text_features, n, pool=4 * n,
@@ -329,9 +321,9 @@ class ClipPromptTrainer(TrainerX):
             logits = self.calibration_logits(out["logits"].float())
             task = self.compute_task_loss(out, logits, labels)
             if self.regularizers:
-                from cpt.calibration.regularizers import apply_regularizers
-                loss, logs = apply_regularizers(self.regularizers, self._reg_context(out, logits, labels, images),
-                                                task)
+                step = SimpleNamespace(out=out, logits=logits, labels=labels, images=images)
+                ctx = RegContext(**{n: fn(step) for n, fn in self._reg_inputs.items()})
+                loss, logs = apply_regularizers(self.regularizers, ctx, task)
             else:
                 loss, logs = task, {}
             for name, term in self.method_losses(out, labels).items():
@@ -358,11 +350,6 @@ class ClipPromptTrainer(TrainerX):
         for opt in optims:
             self.scaler.step(opt)
         self.scaler.update()
-
-    def _reg_context(self, out, logits, labels, images):
-        from cpt.calibration.regularizers import RegContext
-        step = SimpleNamespace(out=out, logits=logits, labels=labels, images=images)
-        return RegContext(**{n: fn(step) for n, fn in self._reg_inputs.items()})
 
     # --- evaluation ---------------------------------------------------
     def _cached(self, key, compute):
@@ -398,7 +385,6 @@ class ClipPromptTrainer(TrainerX):
 
     def before_train(self):
         super().before_train()
-        from cpt.trainers.posthoc import save_train_classnames
         self.trained_here = True  # post-hoc and probability-map fits happen only in a training run
         if self.learner is not None:
             save_train_classnames(self.output_dir, self.classnames)

@@ -20,12 +20,11 @@ _ML = dict(BCE_SCALE=0.0, BCE_BIAS=0.0)
 
 # What each key means: the trainer's module docstring (trainers/<method>.py). TRAINER.COOP.W is
 # KgCoOp's weight, kept for configs that put it under TRAINER.COOP.
+_COOP = dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end", W=8.0, LOSS="ce", **_ML)
 _DEFAULTS = {
-    "COOP": dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end", W=8.0,
-                 LOSS="ce", **_ML),
+    "COOP": _COOP,
     "COCOOP": dict(N_CTX=16, CTX_INIT="", PREC="fp16", LOSS="ce", **_ML),
-    "KGCOOP": dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end", W=8.0,
-                   LOSS="ce", **_ML),
+    "KGCOOP": dict(_COOP),
     "MAPLE": dict(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9, LOSS="ce",
                   UPSTREAM_HALF_PROMPTS=False, **_ML),
     "ZSCLIP": dict(TEMPLATE="", ENSEMBLE=False, PREC="fp16", **_ML),

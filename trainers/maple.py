@@ -82,8 +82,7 @@ class MaPLe(ClipPromptTrainer):
         return F.normalize(encode_prompts(self.clip, pl(), pl.tokenized_prompts, deep_prompts=deep_text), dim=-1)
 
     def class_text_features(self):
-        _, deep_text, _ = self.learner.deep_prompts()
-        return self._text(deep_text)
+        return self._text(self.learner.deep_prompts()[1])
 
     def _image(self, images, visual, deep_vis):
         if self.learner.upstream_half:
@@ -92,8 +91,7 @@ class MaPLe(ClipPromptTrainer):
                            dim=-1)
 
     def _visual_prompts(self):
-        visual, _, deep_vis = self.learner.deep_prompts()
-        return visual, deep_vis
+        return self.learner.deep_prompts()[::2]  # (shared visual prompt, deep visual prompts)
 
     def image_features(self, images):
         return self._image(images, *self._cached("visual", self._visual_prompts))

@@ -60,22 +60,17 @@ class PosthocStep:
         self.note = ""
         self._val = None
         self.providers = posthoc_providers(self)
-        self._check(trainer)
+        if self.active and trainer.multilabel:
+            raise ValueError(f"CALIB.POSTHOC '{self.name}' is for single-label classification; "
+                             f"dataset {cfg.DATASET.NAME} is multi-label (set CALIB.POSTHOC none)")
+        missing = [n for n in self.cal.needs if n not in self.providers]  # none: needs nothing
+        if missing:
+            reason = MISSING_REASON.get(missing[0], f"the inputs {missing}, which {{who}} does not provide")
+            raise ValueError(f"CALIB.POSTHOC {self.name} needs {reason.format(who=type(trainer).__name__)}")
 
     @property
     def active(self):
         return self.name != "none"
-
-    def _check(self, t):
-        if not self.active:
-            return
-        if t.multilabel:
-            raise ValueError(f"CALIB.POSTHOC '{self.name}' is for single-label classification; "
-                             f"dataset {t.cfg.DATASET.NAME} is multi-label (set CALIB.POSTHOC none)")
-        missing = [n for n in self.cal.needs if n not in self.providers]
-        if missing:
-            reason = MISSING_REASON.get(missing[0], f"the inputs {missing}, which {{who}} does not provide")
-            raise ValueError(f"CALIB.POSTHOC {self.name} needs {reason.format(who=type(t).__name__)}")
 
     # --- persistence ---------------------------------------------------
     def on_load(self, directory):

@@ -230,8 +230,7 @@ class TaIDPT(ClipPromptTrainer):
             g, tok = self.clip.encode_text_embeddings(self.clip.embed_tokens(ids), ids, return_tokens=True)
         eot = self.clip.eot_positions(ids)
         pos = torch.arange(ids.shape[1], device=ids.device)[None, :]
-        upstream = self.tcfg.get("UPSTREAM_EXACT", False)
-        mask = (ids != 0) if upstream else (pos >= 1) & (pos <= eot[:, None])
+        mask = (ids != 0) if self.tcfg.get("UPSTREAM_EXACT", False) else (pos >= 1) & (pos <= eot[:, None])
         return F.normalize(g.float(), dim=-1), F.normalize(tok.float(), dim=-1), mask
 
     def _encode_captions(self):

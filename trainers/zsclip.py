@@ -18,9 +18,8 @@ class ZeroshotCLIP(ClipPromptTrainer):
     def build_learner(self):
         override = self.tcfg.TEMPLATE
         use_ensemble = self.tcfg.ENSEMBLE if self.ensemble is None else self.ensemble
-        templates = (get_ensemble_templates(self.dataset_name, override) if use_ensemble
-                     else [get_template(self.dataset_name, override)])
-        self.templates = templates
+        self.templates = templates = (get_ensemble_templates(self.dataset_name, override) if use_ensemble
+                                      else [get_template(self.dataset_name, override)])
         self.logger.info(f"Zero-shot templates: {templates}")
         self.text_features = self.clip.zero_shot_text_features(self.classnames, templates)
         if len(templates) == 1:

@@ -21,10 +21,8 @@ def value_columns(metrics, primary="acc"):
 
 
 def column_label(col):
-    if col == "hm":
-        return "HM"
     side, _, m = col.partition("_")
-    return f"{side.capitalize()} {METRIC_LABEL.get(m, m)}"
+    return "HM" if col == "hm" else f"{side.capitalize()} {METRIC_LABEL.get(m, m)}"
 
 
 def _fmt(v, digits=2):
@@ -33,12 +31,9 @@ def _fmt(v, digits=2):
 
 def _cell(row, col, std, fmt):
     """``mean ± std`` (latex: a small ``$\\pm$`` std), ``-`` when there is no value."""
-    v = row.get(col)
-    if v is None:
-        return "-"
-    sd = row.get(col + "_std")
-    if not std or sd is None:
-        return _fmt(v)
+    v, sd = row.get(col), row.get(col + "_std")
+    if v is None or not std or sd is None:
+        return "-" if v is None else _fmt(v)
     return _fmt(v) + (f" ± {_fmt(sd)}" if fmt == "md" else f" {{\\scriptsize$\\pm${_fmt(sd)}}}")
 
 

@@ -26,9 +26,7 @@ class Problem(Record):
 
 
 def harmonic_mean(a, b):
-    if a is None or b is None:
-        return None
-    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+    return None if a is None or b is None else 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
 
 
 def mean_std(values):
@@ -68,16 +66,12 @@ def side_stats(row, side, fin, metrics, note):
 
 
 def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None, primary="acc"):
-    """Rows per (group, dataset) plus an ``average`` row per group, and the list of problems.
-
-    Returns ``(groups, problems, notes)``: ``groups`` maps a group key ``(trainer, config,
-    calibration, shots)`` to its list of row dicts (datasets in the papers' order, ``average``
-    last); a row holds ``dataset``, ``<side>_<metric>`` and ``<side>_<metric>_std`` for side in
-    base/new, ``hm``, ``n_seeds`` (seeds finished on both sides), ``n_base``, ``n_new`` and
-    ``seeds_base``/``seeds_new``. ``problems`` are :class:`Problem` records; ``notes`` are
-    strings. ``hm`` is the harmonic mean of the ``primary`` metric (``acc``; ``map`` for
-    multi-label tables). The average row is the plain mean over datasets of each column.
-    """
+    """``(groups, problems, notes)``: ``groups`` maps a group key ``(trainer, config, calibration,
+    shots)`` to its row dicts (datasets in the papers' order, then the ``average`` row); a row holds
+    ``dataset``, ``<side>_<metric>`` and ``<side>_<metric>_std`` for side in base/new, ``hm`` (of the
+    ``primary`` metric), ``n_seeds`` (seeds finished on both sides), ``n_base``, ``n_new`` and
+    ``seeds_base``/``seeds_new``; ``problems`` are :class:`Problem` records, ``notes`` strings. The
+    averaging rules: ``scripts/parse_results.py``."""
     groups, problems, notes = {}, [], []
     for gkey, gruns in by_group(runs).items():
         exp_seeds = sorted(set(seeds) if seeds else {r.seed for r in gruns})

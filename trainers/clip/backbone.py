@@ -28,9 +28,7 @@ def effective_precision(precision, device):
     precision = str(precision).lower()
     if precision not in PRECISIONS:
         raise ValueError(f"precision (TRAINER.<NAME>.PREC) must be one of {PRECISIONS}, got {precision!r}")
-    if torch.device(device).type != "cuda":
-        return "fp32"
-    return precision
+    return precision if torch.device(device).type == "cuda" else "fp32"
 
 
 class _TextParts:
@@ -122,13 +120,10 @@ class ClipBackbone(nn.Module):
                                    and all(hasattr(pool, a) for a in ("positional_embedding", "v_proj", "c_proj")))
         # dense image features: ViT patch tokens or a ModifiedResNet's attention-pool values
         self.has_dense_features = self.is_vit or self.is_attnpool_resnet
-        self.embed_dim = getattr(v, "output_dim", None) or self._infer_embed_dim()
-
-    def _infer_embed_dim(self):
-        proj = self._text.text_projection
-        if isinstance(proj, nn.Linear):
-            return proj.out_features
-        return proj.shape[1] if proj is not None else self.text_width
+        proj = t.text_projection
+        self.embed_dim = getattr(v, "output_dim", None) or (
+            proj.out_features if isinstance(proj, nn.Linear) else
+            proj.shape[1] if proj is not None else self.text_width)
 
     # Frozen: train() never switches the wrapped model out of eval mode.
     def train(self, mode=True):
@@ -174,8 +169,7 @@ class ClipBackbone(nn.Module):
                 raise ValueError(
                     f"{what} {t!r} has {n} tokens plus start/end, more than the text context length "
                     f"{self.context_length} of backbone {self.name!r}")
-        ids = self.tokenizer(list(texts))
-        return ids.to(self.device)
+        return self.tokenizer(list(texts)).to(self.device)
 
     def embed_tokens(self, token_ids):
         """Token embeddings (in the transformer dtype), no grad through the frozen table."""
@@ -227,9 +221,7 @@ class ClipBackbone(nn.Module):
         n_tok = self.text_keep_length(token_ids, ctx_slice[1] if deep_prompts else 0)
         pos = self.eot_positions(token_ids)
         x = x[:, :n_tok].to(dtype) + t.positional_embedding[:n_tok].to(dtype)
-        mask = t.attn_mask
-        if mask is not None:
-            mask = mask[:n_tok, :n_tok]
+        mask = None if t.attn_mask is None else t.attn_mask[:n_tok, :n_tok]
         batch_first = getattr(t.transformer, "batch_first", False)
         for i, block in enumerate(t.transformer.resblocks):
             if 1 <= i <= len(deep_prompts):
@@ -278,14 +270,6 @@ class ClipBackbone(nn.Module):
         return F.normalize(acc / len(templates), dim=-1)
 
     # --- image --------------------------------------------------------
-    def _vit_embed(self, images):
-        v = self.model.visual
-        x = v.conv1(images.to(v.conv1.weight.dtype))
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        return x + v.positional_embedding.to(x.dtype)
-
     def encode_image(self, images, visual_prompts=None, deep_visual_prompts=None, return_tokens=False):
         """Image features ``(B, embed_dim)`` (float32, not normalised).
 
@@ -296,8 +280,9 @@ class ClipBackbone(nn.Module):
         """
         v = self.model.visual
         if visual_prompts is None and not deep_visual_prompts and not return_tokens:
-            if self.is_attnpool_resnet and not self._resnet_native_grid(images):
-                return self._resnet_dense(images)[0]  # resized positional embedding
+            side = self._attnpool_side() if self.is_attnpool_resnet else None
+            if side is not None and not images.shape[-2] // 32 == side == images.shape[-1] // 32:
+                return self._resnet_dense(images)[0]  # off the pool's grid (input / 32): resized positions
             return self.model.encode_image(images.to(self._image_dtype())).float()
         if return_tokens and visual_prompts is None and not deep_visual_prompts and self.is_attnpool_resnet:
             return self._resnet_dense(images)
@@ -306,14 +291,14 @@ class ClipBackbone(nn.Module):
                                 f"got {type(v).__name__}")
         if getattr(v, "attn_pool", None) is not None:
             raise BackboneError(f"{self.arch}: attentional-pool image towers are not supported with prompts")
-        x = self._vit_embed(images)
+        x = v.conv1(images.to(v.conv1.weight.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
         n_prompt = 0
         if visual_prompts is not None:
             n_prompt = visual_prompts.shape[-2]
-            vp = visual_prompts.to(x.dtype)
-            if vp.dim() == 2:
-                vp = vp.unsqueeze(0).expand(x.shape[0], -1, -1)
-            x = torch.cat([x, vp], dim=1)
+            x = _replace_tokens(x, visual_prompts, x.shape[1], x.shape[1])  # appended after the patches
         x = v.ln_pre(x)
         deep = list(deep_visual_prompts or [])
         if deep and n_prompt == 0:
@@ -330,20 +315,12 @@ class ClipBackbone(nn.Module):
             x = x[:, :-n_prompt]
         pooled, tokens = v._pool(x)
         if v.proj is not None:
-            pooled = pooled @ v.proj
-            tokens = tokens @ v.proj
-        if return_tokens:
-            return pooled.float(), tokens.float()
-        return pooled.float()
+            pooled, tokens = pooled @ v.proj, tokens @ v.proj
+        return (pooled.float(), tokens.float()) if return_tokens else pooled.float()
 
     def _attnpool_side(self):
         """Side of the square feature grid the attention pool was trained on (its positional embedding)."""
         return int(round((self.model.visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
-
-    def _resnet_native_grid(self, images):
-        """Whether ``images`` give the attention pool's native feature grid (input / 32)."""
-        side = self._attnpool_side()
-        return images.shape[-2] // 32 == side and images.shape[-1] // 32 == side
 
     def _resnet_dense(self, images, positional=True):
         """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
@@ -385,9 +362,7 @@ class ClipBackbone(nn.Module):
     def _image_dtype(self):
         v = self.model.visual
         w = getattr(getattr(v, "conv1", None), "weight", None)
-        if w is None:
-            w = next(v.parameters())
-        return w.dtype
+        return (w if w is not None else next(v.parameters())).dtype
 
     def describe(self):
         return (f"{self.name} (open_clip {self.arch}, tag {self.source.get('tag') or '-'}, "

@@ -59,12 +59,6 @@ def _hf_snapshot_pattern(repo_id, filename):
     return os.path.join(hf_cache_dir(), "models--" + repo_id.replace("/", "--"), "snapshots", "*", filename)
 
 
-def _hf_cached_file(repo_id, filename):
-    """A cached ``filename`` of ``repo_id`` in any snapshot of the hub cache, or None (no refs needed)."""
-    hits = sorted(glob.glob(_hf_snapshot_pattern(repo_id, filename)))
-    return hits[0] if hits else None
-
-
 def find_pretrained_file(arch, tag):
     """Local file holding open_clip ``arch``'s weights for pretrained ``tag`` (the URL cache
     ``~/.cache/clip/<file>`` or ``<HF_HUB_CACHE>/models--<org>--<repo>/snapshots/*/<file>``); never
@@ -90,10 +84,10 @@ def find_pretrained_file(arch, tag):
         elif fname.endswith((".bin", ".pth")):
             names.append(fname[:-4] + ".safetensors")
         names.append(fname)
-        for n in names:
-            hit = _hf_cached_file(repo_id, n)
-            if hit:
-                return hit
+        for n in names:  # any snapshot of the hub cache (no refs needed)
+            hits = sorted(glob.glob(_hf_snapshot_pattern(repo_id, n)))
+            if hits:
+                return hits[0]
             looked.append(_hf_snapshot_pattern(repo_id, n))
     url = pcfg.get("url", "")
     if url:
@@ -143,9 +137,8 @@ def _is_torchscript(path):
 def _load_state(path):
     """A state dict or checkpoint dict: TorchScript archives via ``torch.jit.load`` (state dict
     only), anything else with ``torch.load(weights_only=True)`` (tensors and plain containers)."""
-    if _is_torchscript(path):
-        sd = torch.jit.load(path, map_location="cpu").state_dict()
-        return {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    if _is_torchscript(path):  # metadata entries: _openai_model drops them
+        return dict(torch.jit.load(path, map_location="cpu").state_dict())
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -228,18 +221,16 @@ def load_clip(cfg_or_name, pretrained_tag="", device="cpu", precision="fp32", pr
         arch, source["file"] = f"file:{kind}", os.path.abspath(name)
     else:
         arch = resolve_arch(name)
-        quick_gelu = False
-        ckpt = None
+        quick_gelu, ckpt = False, None
         if pretrained:
             tag = pretrained_tag
             if not tag:
                 tags = oc.list_pretrained_tags_by_model(arch)
-                if "openai" in tags:
-                    tag = "openai"
-                else:
+                if "openai" not in tags:
                     raise BackboneError(
                         f"open_clip model {arch!r} needs MODEL.BACKBONE.PRETRAINED_TAG (known tags: "
                         f"{tags or 'none'}), a local file as the tag, or MODEL.BACKBONE.PRETRAINED False")
+                tag = "openai"
             if os.path.isfile(tag):
                 ckpt = tag
                 quick_gelu = name in DASSL_TO_OPEN_CLIP  # a Dassl name means OpenAI weights (QuickGELU)

@@ -77,38 +77,21 @@ class PromptLearner(nn.Module):
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
         self.register_buffer("token_prefix", emb[:, :1].clone(), persistent=False)
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)
-        perm = self._layout_permutation(tokenized.shape[1])
-        self.register_buffer("layout", perm.to(clip.device) if perm is not None else None, persistent=False)
-
-    def _layout_permutation(self, n_tok):
-        """Per-class gather index from the ``end`` layout to the configured one (None for ``end``)."""
-        if self.class_token_position == "end":
-            return None
-        n, half = self.n_ctx, self.n_ctx // 2
-        rows = []
-        for nl in self.name_lens:
-            ctx = list(range(1, 1 + n))
-            name = list(range(1 + n, 1 + n + nl))
-            rest = list(range(1 + n + nl, n_tok))
-            if self.class_token_position == "middle":
-                order = [0] + ctx[:half] + name + ctx[half:] + rest
-            else:
-                order = [0] + name + ctx + rest
-            rows.append(order)
-        return torch.tensor(rows, dtype=torch.long)
-
-    def _apply_layout(self, x):
-        if self.layout is None:
-            return x
-        idx = self.layout.view(*([1] * (x.dim() - 3)), *self.layout.shape, 1)
-        idx = idx.expand(*x.shape[:-3], *self.layout.shape, x.shape[-1])
-        return x.gather(-2, idx)
+        layout = None  # per-class gather index from the ``end`` layout to the configured one
+        if class_token_position != "end":
+            rows, half = [], n_ctx // 2
+            for nl in self.name_lens:
+                ctx = list(range(1, 1 + n_ctx))
+                name = list(range(1 + n_ctx, 1 + n_ctx + nl))
+                rest = list(range(1 + n_ctx + nl, tokenized.shape[1]))
+                rows.append([0] + (ctx[:half] + name + ctx[half:] if class_token_position == "middle"
+                                   else name + ctx) + rest)
+            layout = torch.tensor(rows, dtype=torch.long).to(clip.device)
+        self.register_buffer("layout", layout, persistent=False)
 
     def token_layout(self):
         """Token ids ``(C, L)`` in the configured layout (context tokens from the placeholder text)."""
-        if self.layout is None:
-            return self.tokenized_prompts
-        return self.tokenized_prompts.gather(1, self.layout)
+        return self.tokenized_prompts if self.layout is None else self.tokenized_prompts.gather(1, self.layout)
 
     def context(self, ctx_shift=None):
         """Context ``(n, D)`` (CSC: ``(C, n, D)``); with ``ctx_shift`` ``(B, D)``: ``(B, n, D)``
@@ -130,7 +113,10 @@ class PromptLearner(nn.Module):
         prefix = self.token_prefix.expand(*lead, *self.token_prefix.shape)
         suffix = self.token_suffix.expand(*lead, *self.token_suffix.shape)
         x = torch.cat([prefix, ctx.to(dtype), suffix], dim=-2)
-        return self._apply_layout(x)
+        if self.layout is None:
+            return x
+        idx = self.layout.view(*([1] * (x.dim() - 3)), *self.layout.shape, 1)
+        return x.gather(-2, idx.expand(*x.shape[:-3], *self.layout.shape, x.shape[-1]))
 
     def forward(self, ctx_shift=None):
         return self.assemble(self.context(ctx_shift))
