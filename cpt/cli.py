@@ -246,7 +246,8 @@ def _run(cfg, args, rank, start):
         if rank == 0 and (args.eval_only or not args.no_train) and not cfg.TEST.NO_TEST:
             split = cfg.TEST.SPLIT
             metrics = trainer.last_results.get(split, {})
-            extra = {"epoch": getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
+            epoch = getattr(trainer, "loaded_epoch", None) if args.eval_only else None
+            extra = {"epoch": epoch or getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
                      "classnames": trainer.classnames, **getattr(trainer, "results_extra", lambda: {})()}
             for key, save in (("reliability_diagram", _save_reliability), ("outputs", _save_outputs)):
                 name = save(cfg, trainer, split)

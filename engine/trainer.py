@@ -141,6 +141,7 @@ class TrainerBase:
             val = ckpt.get("val_result")
             val = f", val_result={val:.1f}" if isinstance(val, (int, float)) else ""
             self.logger.info(f"Load {path} to {name} (epoch={ckpt.get('epoch')}{val})")
+            self.loaded_epoch = ckpt.get("epoch")  # recorded in results.json of an --eval-only run
 
     def set_model_mode(self, mode="train", names=None):
         if mode not in ("train", "test", "eval"):
