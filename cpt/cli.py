@@ -246,8 +246,9 @@ def _run(cfg, args, rank, start):
         if rank == 0 and (args.eval_only or not args.no_train) and not cfg.TEST.NO_TEST:
             split = cfg.TEST.SPLIT
             metrics = trainer.last_results.get(split, {})
-            epoch = getattr(trainer, "loaded_epoch", None) if args.eval_only else None
-            extra = {"epoch": epoch or getattr(trainer, "max_epoch", None), "num_classes": trainer.num_classes,
+            loaded = getattr(trainer, "loaded_epoch", None) if args.eval_only else None  # set by load_model
+            epoch = loaded or getattr(trainer, "max_epoch", None)  # a training run's best-val reload keeps MAX_EPOCH
+            extra = {"epoch": epoch, "num_classes": trainer.num_classes,
                      "classnames": trainer.classnames, **getattr(trainer, "results_extra", lambda: {})()}
             for key, save in (("reliability_diagram", _save_reliability), ("outputs", _save_outputs)):
                 name = save(cfg, trainer, split)
