@@ -174,8 +174,8 @@ def test_render_checkpoint_ships_with_its_manifest_and_loads():
     stages = [m]  # a chain of continuations, each recording its parent's recipe, down to a shipped parent
     while "recipe" in stages[-1]["init"]:
         stages.append(stages[-1]["init"]["recipe"])
-    assert stages[-1]["init"]["sha256"] == parent["sha256"] and len(stages) == 2
-    assert [s["render_word"] for s in stages] == [1.0, 0.75]
+    assert stages[-1]["init"]["sha256"] == parent["sha256"] and len(stages) == 3
+    assert [s["render_word"] for s in stages] == [0.975, 1.0, 0.75]
     assert m["name"] == "world-tiny-render" and m["renderings"] == ["vintage", "neon"]
     assert m["eval"]["vintage_scene_map_word"] > m["eval"]["vintage_scene_map_default"]
     import yaml
