@@ -6,7 +6,7 @@
 # usage: WORK=/scratch/dir bash scripts/multilabel/render_world_study.sh [sweep|main|tables|all]
 #   sweep   CCR lambda sweep on the base-class *validation* split (TEST.SPLIT val), seed 1,
 #           lambda in LAMBDAS (default "0.1 0.3 1.0 3.0"; floats, the config key is one), plus both methods without CCR
-#   main    the test-split runs, seeds SEEDS (default "1 2 3"), CCR at COOP_LAMBDA / TAIDPT_LAMBDA (defaults 0.3 / 0.1: the sweep's choice)
+#   main    the test-split runs, seeds SEEDS (default "1 2 3"), CCR at COOP_LAMBDA / TAIDPT_LAMBDA (defaults 0.1 / 0.1: the sweep's choice)
 #   tables  parse_results.py (mAP, ECE, CF1, OF1) and class_calibration.py (signed gaps)
 # Two runs at a time (one chain per method), one thread each. PYTHON defaults to .venv/bin/python.
 set -euo pipefail
@@ -16,7 +16,7 @@ export DATA="$WORK/data" CPT_CACHE_DIR="${CPT_CACHE_DIR:-$WORK/cache}" DATASETS=
 export PYTHON="${PYTHON:-$HERE/.venv/bin/python}" OMP_NUM_THREADS=1
 SEEDS_MAIN="${SEEDS:-1 2 3}"
 LAMBDAS="${LAMBDAS:-0.1 0.3 1.0 3.0}"
-COOP_LAMBDA="${COOP_LAMBDA:-0.3}"
+COOP_LAMBDA="${COOP_LAMBDA:-0.1}"
 TAIDPT_LAMBDA="${TAIDPT_LAMBDA:-0.1}"
 S="$HERE/scripts"
 
