@@ -46,6 +46,12 @@ def test_eval_only_on_an_old_model_dir_gives_its_recorded_metrics(tmp_path):
     with open(out / "results.json") as f:
         got = json.load(f)
     want = stored("test_new")
-    assert got["epoch"] == 2 and got["metrics"]["accuracy"] == want["accuracy"]
+    assert got["epoch"] == 2 and set(got["metrics"]) == set(want)
+    # Metrics of the argmax predictions are exact. The probability metrics come from a float32
+    # forward whose last bits depend on the machine's CPU kernels (one AVX-512 machine's ECE is
+    # 1.3e-7 relative off the stored run), so they are checked to 1e-6 relative, far below the
+    # two decimals the tables print.
+    for key in ("accuracy", "error_rate", "macro_f1"):
+        assert got["metrics"][key] == want[key], key
     for key, value in want.items():
-        assert got["metrics"][key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+        assert got["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key

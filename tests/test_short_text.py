@@ -1,7 +1,7 @@
 """The short text path (``MODEL.BACKBONE.SHORT_TEXT``): every trainer's logits, loss and gradients
-of the learnable parameters are the same with and without it (1e-5 relative), on the world's tiny
-CLIP and on a randomly initialised ViT-B/16-sized CLIP; towers where it is not exact keep the
-full context; a world base-to-new CoOp run writes the same metrics either way."""
+of the learnable parameters are the same with and without it (1e-5 relative, gradients 1e-4), on
+the world's tiny CLIP and on a randomly initialised ViT-B/16-sized CLIP; towers where it is not
+exact keep the full context; a world base-to-new CoOp run writes the same metrics either way."""
 import json
 import os
 
@@ -16,6 +16,10 @@ from cpt.trainers.clip import ClipBackbone, bpe_tokenizer, encode_prompts, load_
 from cpt.trainers.taidpt import softmax_pool
 
 TOL = 1e-5
+# Gradients sum many per-image terms that partly cancel, so their float32 noise relative to their
+# largest entry is larger: CoCoOp's meta-net and context gradients differ by up to 1.8e-5 on one
+# AVX-512 machine (every other trainer's by under 5e-6); a wrong cut moves features by over 1e-3.
+GRAD_TOL = 1e-4
 
 # (trainer, extra opts): every trainer's text path, DOR outlier words, TCPT's zero-shot features,
 # class-specific context with the class name in front, templates of the ensemble.
@@ -98,7 +102,7 @@ def check_trainer(root, tmp_path, name, opts, **kw):
     assert gf and set(gs) == set(gf) or full.learner is None
     for n in gf:
         assert gf[n].abs().max() > 0, (name, n)  # every learnable tensor gets a gradient
-        assert rel_diff(gs[n], gf[n]) <= TOL, (name, n, rel_diff(gs[n], gf[n]))
+        assert rel_diff(gs[n], gf[n]) <= GRAD_TOL, (name, n, rel_diff(gs[n], gf[n]))
     for attr in ("zs_text_features", "outlier_zs", "text_features"):
         a, b = getattr(short, attr, None), getattr(full, attr, None)
         if torch.is_tensor(b):
