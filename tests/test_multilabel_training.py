@@ -140,6 +140,43 @@ def test_ccr_with_ce_fails_at_build(root, tmp_path):
         run(root, str(tmp_path / "z"), "CoOp", *COOP_BCE, "CALIB.METHOD", "['tcpt']")
 
 
+# ------------------------------------------------------------------------------- PROB_MAP
+SCENES = ("MODEL.BACKBONE.NAME", "world-tiny-scenes", "MODEL.BACKBONE.PRETRAINED", "True")
+COOP_BCE_ONLY = ("TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.LOSS", "bce", "TRAINER.COOP.PREC", "fp32")
+
+
+def test_prob_map_reads_the_backbone_manifest_and_equals_its_numbers(root, tmp_path):
+    """``PROB_MAP scene`` gives the evaluator the same probabilities as copying the manifest's
+    numbers into BCE_SCALE/BCE_BIAS; TaI-DPT's config map reads it too."""
+    from cpt.trainers import world_clip as wc
+    m = json.load(open(wc.manifest_path(wc.CHECKPOINTS["world-tiny-scenes"])))["scene_probability_map"]
+    named = run(root, str(tmp_path / "named"), "CoOp", *COOP_BCE_ONLY, *SCENES, "TRAINER.COOP.PROB_MAP", "scene",
+                epochs=0)
+    copied = run(root, str(tmp_path / "copied"), "CoOp", *COOP_BCE_ONLY, *SCENES, "TRAINER.COOP.BCE_SCALE",
+                 str(m["scale"]), "TRAINER.COOP.BCE_BIAS", str(m["bias"]), epochs=0)
+    assert named.probability_map() == (m["scale"], m["bias"]) == copied.probability_map()
+    assert np.array_equal(named.evaluator.probs, copied.evaluator.probs)
+    assert named.last_results["test"] == copied.last_results["test"]
+    info = json.load(open(tmp_path / "named" / "results.json"))["probability_map"]
+    assert info["scale"] == m["scale"] and "PROB_MAP 'scene'" in info["source"]
+    assert info["source"].endswith("world_tiny_scenes.json)")
+    tai = run(root, str(tmp_path / "tai"), "TaIDPT", *SCENES, "TRAINER.TAIDPT.PROB_MAP", "scene",
+              "TRAINER.TAIDPT.N_CTX", "4", flags=["--no-train"])
+    assert tai.probability_map() == (m["scale"], m["bias"])
+
+
+def test_prob_map_errors_name_the_key_and_the_manifest(root, tmp_path):
+    with pytest.raises(KeyError, match=r"world_tiny_scenes\.json has no 'sepia_probability_map'.*\['scene'\]"):
+        run(root, str(tmp_path / "a"), "CoOp", *COOP_BCE_ONLY, *SCENES, "TRAINER.COOP.PROB_MAP", "sepia",
+            flags=["--no-train"])
+    with pytest.raises(ValueError, match=r"TRAINER\.COOP\.PROB_MAP is 'scene' but BCE_SCALE/BCE_BIAS are 13\.7"):
+        run(root, str(tmp_path / "b"), "CoOp", *COOP_BCE_ONLY, *SCENES, "TRAINER.COOP.PROB_MAP", "scene",
+            "TRAINER.COOP.BCE_SCALE", "13.7", flags=["--no-train"])
+    with pytest.raises(FileNotFoundError, match=r"probability map 'scene'.*not loaded from a file"):
+        run(root, str(tmp_path / "c"), "CoOp", *COOP_BCE_ONLY, "TRAINER.COOP.PROB_MAP", "scene",
+            flags=["--no-train"])
+
+
 # ------------------------------------------------------------------------------- TaI-DPT
 def test_taidpt_on_captions_trains_saves_loads_and_evaluates(root, tmp_path):
     out = str(tmp_path / "base")

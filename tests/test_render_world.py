@@ -183,9 +183,10 @@ def test_render_checkpoint_ships_with_its_manifest_and_loads():
     for rel in ("ZeroshotCLIP/world_render.yaml", "ZeroshotCLIP/world_render_word.yaml", "CoOp/world_render_bce.yaml"):
         cfg = yaml.safe_load(open(os.path.join(root, "configs", "trainers", rel)))
         sub = cfg["TRAINER"]["ZSCLIP" if rel.startswith("Zero") else "COOP"]
-        assert (sub["BCE_SCALE"], sub["BCE_BIAS"]) == (m["vintage_probability_map"]["scale"],
-                                                       m["vintage_probability_map"]["bias"])
+        assert sub["PROB_MAP"] == "vintage" and "BCE_SCALE" not in sub and "BCE_BIAS" not in sub
         assert cfg["MODEL"]["BACKBONE"]["NAME"] == "world-tiny-render"
+    assert wc.manifest_probability_map(path, "vintage") == (m["vintage_probability_map"]["scale"],
+                                                            m["vintage_probability_map"]["bias"])
     assert load_clip("world-tiny-render").source["file"] == path
 
 

@@ -23,6 +23,7 @@ from cpt.engine.checkpoint import load_checkpoint, load_learnable_state
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
 from cpt.engine.trainer import TrainerX
 from cpt.engine.utils import count_num_param
+from cpt.trainers import world_clip as _world_clip
 from cpt.trainers.clip import encode_prompts, load_clip
 from cpt.trainers.config import LOSS_CHOICES, PREC_CHOICES
 from cpt.trainers.posthoc import PosthocStep, save_train_classnames
@@ -104,6 +105,9 @@ class ClipPromptTrainer(TrainerX):
         self._zs_text = None
         self.regularizers = self._build_regularizers()
         self._check_task()
+        if self.multilabel:  # a PROB_MAP the manifest lacks fails here, not at the first batch
+            scale, bias, source = self.configured_probability_map()
+            self.logger.info(f"Probability map: sigmoid({scale:g} * cos + {bias:g}), {source}")
         self._init_outliers()
 
         self.learner = self.build_learner()
@@ -148,17 +152,41 @@ class ClipPromptTrainer(TrainerX):
         """Factor between a cosine and the trainer's raw logits (CLIP's logit scale)."""
         return float(self.clip.logit_scale)
 
+    raw_scale_name = "the backbone's logit scale"
+
     def probability_map(self):
-        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets) from
-        ``TRAINER.<NODE>.BCE_SCALE`` / ``BCE_BIAS``; a scale <= 0 means the backbone's logit scale."""
-        scale = float(self.tcfg.get("BCE_SCALE", 0.0))
-        return (scale if scale > 0 else float(self.clip.logit_scale)), float(self.tcfg.get("BCE_BIAS", 0.0))
+        """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets), from
+        the config (:meth:`configured_probability_map`)."""
+        return self.configured_probability_map()[:2]
+
+    def configured_probability_map(self):
+        """``(scale, bias, source)`` from ``TRAINER.<NODE>``: ``PROB_MAP`` names a map recorded in
+        the backbone checkpoint's manifest (``<PROB_MAP>_probability_map``); otherwise
+        ``BCE_SCALE`` / ``BCE_BIAS``, a scale <= 0 meaning :attr:`raw_scale`. Read once."""
+        cached = getattr(self, "_configured_map", None)
+        if cached is not None:
+            return cached
+        node = f"TRAINER.{self.cfg_node}"
+        name = str(self.tcfg.get("PROB_MAP", "") or "")
+        scale, bias = float(self.tcfg.get("BCE_SCALE", 0.0)), float(self.tcfg.get("BCE_BIAS", 0.0))
+        if name:
+            if scale or bias:
+                raise ValueError(f"{node}.PROB_MAP is {name!r} but BCE_SCALE/BCE_BIAS are {scale}/{bias}: "
+                                 "set either the manifest's map or the numbers, not both (the other 0 / '')")
+            ckpt = self.clip.source.get("file", "")
+            scale, bias = _world_clip.manifest_probability_map(ckpt, name)
+            source = f"manifest ({node}.PROB_MAP {name!r}: {_world_clip.manifest_path(ckpt)})"
+        else:
+            zero = f", scale 0 = {self.raw_scale_name}" if scale <= 0 else ""
+            scale = scale if scale > 0 else self.raw_scale
+            source = f"config ({node}.BCE_SCALE/BCE_BIAS{zero})"
+        self._configured_map = (scale, bias, source)
+        return self._configured_map
 
     def probability_map_info(self):
         scale, bias = self.probability_map()
-        zero = ", 0 = the backbone's logit scale" if float(self.tcfg.get("BCE_SCALE", 0.0)) <= 0 else ""
         return {"formula": "p = sigmoid(scale * cosine + bias)", "scale": scale, "bias": bias,
-                "source": f"config (TRAINER.{self.cfg_node}.BCE_SCALE/BCE_BIAS{zero})"}
+                "source": self.configured_probability_map()[2]}
 
     def calibration_logits(self, raw):
         """Multi-label: raw logits (``raw_scale * cos``) -> ``scale * cos + bias`` of

@@ -7,8 +7,9 @@ binary cross-entropy on multi-hot targets; entries marked -1 carry no loss). TaI
 (``TRAINER.TAIDPT.LOSS``) takes ``ranking`` or ``bce`` instead.
 
 Multi-label probability map (every CLIP trainer): ``p = sigmoid(BCE_SCALE * cos + BCE_BIAS)``,
-``BCE_SCALE`` 0 (default) meaning the backbone's logit scale; see
-``ClipPromptTrainer.calibration_logits`` (``trainers/base.py``).
+``BCE_SCALE`` 0 (default) meaning the backbone's logit scale; or ``PROB_MAP`` (e.g. ``vintage``),
+the map ``<PROB_MAP>_probability_map`` recorded in the backbone checkpoint's manifest, with
+BCE_SCALE/BCE_BIAS left 0. See ``ClipPromptTrainer.configured_probability_map`` (``trainers/base.py``).
 """
 from yacs.config import CfgNode as CN
 
@@ -16,7 +17,7 @@ PREC_CHOICES = ("fp16", "fp32", "bf16", "amp")
 LOSS_CHOICES = ("ce", "bce")
 TAIDPT_LOSS_CHOICES = ("ranking", "bce")
 
-_ML = dict(BCE_SCALE=0.0, BCE_BIAS=0.0)
+_ML = dict(BCE_SCALE=0.0, BCE_BIAS=0.0, PROB_MAP="")
 
 # What each key means: the trainer's module docstring (trainers/<method>.py). TRAINER.COOP.W is
 # KgCoOp's weight, kept for configs that put it under TRAINER.COOP.

@@ -29,7 +29,7 @@ in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B`` on the global and on the
 (-1 entries in neither set); ``bce``: :func:`trainers.base.masked_bce` on each branch's
 calibration logits. The task loss never uses the merged score; CCR and the evaluator do, through
 ``p = sigmoid(a * m + b)``: ``PROB_FIT config`` takes ``a = BCE_SCALE`` (0: ``LOGIT_SCALE``),
-``b = BCE_BIAS``; ``PROB_FIT val`` fits ``(a, b)`` by BCE on the validation split after training
+``b = BCE_BIAS``, or the manifest's ``PROB_MAP``; ``PROB_FIT val`` fits ``(a, b)`` by BCE on the validation split after training
 (never the test split), saved as ``prob_map.json`` beside the checkpoints and read back by
 ``--eval-only --model-dir`` runs; CCR sees the config map during training. On a single-label
 dataset the targets are one-hot and ``Classification`` gets ``LOGIT_SCALE * m``. The feature cache
@@ -136,20 +136,18 @@ class TaIDPT(ClipPromptTrainer):
     def prob_fit(self):
         return str(self.tcfg.PROB_FIT).lower()
 
+    raw_scale_name = "LOGIT_SCALE"
+
     def probability_map(self):
         """``(a, b)`` of ``p = sigmoid(a * m + b)``; the fitted one once PROB_FIT val has run."""
         fitted = getattr(self, "_fitted_map", None)
-        if fitted is not None:
-            return fitted
-        scale = float(self.tcfg.BCE_SCALE)
-        return (scale if scale > 0 else self.raw_scale), float(self.tcfg.BCE_BIAS)
+        return fitted if fitted is not None else self.configured_probability_map()[:2]
 
     def probability_map_info(self):
         a, b = self.probability_map()
         fitted = getattr(self, "_fitted_map", None) is not None
         return {"formula": "p = sigmoid(scale * merged_cosine + bias)", "scale": a, "bias": b,
-                "source": self._fitted_source if fitted else
-                "config (TRAINER.TAIDPT.BCE_SCALE/BCE_BIAS, scale 0 = LOGIT_SCALE)"}
+                "source": self._fitted_source if fitted else self.configured_probability_map()[2]}
 
     # --- data -----------------------------------------------------------
     def build_data_loader(self):

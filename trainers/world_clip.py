@@ -115,6 +115,25 @@ def manifest_path(path):
     return os.path.splitext(path)[0] + ".json"
 
 
+def manifest_probability_map(path, name):
+    """``(scale, bias)`` of ``p = sigmoid(scale * cosine + bias)`` recorded as
+    ``<name>_probability_map`` in the manifest beside checkpoint ``path`` (fitted on validation
+    images when the checkpoint was made, ``scripts/pretrain_world_clip.py``)."""
+    mpath = manifest_path(path) if path else ""
+    if not path or not os.path.isfile(mpath):
+        raise FileNotFoundError(
+            f"probability map {name!r}: the backbone has no checkpoint manifest (looked for "
+            f"{mpath or 'a .json beside MODEL.BACKBONE weights; the backbone was not loaded from a file'})")
+    with open(mpath) as f:
+        manifest = json.load(f)
+    entry = manifest.get(f"{name}_probability_map")
+    if not isinstance(entry, dict) or not {"scale", "bias"} <= set(entry):
+        known = sorted(k[: -len("_probability_map")] for k in manifest if k.endswith("_probability_map"))
+        raise KeyError(f"{mpath} has no '{name}_probability_map' with scale and bias "
+                       f"(maps it records: {known or 'none'})")
+    return float(entry["scale"]), float(entry["bias"])
+
+
 def load_world_clip(path=None, verify=True):
     """The pretrained world CLIP in eval mode (float32, CPU) and its tokenizer.
 
