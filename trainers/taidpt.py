@@ -29,11 +29,12 @@ in pos, n in neg} max(0, RANK_MARGIN - s_p + s_n) / B`` on the global and on the
 (-1 entries in neither set); ``bce``: :func:`trainers.base.masked_bce` on each branch's
 calibration logits. The task loss never uses the merged score; CCR and the evaluator do, through
 ``p = sigmoid(a * m + b)``: ``PROB_FIT config`` takes ``a = BCE_SCALE`` (0: ``LOGIT_SCALE``),
-``b = BCE_BIAS``, or the manifest's ``PROB_MAP``; ``PROB_FIT val`` fits ``(a, b)`` by BCE on the validation split after training
-(never the test split), saved as ``prob_map.json`` beside the checkpoints and read back by
-``--eval-only --model-dir`` runs; CCR sees the config map during training. On a single-label
-dataset the targets are one-hot and ``Classification`` gets ``LOGIT_SCALE * m``. The feature cache
-(``TEST.CACHE_FEATURES``) is not used: evaluation needs the patch tokens.
+``b = BCE_BIAS``, or the manifest's ``PROB_MAP``; ``PROB_FIT val`` fits ``(a, b)`` by BCE on the
+validation split after training (never the test split), saved as ``prob_map.json`` beside the
+checkpoints and read back by ``--eval-only --model-dir`` runs; CCR sees the config map during
+training. On a single-label dataset the targets are one-hot and ``Classification`` gets
+``LOGIT_SCALE * m``. The feature cache (``TEST.CACHE_FEATURES``) is not used: evaluation needs the
+patch tokens.
 """
 import json
 import os
