@@ -180,9 +180,10 @@ def test_render_checkpoint_ships_with_its_manifest_and_loads():
     assert m["eval"]["vintage_scene_map_word"] > m["eval"]["vintage_scene_map_default"]
     import yaml
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for rel in ("ZeroshotCLIP/world_render.yaml", "ZeroshotCLIP/world_render_word.yaml", "CoOp/world_render_bce.yaml"):
+    for rel in ("ZeroshotCLIP/world_render.yaml", "ZeroshotCLIP/world_render_word.yaml", "CoOp/world_render_bce.yaml",
+                "TaIDPT/world_render.yaml"):
         cfg = yaml.safe_load(open(os.path.join(root, "configs", "trainers", rel)))
-        sub = cfg["TRAINER"]["ZSCLIP" if rel.startswith("Zero") else "COOP"]
+        sub = cfg["TRAINER"][{"ZeroshotCLIP": "ZSCLIP", "CoOp": "COOP", "TaIDPT": "TAIDPT"}[rel.split("/")[0]]]
         assert sub["PROB_MAP"] == "vintage" and "BCE_SCALE" not in sub and "BCE_BIAS" not in sub
         assert cfg["MODEL"]["BACKBONE"]["NAME"] == "world-tiny-render"
     assert wc.manifest_probability_map(path, "vintage") == (m["vintage_probability_map"]["scale"],

@@ -4,9 +4,11 @@
 # on ShapeWorldRender (vintage scenes, backbone world-tiny-render), base-to-new, 16 shots.
 #
 # usage: WORK=/scratch/dir bash scripts/multilabel/render_world_study.sh [sweep|main|tables|all]
-#   sweep   CCR lambda sweep on the base-class *validation* split (TEST.SPLIT val), seed 1,
-#           lambda in LAMBDAS (default "0.1 0.3 1.0 3.0"; floats, the config key is one), plus both methods without CCR
-#   main    the test-split runs, seeds SEEDS (default "1 2 3"), CCR at COOP_LAMBDA / TAIDPT_LAMBDA (defaults 0.1 / 0.1: the sweep's choice)
+#   sweep   CCR lambda sweep on the base-class *validation* split (TEST.SPLIT val), seed 1, lambda in
+#           LAMBDAS (default "0.1 0.3 1.0 3.0"; floats, the config key is one) and, for TaI-DPT,
+#           TAIDPT_LAMBDAS (default: LAMBDAS and 10.0 30.0), plus both methods without CCR
+#   main    the test-split runs, seeds SEEDS (default "1 2 3"), CCR at COOP_LAMBDA / TAIDPT_LAMBDA
+#           (defaults 0.1 / 30.0: the sweep's choice)
 #   tables  parse_results.py (mAP, ECE, CF1, OF1) and class_calibration.py (signed gaps)
 # Two runs at a time (one chain per method), one thread each. PYTHON defaults to .venv/bin/python.
 set -euo pipefail
@@ -16,8 +18,9 @@ export DATA="$WORK/data" CPT_CACHE_DIR="${CPT_CACHE_DIR:-$WORK/cache}" DATASETS=
 export PYTHON="${PYTHON:-$HERE/.venv/bin/python}" OMP_NUM_THREADS=1
 SEEDS_MAIN="${SEEDS:-1 2 3}"
 LAMBDAS="${LAMBDAS:-0.1 0.3 1.0 3.0}"
+TAIDPT_LAMBDAS="${TAIDPT_LAMBDAS:-$LAMBDAS 10.0 30.0}"
 COOP_LAMBDA="${COOP_LAMBDA:-0.1}"
-TAIDPT_LAMBDA="${TAIDPT_LAMBDA:-0.1}"
+TAIDPT_LAMBDA="${TAIDPT_LAMBDA:-30.0}"
 S="$HERE/scripts"
 
 coop() {  # OUTPUT OPTS CALIB [test]
@@ -36,10 +39,10 @@ sweep() {
       for lam in $LAMBDAS; do coop "$out/lam$lam" "TEST.SPLIT val CALIB.CCR.LAMBDA $lam" ccr; done ) &
     local a=$!
     ( taidpt "$out/lam0" "TEST.SPLIT val" none
-      for lam in $LAMBDAS; do taidpt "$out/lam$lam" "TEST.SPLIT val CALIB.CCR.LAMBDA $lam" ccr; done ) &
+      for lam in $TAIDPT_LAMBDAS; do taidpt "$out/lam$lam" "TEST.SPLIT val CALIB.CCR.LAMBDA $lam" ccr; done ) &
     local b=$!
     wait $a && wait $b
-    for lam in 0 $LAMBDAS; do
+    for lam in 0 $(printf '%s\n' $LAMBDAS $TAIDPT_LAMBDAS | sort -gu); do
         echo "== lambda $lam (validation split, seed 1)"
         "$PYTHON" "$S/parse_results.py" "$out/lam$lam" --metrics map ece --no-std
     done
