@@ -152,8 +152,6 @@ class ClipPromptTrainer(TrainerX):
         """Factor between a cosine and the trainer's raw logits (CLIP's logit scale)."""
         return float(self.clip.logit_scale)
 
-    raw_scale_name = "the backbone's logit scale"
-
     def probability_map(self):
         """``(scale, bias)`` of ``p = sigmoid(scale * cos + bias)`` (multi-label datasets), from
         the config (:meth:`configured_probability_map`)."""
@@ -177,16 +175,21 @@ class ClipPromptTrainer(TrainerX):
             scale, bias = _world_clip.manifest_probability_map(ckpt, name)
             source = f"manifest ({node}.PROB_MAP {name!r}: {_world_clip.manifest_path(ckpt)})"
         else:
-            zero = f", scale 0 = {self.raw_scale_name}" if scale <= 0 else ""
+            zero = f", scale 0 = the raw logit scale {self.raw_scale:g}" if scale <= 0 else ""
             scale = scale if scale > 0 else self.raw_scale
             source = f"config ({node}.BCE_SCALE/BCE_BIAS{zero})"
         self._configured_map = (scale, bias, source)
         return self._configured_map
 
+    map_input = "cosine"  # what the map is applied to (results.json's formula)
+
+    def probability_map_source(self):
+        return self.configured_probability_map()[2]
+
     def probability_map_info(self):
         scale, bias = self.probability_map()
-        return {"formula": "p = sigmoid(scale * cosine + bias)", "scale": scale, "bias": bias,
-                "source": self.configured_probability_map()[2]}
+        return {"formula": f"p = sigmoid(scale * {self.map_input} + bias)", "scale": scale, "bias": bias,
+                "source": self.probability_map_source()}
 
     def calibration_logits(self, raw):
         """Multi-label: raw logits (``raw_scale * cos``) -> ``scale * cos + bias`` of

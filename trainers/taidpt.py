@@ -137,18 +137,16 @@ class TaIDPT(ClipPromptTrainer):
     def prob_fit(self):
         return str(self.tcfg.PROB_FIT).lower()
 
-    raw_scale_name = "LOGIT_SCALE"
+    map_input = "merged_cosine"
 
     def probability_map(self):
         """``(a, b)`` of ``p = sigmoid(a * m + b)``; the fitted one once PROB_FIT val has run."""
         fitted = getattr(self, "_fitted_map", None)
         return fitted if fitted is not None else self.configured_probability_map()[:2]
 
-    def probability_map_info(self):
-        a, b = self.probability_map()
+    def probability_map_source(self):
         fitted = getattr(self, "_fitted_map", None) is not None
-        return {"formula": "p = sigmoid(scale * merged_cosine + bias)", "scale": a, "bias": b,
-                "source": self._fitted_source if fitted else self.configured_probability_map()[2]}
+        return self._fitted_source if fitted else super().probability_map_source()
 
     # --- data -----------------------------------------------------------
     def build_data_loader(self):

@@ -119,11 +119,9 @@ def manifest_probability_map(path, name):
     """``(scale, bias)`` of ``p = sigmoid(scale * cosine + bias)`` recorded as
     ``<name>_probability_map`` in the manifest beside checkpoint ``path`` (fitted on validation
     images when the checkpoint was made, ``scripts/pretrain_world_clip.py``)."""
-    mpath = manifest_path(path) if path else ""
-    if not path or not os.path.isfile(mpath):
-        raise FileNotFoundError(
-            f"probability map {name!r}: the backbone has no checkpoint manifest (looked for "
-            f"{mpath or 'a .json beside MODEL.BACKBONE weights; the backbone was not loaded from a file'})")
+    mpath = manifest_path(path) if path else "none: the backbone was not loaded from a file"
+    if not os.path.isfile(mpath):
+        raise FileNotFoundError(f"probability map {name!r}: no checkpoint manifest beside the backbone ({mpath})")
     with open(mpath) as f:
         manifest = json.load(f)
     entry = manifest.get(f"{name}_probability_map")
