@@ -95,10 +95,38 @@ def _stem(path):
     return os.path.splitext(os.path.basename(path))[0] if path else ""
 
 
+def trainer_node(cfg):
+    """The ``TRAINER.<NODE>`` the configured trainer reads (its ``cfg_node``; '' when it has none)."""
+    from cpt import trainers  # noqa: F401  (registers the trainers)
+    from cpt.engine.trainer import TRAINER_REGISTRY
+
+    return getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "cfg_node", "") or ""
+
+
+def config_identity(cfg):
+    """``(identity, fingerprint)`` of a resolved config (``engine/identity.py``)."""
+    from cpt.engine.identity import fingerprint, run_identity
+
+    identity = run_identity(cfg, trainer_node(cfg))
+    return identity, fingerprint(identity)
+
+
+def identity_of_argv(argv):
+    """``(identity, fingerprint, seed)`` of the run that ``train.py argv`` would start (nothing is
+    built; plugins named by ``--plugin`` are loaded). The drivers compare it with a finished run's."""
+    from cpt.plugins import load_plugins
+
+    args = build_parser().parse_args(list(argv))
+    load_plugins(args.plugin.split(","))
+    cfg = setup_cfg(args)
+    return (*config_identity(cfg), cfg.SEED)
+
+
 def run_metadata(cfg, args):
     from cpt.engine.config import calib_name
 
     dump = cfg.dump()
+    identity, fp = config_identity(cfg)
     return {
         "trainer": cfg.TRAINER.NAME,
         "config": _stem(args.config_file) or cfg.TRAINER.NAME.lower(),
@@ -111,6 +139,8 @@ def run_metadata(cfg, args):
         "posthoc": cfg.CALIB.POSTHOC,
         "eval_only": bool(args.eval_only),
         "config_hash": hashlib.sha256(dump.encode()).hexdigest()[:16],
+        "fingerprint": fp,
+        "identity": identity,
     }
 
 
