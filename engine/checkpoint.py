@@ -4,6 +4,7 @@ Layout (Dassl's): ``<dir>/<model_name>/model.pth.tar-<epoch>`` (1-based count of
 ``model-best.pth.tar``; a ``checkpoint`` text file in the same folder names the latest complete one.
 A file is written to a temporary name and renamed, so a crash never leaves a truncated checkpoint.
 """
+import contextlib
 import io
 import os
 import pickle
@@ -34,6 +35,17 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserve_rng():
+    """Leave the global RNG states as they were found (evaluation and feature extraction must not
+    change the random stream training continues with: a DataLoader draws its base seed from it)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 class CheckpointError(RuntimeError):
