@@ -116,7 +116,8 @@ def identity_of_argv(argv):
     built; plugins named by ``--plugin`` are loaded). The drivers compare it with a finished run's."""
     from cpt.plugins import load_plugins
 
-    args = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    args = parser.parse_args(_hoist_flags(parser, [str(a) for a in argv]))
     load_plugins(args.plugin.split(","))
     cfg = setup_cfg(args)
     return (*config_identity(cfg), cfg.SEED)
@@ -216,6 +217,7 @@ def main(args):
         raise ValueError("--eval-only needs --model-dir (the directory of a trained run)")
     _preflight(cfg, args)
 
+    check_run_folder(cfg, args)  # before anything in the folder is touched
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)  # same on every rank: identical initialisation
     lock = RunLock(cfg.OUTPUT_DIR).acquire() if rank == 0 else None
@@ -224,6 +226,63 @@ def main(args):
     finally:
         if lock is not None:
             lock.release()
+
+
+class RunMismatch(ValueError):
+    """The output folder holds a run of another identity (``engine/identity.py``)."""
+
+
+def _read_json(path):
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _folder_checkpoint(folder):
+    """The latest checkpoint under ``folder/<model>/`` (as ``resume_model_if_exist`` would read), or None."""
+    import glob
+
+    from cpt.engine.checkpoint import latest_checkpoint
+
+    for marker in sorted(glob.glob(os.path.join(glob.escape(folder), "*", "checkpoint"))):
+        path = latest_checkpoint(os.path.dirname(marker))
+        if path:
+            return path
+    return None
+
+
+def check_run_folder(cfg, args):
+    """Refuse (:class:`RunMismatch`, exit 2) to resume a checkpoint, or to replace a finished
+    ``results.json``, of another fingerprint or seed; nothing in the folder is touched. A checkpoint
+    written before fingerprints existed resumes as before."""
+    from cpt.engine.checkpoint import load_checkpoint
+    from cpt.engine.identity import format_diff, identity_diff
+
+    identity, fp = config_identity(cfg)
+    seen = []
+    resume_dir = cfg.RESUME or cfg.OUTPUT_DIR
+    ckpt_path = None if args.eval_only else _folder_checkpoint(resume_dir)
+    if ckpt_path:
+        ckpt = load_checkpoint(ckpt_path)
+        seen.append((ckpt_path, ckpt.get("fingerprint"), ckpt.get("identity"), ckpt.get("seed")))
+    res = _read_json(os.path.join(cfg.OUTPUT_DIR, "results.json"))
+    if isinstance(res, dict) and res.get("status") == "finished":
+        seen.append((os.path.join(cfg.OUTPUT_DIR, "results.json"), res.get("fingerprint"), res.get("identity"),
+                     res.get("seed")))
+    for path, old_fp, old_identity, old_seed in seen:
+        if old_fp is None:
+            continue
+        diff = identity_diff(old_identity or {}, identity) if old_fp != fp else []
+        if old_seed is not None and old_seed != cfg.SEED:
+            diff.append(("SEED", old_seed, cfg.SEED))
+        if diff:
+            raise RunMismatch(
+                f"{path} belongs to a run with other options: {format_diff(diff, 'there', 'this command')}; "
+                f"run with that run's options to resume it, or choose another --output-dir")
 
 
 def _preflight(cfg, args):
@@ -258,12 +317,16 @@ def _run(cfg, args, rank, start):
     if rank == 0:
         remove_partial_writes(cfg.OUTPUT_DIR)  # this run holds the folder's lock
     logger = setup_logger(cfg.OUTPUT_DIR, rank=rank)
+    meta = run_metadata(cfg, args)
+    if rank == 0:  # a finished record of this folder never outlives the start of a new run in it
+        write_results(cfg, meta, "running", start=start)
+    logger.info(f"Run fingerprint {meta['fingerprint']} (engine/identity.py: the config less the keys that "
+                f"cannot change a result)")
     logger.info("*** Config ***")
     logger.info(cfg.dump())
     logger.info("Collecting env info ...")
     logger.info("** System info **\n" + collect_env_info() + "\n")
 
-    meta = run_metadata(cfg, args)
     trainer = None
     try:
         trainer = build_trainer(cfg)
@@ -279,6 +342,7 @@ def _run(cfg, args, rank, start):
             loaded = getattr(trainer, "loaded_epoch", None) if args.eval_only else None  # set by load_model
             epoch = loaded or getattr(trainer, "max_epoch", None)  # a training run's best-val reload keeps MAX_EPOCH
             extra = {"epoch": epoch, "num_classes": trainer.num_classes,
+                     **_partial_training(cfg, args, trainer, logger),
                      "classnames": trainer.classnames, **getattr(trainer, "results_extra", lambda: {})()}
             for key, save in (("reliability_diagram", _save_reliability), ("outputs", _save_outputs)):
                 name = save(cfg, trainer, split)
@@ -290,13 +354,15 @@ def _run(cfg, args, rank, start):
                 raise FloatingPointError(f"test metrics {', '.join(bad)} are not finite (the model's outputs are "
                                          f"NaN or inf); the run is not reported as finished")
             write_results(cfg, meta, "finished", metrics, extra, start=start)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if rank == 0:
             epoch = getattr(trainer, "epoch", None)
             where = f" in epoch {epoch + 1}" if epoch is not None and not args.eval_only else ""
-            write_results(cfg, meta, "interrupted", error=f"interrupted (SIGINT){where}; re-run the same command "
+            sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            write_results(cfg, meta, "interrupted", error=f"interrupted ({sig}){where}; re-run the same command "
                           "to resume from the last complete epoch", start=start)
-            logger.info(f"Interrupted{where}; re-run the same command to resume from the last complete epoch")
+            logger.info(f"Interrupted by {sig}{where}; re-run the same command to resume from the last complete "
+                        f"epoch")
         raise
     except BaseException as e:
         if rank == 0:
@@ -304,6 +370,80 @@ def _run(cfg, args, rank, start):
             _log_file_only(logger, traceback.format_exc())
         raise
     return trainer
+
+
+def _partial_training(cfg, args, trainer, logger):
+    """An ``--eval-only`` run of a model that trained fewer than ``OPTIM.MAX_EPOCH`` epochs (or of an
+    earlier ``--load-epoch``): said in the log and in results.json."""
+    trained, most = getattr(trainer, "trained_epochs", None), cfg.OPTIM.MAX_EPOCH
+    if not args.eval_only or trained is None:
+        return {}
+    if trained < most:
+        note = (f"the run in --model-dir {args.model_dir} trained {trained} of OPTIM.MAX_EPOCH {most} epochs "
+                f"(it did not finish); evaluated its epoch {trainer.loaded_epoch}")
+    elif args.load_epoch is not None and args.load_epoch < most:
+        note = f"--load-epoch {args.load_epoch} is before OPTIM.MAX_EPOCH {most}"
+    else:
+        return {}
+    logger.warning(f"Note: {note}")
+    return {"partial_training": True, "note": note}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm sends before it preempts or kills a job), handled like Ctrl-C: status
+    ``interrupted``, a log line, exit status 143, and a resume as exact as after SIGINT."""
+
+
+def _install_sigterm():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    main_pid = os.getpid()
+
+    def on_sigterm(signum, frame):
+        if os.getpid() == main_pid:  # a DataLoader worker leaves it to the main process to stop it
+            raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _hoist_flags(parser, argv):
+    """Flags written after the ``KEY VALUE`` pairs move before them, so ``train.py ... OPTIM.LR 0.1
+    --eval-only`` means what it says. A known flag moves only from a key's position (a pair's value
+    stays a value); an unknown one stays for the config merge to report."""
+    actions = {o: a for a in parser._actions for o in a.option_strings}
+
+    def width(i):  # tokens taken by the flag at argv[i], the flag included
+        act = actions[argv[i].split("=", 1)[0]]
+        if "=" in argv[i] or act.nargs == 0:
+            return 1
+        if act.nargs in ("+", "*"):
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("-") and not _is_key(argv[j]):
+                j += 1
+            return j - i
+        return 2
+
+    argv, i = list(argv), 0
+    while i < len(argv) and argv[i].startswith("-"):  # the flags before the first KEY
+        i += width(i) if argv[i].split("=", 1)[0] in actions else 1
+    head, moved, tail = argv[:i], [], []
+    while i < len(argv):
+        if argv[i].split("=", 1)[0] in actions:
+            n = width(i)
+            moved += argv[i:i + n]
+            i += n
+        else:
+            tail += argv[i:i + 2]
+            i += 2
+    return head + moved + tail
+
+
+def _is_key(token):
+    """A config key (``OPTIM.LR``), as opposed to a flag's value."""
+    return "." in token and token.split(".", 1)[0].isupper()
 
 
 # Errors that mean "this input cannot run" (exit status 2, one line); others are bugs (traceback).
@@ -320,7 +460,8 @@ def error_text(e):
 
 def cli(argv=None):
     """The ``train.py`` / ``cpt-train`` command: exit 2 with one line on bad input."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_hoist_flags(parser, sys.argv[1:] if argv is None else argv))
     debug = args.debug or os.environ.get("CPT_DEBUG", "") not in ("", "0")
     try:
         import cpt
@@ -329,10 +470,15 @@ def cli(argv=None):
         from cpt.plugins import load_plugins
 
         load_plugins(args.plugin.split(","))
+        _install_sigterm()
         main(args)
     except (KeyboardInterrupt, *INPUT_ERRORS) as e:
         if debug:
             traceback.print_exc()
+        if isinstance(e, Terminated):
+            print("terminated (SIGTERM): results.json says 'interrupted'; re-run the same command to resume",
+                  file=sys.stderr)
+            sys.exit(143)
         if isinstance(e, KeyboardInterrupt):
             print("interrupted: results.json says 'interrupted'; re-run the same command to resume", file=sys.stderr)
             sys.exit(130)

@@ -88,7 +88,7 @@ def identity_diff(old, new):
 def format_diff(diff, old_label="before", new_label="now", limit=6):
     """One line: ``OPTIM.LR 0.002 (before) vs 0.05 (now); ...`` for at most ``limit`` keys."""
     def show(v):
-        return json.dumps(v) if not isinstance(v, str) or v == _ABSENT else repr(v)
+        return v if v == _ABSENT else repr(v) if isinstance(v, str) else json.dumps(v)
 
     parts = [f"{k} {show(a)} ({old_label}) vs {show(b)} ({new_label})" for k, a, b in diff[:limit]]
     more = f"; and {len(diff) - limit} more" if len(diff) > limit else ""

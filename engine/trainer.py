@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cpt.engine.checkpoint import (CheckpointError, latest_checkpoint, learnable_state_dict, load_checkpoint,
-                                   load_learnable_state, rng_state, save_checkpoint, set_rng_state)
+                                   load_learnable_state, preserve_rng, rng_state, save_checkpoint, set_rng_state)
 from cpt.engine.data import DataManager
 from cpt.engine.evaluation import build_evaluator
 from cpt.engine.faults import fault_point
@@ -78,8 +78,16 @@ class TrainerBase:
                 "val_result": val_result,
                 "trainer": self._trainer_name(),
                 "rng": rng_state(),
+                **self.checkpoint_extra(),
             }
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def checkpoint_extra(self):
+        """Hook: more fields for every checkpoint (the run's identity, the best validation result)."""
+        return {}
+
+    def restore_extra(self, ckpt):
+        """Hook: read back what :meth:`checkpoint_extra` stored, from the checkpoint a run resumes."""
 
     def resume_model_if_exist(self, directory):
         """Restore the last complete epoch from ``directory``; returns the epoch to start at."""
@@ -100,6 +108,7 @@ class TrainerBase:
             start_epoch = ckpt["epoch"]
             rng = ckpt.get("rng")
         set_rng_state(rng)
+        self.restore_extra(ckpt)
         self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
         dl = self.cfg.DATALOADER if hasattr(self, "cfg") else None
         if dl is not None and dl.NUM_WORKERS > 0 and dl.PERSISTENT_WORKERS:
@@ -138,10 +147,16 @@ class TrainerBase:
                     f"No checkpoint for model {name!r} at {path}"
                     + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
             ckpt = self._load_into(name, path)
+            self.check_classes(ckpt, path)
             val = ckpt.get("val_result")
             val = f", val_result={val:.1f}" if isinstance(val, (int, float)) else ""
             self.logger.info(f"Load {path} to {name} (epoch={ckpt.get('epoch')}{val})")
             self.loaded_epoch = ckpt.get("epoch")  # recorded in results.json of an --eval-only run
+            latest = latest_checkpoint(folder)  # how far the run in ``directory`` trained
+            self.trained_epochs = load_checkpoint(latest).get("epoch") if latest else ckpt.get("epoch")
+
+    def check_classes(self, ckpt, path):
+        """Hook: refuse a checkpoint whose class-specific state belongs to other classes."""
 
     def set_model_mode(self, mode="train", names=None):
         if mode not in ("train", "test", "eval"):
@@ -234,10 +249,49 @@ class SimpleTrainer(TrainerBase):
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname,
                                          groups=getattr(self.dm.dataset, "groups", None))
-        self.best_result = -np.inf
+        self.best_result, self.best_epoch = -np.inf, None
+        from cpt.engine.identity import fingerprint, run_identity
+
+        self.identity = run_identity(cfg, getattr(self, "cfg_node", "") or "")
+        self.fingerprint = fingerprint(self.identity)
 
     def check_cfg(self, cfg):
         pass
+
+    def class_specific_state(self):
+        """Hook: a description (e.g. ``"TRAINER.COOP.CSC"``) when the learnable state holds one entry per
+        class, so that it means nothing for other classes; None when it is shared by all classes."""
+        return None
+
+    def checkpoint_extra(self):
+        return {"fingerprint": self.fingerprint, "identity": self.identity, "seed": self.cfg.SEED,
+                "classnames": list(self.classnames), "best_val": self.best_result, "best_epoch": self.best_epoch}
+
+    def restore_extra(self, ckpt):
+        """The best validation result so far comes back with the epoch (``TEST.FINAL_MODEL best_val``);
+        a checkpoint written before it was stored falls back to ``model-best``'s own value."""
+        if "best_val" in ckpt:
+            self.best_result, self.best_epoch = ckpt["best_val"], ckpt.get("best_epoch")
+            return
+        for name in self.get_model_names()[:1]:
+            best = os.path.join(self.output_dir, name, "model-best.pth.tar")
+            if os.path.isfile(best):
+                old = load_checkpoint(best)
+                if isinstance(old.get("val_result"), (int, float)):
+                    self.best_result, self.best_epoch = old["val_result"], old.get("epoch")
+
+    def check_classes(self, ckpt, path):
+        what = self.class_specific_state()
+        saved = ckpt.get("classnames")
+        if what is None or saved is None or list(saved) == list(self.classnames):
+            return
+        first = next((i for i, (a, b) in enumerate(zip(saved, self.classnames)) if a != b), None)
+        where = (f"first difference at class {first}: {saved[first]!r} (checkpoint) vs {self.classnames[first]!r} "
+                 f"(this run)" if first is not None else "one list extends the other")
+        raise CheckpointError(
+            f"checkpoint {path} holds class-specific parameters ({what}) of {len(saved)} classes, but this run "
+            f"evaluates {len(self.classnames)} classes; {where}. Class-specific context cannot be applied to "
+            f"other classes")
 
     def build_data_loader(self):
         dm = DataManager(self.cfg)
@@ -280,7 +334,7 @@ class SimpleTrainer(TrainerBase):
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr = self.test(split="val")
             if curr > self.best_result:
-                self.best_result = curr
+                self.best_result, self.best_epoch = curr, self.epoch + 1
                 self.save_model(self.epoch, self.output_dir, val_result=curr, model_name="model-best.pth.tar")
         # Every epoch: a resumable checkpoint; the previous one is dropped unless kept by CHECKPOINT_FREQ.
         self.save_model(self.epoch, self.output_dir)
@@ -340,7 +394,13 @@ class SimpleTrainer(TrainerBase):
 
     @torch.no_grad()
     def test(self, split=None):
-        """Evaluate on ``split`` (default ``TEST.SPLIT``); returns the first metric."""
+        """Evaluate on ``split`` (default ``TEST.SPLIT``); returns the first metric. The global RNG
+        states are left as they were: training after a validation does not depend on whether its
+        image features came from the cache or from a DataLoader."""
+        with preserve_rng():
+            return self._test(split)
+
+    def _test(self, split):
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT

@@ -350,7 +350,7 @@ def test_two_runs_into_one_output_folder(capsys, dtd, out):
         assert line.startswith(f"error: RunLockError: output folder {out} is in use by pid {a.pid} on ")
         assert line.endswith(f"lock file {lock}. Wait for that run, use another --output-dir, or delete the lock "
                              "file if that run is gone")
-        assert not os.path.exists(os.path.join(out, "results.json"))
+        assert results(out)["status"] == "running"  # A's record (issue 26: a run start marks it); B wrote none
     finally:
         a.send_signal(signal.SIGKILL)
         a.wait()

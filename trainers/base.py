@@ -136,6 +136,10 @@ class ClipPromptTrainer(TrainerX):
         """The learnable module (float32 parameters), or None (zero-shot)."""
         raise NotImplementedError
 
+    def class_specific_state(self):
+        """``TRAINER.<NODE>.CSC`` when the learner keeps one context per class (``csc``), else None."""
+        return f"TRAINER.{self.cfg_node}.CSC" if getattr(self.learner, "csc", False) else None
+
     def results_extra(self):
         """Extra fields for ``results.json``."""
         n = sum(p.numel() for p in self.learner.parameters()) if self.learner is not None else 0
@@ -275,6 +279,10 @@ class ClipPromptTrainer(TrainerX):
         check_requirements(regs, providers, type(self).__name__)
         self._reg_inputs = {n: providers[n] for r in regs for n in r.needs}
         self.logger.info(f"Calibration regularizers: {regs}")
+        for r in regs:  # a batch size that leaves a regularizer without effect (issue 26)
+            warning = r.batch_warning(self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+            if warning:
+                self.logger.warning(f"Warning: {warning}")
         return regs
 
     def _init_outliers(self):
