@@ -88,6 +88,11 @@ class Regularizer:
     def task_loss(self, ctx):
         raise NotImplementedError(f"regularizer '{self.name}' does not replace the task loss")
 
+    def batch_warning(self, batch_size):
+        """A one-line warning when training batches of ``batch_size`` samples leave this regularizer
+        without effect (the trainer logs it once at build), else None."""
+        return None
+
     def __repr__(self):
         return f"{type(self).__name__}({self.params})"
 
@@ -216,6 +221,17 @@ class CCR(Regularizer):
         if red not in ("sum", "mean"):
             raise ValueError(f"CALIB.CCR.REDUCTION must be 'sum' or 'mean', got {red!r}")
         self.params["reduction"] = red
+
+    def batch_warning(self, batch_size):
+        """Below 3 samples a batch gives no gradient: a pair (i, j) is defined by at least 2 samples
+        with both classes inactive, and the correlation of exactly 2 samples is +1 or -1."""
+        if batch_size >= 3:
+            return None
+        why = ("defines a pair only from 2 such samples, so every step adds 0" if batch_size < 2 else
+               "over 2 samples that correlation is always +1 or -1, so the term is a constant")
+        return (f"CALIB.METHOD ccr at DATALOADER.TRAIN_X.BATCH_SIZE {batch_size} does nothing: CCR correlates "
+                f"two classes' probabilities over the samples of a batch where both are inactive (label 0) and "
+                f"{why} without gradient; use a batch size of 3 or more")
 
     def components(self, ctx):
         d = self._fetch(ctx)

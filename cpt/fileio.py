@@ -1,9 +1,12 @@
 """Atomic file writes, the one implementation every layer uses (it imports nothing from the project).
 
-A write goes to a temporary ``.tmp-*`` file in the target's folder, is flushed and fsynced, then
-``os.replace``-d onto the target (atomic on POSIX), so a crash leaves the old file or the new one,
-never half of either. New files get the usual ``0o666 & ~umask`` mode (``mkstemp`` alone gives 0600).
+A write goes to a temporary ``.tmp-*`` file in the target's folder, is fsynced, then ``os.replace``-d
+onto the target (atomic on POSIX), so a crash leaves the old file or the new one, never half of
+either. New files get the usual ``0o666 & ~umask`` mode (``mkstemp`` alone gives 0600). A failed
+write (a full disk, a file size limit) raises an ``OSError`` with the same errno whose message names
+the target, and leaves no temporary file.
 """
+import contextlib
 import io
 import json
 import os
@@ -12,32 +15,43 @@ import tempfile
 TMP_PREFIX = ".tmp-"
 
 
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def atomic_write_bytes(data, path, midway=None):
     """Write ``data`` (bytes) to ``path`` atomically; returns ``path``.
 
-    ``midway``: called after half of ``data`` is written and flushed (fault-injection tests).
+    ``midway``: called after half of ``data`` is written (fault-injection tests).
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX)
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX)
+        try:
             if midway is not None:
-                f.write(data[:len(data) // 2])
-                f.flush()
+                _write_all(fd, data[:len(data) // 2])
                 midway()
                 data = data[len(data) // 2:]
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         mask = os.umask(0)  # read the umask (and put it back)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        if isinstance(e, OSError):
+            where = f" ({e.filename})" if e.filename not in (None, path, tmp) else ""
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}{where}") from e
         raise
     return path
 

@@ -14,7 +14,9 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 import numpy as np
 
@@ -22,14 +24,58 @@ from cpt.datasets import common, world
 from cpt.engine.config import resolve_cache_dir
 from cpt.engine.data import DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample, read_split
 from cpt.engine.data.datasets import class_split_indices
+from cpt.engine.runlock import is_stale, process_start_time
+from cpt.engine.utils import get_logger
 
 SINGLE_COUNTS = {"n_train_per_class": 32, "n_val_per_class": 8, "n_test_per_class": 50}
 SCENE_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}
 RENDER_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}
 
 
+BUILDER = ".builder"  # in a .building-* folder: its builder's pid, host and start (engine/runlock.py's record)
+UNRECORDED_STALE_S = 24 * 3600  # a .building-* folder without a record of this host is stale when this old
+
+
+def _builder_record():
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start": process_start_time(pid)}
+
+
+def remove_stale_builds(folder):
+    """Remove the ``.building-*`` folders in ``folder`` that a killed build left, log them, return their
+    paths. Stale: its ``BUILDER`` record names a process of this host that no longer runs (or a reused pid);
+    without such a record (another host's build, one killed before writing it), untouched for a day.
+    A live builder's folder, on this host or (for a day) another, is left alone."""
+    removed = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        if not name.startswith(".building-") or not os.path.isdir(path):
+            continue
+        try:
+            with open(os.path.join(path, BUILDER)) as f:
+                holder = json.load(f)
+        except (OSError, ValueError):
+            holder = None
+        try:
+            if isinstance(holder, dict) and holder.get("host") == socket.gethostname():
+                stale = is_stale(holder)
+            else:
+                stale = time.time() - os.path.getmtime(path) > UNRECORDED_STALE_S
+        except OSError:  # finished or removed meanwhile
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                removed.append(path)
+    if removed:
+        get_logger().info(f"World cache: removed {len(removed)} unfinished build folder(s) whose builder is gone: "
+                          f"{', '.join(removed)}")
+    return removed
+
+
 def _materialised_dir(cfg, kind, variant, writer, split_file):
-    """Folder holding ``split_file``; generates it atomically on first use."""
+    """Folder holding ``split_file``; generates it atomically on first use (in a ``.building-*`` folder
+    holding a ``BUILDER`` record, then renamed), after removing the stale builds of killed processes."""
     root = os.path.expanduser(cfg.DATASET.ROOT) if cfg.DATASET.ROOT else ""
     user = os.path.join(root, kind.lower(), variant) if root else ""
     if user and os.path.isfile(os.path.join(user, split_file)):
@@ -39,12 +85,16 @@ def _materialised_dir(cfg, kind, variant, writer, split_file):
     if world.rendering_of(variant) is not None:  # and the rendering's parameters
         tag += "-" + world.rendering_fingerprint(variant)
     target = os.path.join(resolve_cache_dir(cfg), "world", f"{kind.lower()}_{tag}_seed{world.WORLD_SEED}")
+    remove_stale_builds(os.path.dirname(target))
     if os.path.isfile(os.path.join(target, split_file)):
         return target
     os.makedirs(os.path.dirname(target), exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=".building-")
     try:
+        with open(os.path.join(tmp, BUILDER), "w") as f:
+            json.dump(_builder_record(), f)
         writer(tmp)
+        os.remove(os.path.join(tmp, BUILDER))
         with contextlib.suppress(OSError):  # another process finished first: its folder is used
             os.rename(tmp, target)
     finally:

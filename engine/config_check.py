@@ -130,11 +130,28 @@ def merge_file(cfg, path, what):
         _set(cfg, key, value, f"{what} {path}")
 
 
+def _not_utf8(text):
+    """``text`` with backslash escapes when it holds bytes that are not UTF-8 (Python reads them from
+    the command line as surrogate escapes, '\\udcff' for 0xff), else None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return None
+
+
 def merge_opts(cfg, opts, flags=()):
     """Merge trailing ``KEY VALUE`` pairs; ``flags``: the command's option strings (for hints)."""
     opts = list(opts or [])
     for i in range(0, len(opts), 2):
         key = opts[i]
+        value = opts[i + 1] if i + 1 < len(opts) else ""
+        for what, text in (("key", key), (f"{key} value", value)):
+            shown = _not_utf8(text)
+            if shown is not None:
+                raise ConfigError(f"command line: {what} '{shown}' is not valid UTF-8 text")
         if key.startswith("-"):
             close = difflib.get_close_matches(key.split("=", 1)[0], list(flags), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
@@ -146,7 +163,7 @@ def merge_opts(cfg, opts, flags=()):
 
 
 def check_values(cfg):
-    """Values with a fixed set of choices; run before anything is built or written."""
+    """Values with a fixed set of choices or range; run before anything is built or written."""
     checks = [("DATASET.SUBSAMPLE_CLASSES", cfg.DATASET.SUBSAMPLE_CLASSES, SUBSAMPLE_CHOICES),
               ("TEST.FINAL_MODEL", cfg.TEST.FINAL_MODEL, FINAL_MODEL_CHOICES)]
     for key, value, choices in checks:
@@ -154,6 +171,12 @@ def check_values(cfg):
             close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}{hint}")
+    for key in ("DATALOADER.TRAIN_X.BATCH_SIZE", "DATALOADER.TEST.BATCH_SIZE"):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if isinstance(node, bool) or not isinstance(node, int) or node < 1:
+            raise ConfigError(f"{key} must be an int >= 1 (images per batch), got {node!r}")
     if cfg.OPTIM.MAX_EPOCH < 0:
         raise ConfigError(f"OPTIM.MAX_EPOCH must be >= 0, got {cfg.OPTIM.MAX_EPOCH}")
     if str(cfg.CALIB.POSTHOC).lower() == "dac":

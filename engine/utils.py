@@ -95,6 +95,28 @@ def set_random_seed(seed):
 _LOG_FORMAT = "%(message)s"
 
 
+class _Formatter(logging.Formatter):
+    """Plain lines; text that cannot be encoded (the surrogate escapes Python gives a non-UTF-8 byte of
+    a command-line path) is written with backslash escapes instead of failing the handler."""
+
+    def format(self, record):
+        return super().format(record).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class LogFileHandler(logging.FileHandler):
+    """``log.txt`` (appended, UTF-8): a write that fails (a full disk, a file size limit) raises an
+    ``OSError`` naming the file instead of logging's '--- Logging error ---' traceback."""
+
+    def __init__(self, path):
+        super().__init__(path, mode="a", encoding="utf-8", errors="backslashreplace")
+
+    def handleError(self, record):
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            raise OSError(err.errno, f"cannot write log file {self.baseFilename}: {err.strerror or err}") from err
+        super().handleError(record)
+
+
 def setup_logger(output=None, name="cpt", rank=0):
     """Log to stdout and ``<output>/log.txt`` (or ``output`` if it ends in .txt/.log), plain lines as
     Dassl writes them, so upstream log parsers keep working. Non-zero ranks log nothing."""
@@ -111,9 +133,9 @@ def setup_logger(output=None, name="cpt", rank=0):
     if output:
         fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
         mkdir_if_missing(os.path.dirname(os.path.abspath(fpath)))
-        handlers.append(logging.FileHandler(fpath, mode="a"))  # appends on resume (Dassl renames the old log)
+        handlers.append(LogFileHandler(fpath))  # appends on resume (Dassl renames the old log)
     for h in handlers:
-        h.setFormatter(logging.Formatter(_LOG_FORMAT))
+        h.setFormatter(_Formatter(_LOG_FORMAT))
         logger.addHandler(h)
     return logger
 
