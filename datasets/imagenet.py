@@ -7,7 +7,7 @@ index, CoOp's file is sorted by wnid); a variant reads it from its own folder, e
 import os
 
 from cpt.datasets.common import Benchmark, finish_test_only, first_existing, preview, read_lines
-from cpt.datasets.splits import class_subfolders, list_class_folders, split_or_build
+from cpt.datasets.splits import class_subfolders, list_class_folders, split_or_build, stamp_sources
 from cpt.engine.data import DATASET_REGISTRY, apply_fewshot_and_subsample
 
 
@@ -47,8 +47,9 @@ class ImageNet(_ImageNetFamily):
     """ImageNet-1k: 1000 classes, base/new 500/500; ``val`` is the test set (as in CoOp).
 
     Every class must have a non-empty folder in ``images/train`` and ``images/val``. The folder listing
-    is saved once as a split file in the cache (``val`` empty; delete it to re-list the folders); a
-    ``split_zhou_ImageNet.json`` placed in ``imagenet/`` is used first.
+    is saved as a split file in the cache (``val`` empty), keyed by ``classnames.txt`` and the listing of
+    both folders (``splits.split_or_build``; names only, so a run lists the folders but opens no image);
+    a ``split_zhou_ImageNet.json`` placed in ``imagenet/`` is used first.
     """
 
     dataset_dir = "imagenet"
@@ -59,15 +60,18 @@ imagenet/
   classnames.txt                    (CoOp's list: '<wnid> <class name>' per line, 1000 lines)"""
 
     def load(self, cfg, root, ddir):
+        sources = stamp_sources({}, os.path.join(ddir, "classnames.txt"))  # the key of a built split
         names = self.read_classnames(os.path.join(ddir, "classnames.txt"))
         classnames = list(names.values())
         image_dir = os.path.join(ddir, "images")
 
         def listed(split):
-            return self.wnid_folders(self.require_dir(os.path.join(image_dir, split), f"{split} image folder"), names)
+            folder = self.require_dir(os.path.join(image_dir, split), f"{split} image folder")
+            stamp_sources(sources, folder)
+            return self.wnid_folders(folder, names)
 
         train, _, test, _ = split_or_build(cfg, self.NAME, ddir, image_dir,
-                                           lambda: (listed("train"), [], listed("val")), classnames)
+                                           lambda: (listed("train"), [], listed("val")), classnames, sources)
         # few-shot as upstream's ImageNet: train only, in upstream's list order (engine.data.fewshot)
         train, _, test, classnames = apply_fewshot_and_subsample(cfg, self.NAME, train, [], test, classnames,
                                                                  dataset_dir=ddir, draw_val=False,

@@ -1,15 +1,21 @@
 """Single-label benchmarks: CoOp split files, building a split when none exists, finishing.
 
 A split file ``split_zhou_<Name>.json`` (``engine.data.read_split``; paths relative to the image
-folder) is looked for in the dataset folder, then in the cache; a built split is saved to the cache.
+folder) is looked for in the dataset folder, then in the cache; a built split is saved to the cache with
+``split_zhou_<Name>.json.sources``, the stamps of what the builder read (a folder: the digest of its class
+folders and image names; a file: size and mtime). A cached split is used only while every stamp is
+unchanged; otherwise it is rebuilt, unless images it lists are gone (that fails, naming the file to delete).
 """
+import hashlib
+import json
 import os
 import random
 
-from cpt.datasets.common import Benchmark, check_files_exist, dataset_cache_dir, fail, first_existing, preview
+from cpt.datasets.common import Benchmark, check_files_exist, dataset_cache_dir, fail, preview
 from cpt.engine.data.datasets import (Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split,
                                       split_by_label)
 from cpt.engine.utils import get_logger, listdir_nohidden
+from cpt.fileio import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -18,17 +24,68 @@ def split_filename(name):
     return f"split_zhou_{name}.json"
 
 
-def find_split_file(cfg, name, dataset_dir):
-    """The split file in the dataset folder, else the one built earlier in the cache, else None."""
-    return first_existing([os.path.join(dataset_dir, split_filename(name)),
-                           os.path.join(dataset_cache_dir(cfg, name, dataset_dir), split_filename(name))])
+def cached_split_file(cfg, name, dataset_dir):
+    return os.path.join(dataset_cache_dir(cfg, name, dataset_dir), split_filename(name))
 
 
-def save_split_to_cache(cfg, name, dataset_dir, image_dir, train, val, test):
-    """Write a CoOp split file into the dataset's cache folder; returns its path."""
-    path = os.path.join(dataset_cache_dir(cfg, name, dataset_dir), split_filename(name))
+def listing_digest(folder):
+    """SHA-256 of what the folder builders read of ``folder``: its sorted class subfolders, each with its
+    sorted image file names (names only, no file is opened: an ImageNet-sized tree costs one listing)."""
+    h = hashlib.sha256()
+    for c in class_subfolders(folder):
+        names = [c] + list_images(os.path.join(folder, c))
+        h.update("\0".join(names).encode("utf-8", "surrogateescape") + b"\1")
+    return h.hexdigest()
+
+
+def source_stamp(path):
+    """What a built split records of one source: a folder's :func:`listing_digest`, a file's size and mtime."""
+    if os.path.isdir(path):
+        return "listing " + listing_digest(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"file {st.st_size} {st.st_mtime_ns}"
+
+
+def stamp_sources(sources, *paths):
+    """Add the current stamp of each of ``paths`` to ``sources`` (``{absolute path: stamp}``); a builder
+    stamps before it reads, so a change meanwhile makes the cached split stale, never wrongly fresh."""
+    for p in paths:
+        sources[os.path.abspath(p)] = source_stamp(p)
+    return sources
+
+
+def describe_sources(paths, dataset_dir):
+    """``images/, annotations/trainval.txt``: ``paths`` relative to the dataset folder (folders with a /)."""
+    shown = [os.path.relpath(p, dataset_dir) + ("/" if os.path.isdir(p) else "") for p in paths]
+    return ", ".join(shown) or "nothing"
+
+
+def stale_reason(path, dataset_dir):
+    """Why the cached split ``path`` must be rebuilt ("" when every source it records is unchanged)."""
+    try:
+        with open(path + ".sources") as f:
+            record = json.load(f)
+        st = os.stat(path)
+        mine, sources = record["split"] == [st.st_size, st.st_mtime_ns], dict(record["sources"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "it records no sources (cached before splits were keyed by them)"
+    if not mine:
+        return "its record of sources belongs to another write of it"
+    changed = [p for p, stamp in sources.items() if source_stamp(p) != stamp]
+    return f"{describe_sources(changed, dataset_dir)} changed since it was built" if changed else ""
+
+
+def save_split_to_cache(cfg, name, dataset_dir, image_dir, train, val, test, sources=None):
+    """Write a CoOp split file into the dataset's cache folder and, beside it, the stamps of its
+    ``sources`` (``{absolute path: stamp}``); returns its path."""
+    path = cached_split_file(cfg, name, dataset_dir)
     save_split(train, val, test, path, image_dir)
-    get_logger().info(f"{name}: built split saved to {path}")
+    st = os.stat(path)
+    record = {"split": [st.st_size, st.st_mtime_ns], "sources": dict(sources or {})}
+    atomic_write_bytes(json.dumps(record, indent=1).encode("utf-8"), path + ".sources")
     return path
 
 
@@ -74,15 +131,33 @@ def load_split_file(cfg, path, image_dir, name, classnames=None):
     return s["train"], s["val"], s["test"], classnames
 
 
-def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None):
-    """The split file when present, else ``build()`` (``train, val, test``), saved to the cache."""
-    path = find_split_file(cfg, name, dataset_dir)
-    if path is not None:
+def split_or_build(cfg, name, dataset_dir, image_dir, build, classnames=None, sources=None):
+    """The split file in the dataset folder when present, else the cached one while the sources it
+    records are unchanged, else ``build()`` (``train, val, test``) cached with ``sources`` (the stamps
+    of what it read, which ``build`` adds to the dict while it runs). A stale cached split that lists
+    images which are gone fails (delete it to rebuild) unless ``DATASET.SKIP_MISSING_IMAGES``."""
+    own = os.path.join(dataset_dir, split_filename(name))
+    if os.path.exists(own):
+        return load_split_file(cfg, own, image_dir, name, classnames)
+    log = get_logger()
+    path = cached_split_file(cfg, name, dataset_dir)
+    reason = stale_reason(path, dataset_dir) if os.path.exists(path) else ""
+    if os.path.exists(path) and not reason:
+        log.info(f"{name}: split read from the cache {path} (its sources are unchanged)")
         return load_split_file(cfg, path, image_dir, name, classnames)
+    if reason and not cfg.DATASET.get("SKIP_MISSING_IMAGES", False):
+        try:
+            old = dict(zip(("train", "val", "test"), read_split(path, image_dir)))
+        except ValueError:  # unreadable: rebuilt
+            old = {}
+        check_files_exist(old, name, f"cached split file {path} ({reason}; delete it to build the split again)")
+    sources = {} if sources is None else sources
     train, val, test = build()
     if classnames is None:
         classnames = classnames_from_items(train + val + test, name, "the built split")
-    save_split_to_cache(cfg, name, dataset_dir, image_dir, train, val, test)
+    save_split_to_cache(cfg, name, dataset_dir, image_dir, train, val, test, sources)
+    log.info(f"{name}: split built from {describe_sources(sources, dataset_dir)} and cached in {path}"
+             + (f" (the cached one was stale: {reason})" if reason else ""))
     return train, val, test, classnames
 
 
@@ -178,20 +253,23 @@ class SplitBenchmark(Benchmark):
 
     def load(self, cfg, root, ddir):
         image_dir = os.path.join(ddir, self.image_subdir) if self.image_subdir else ddir
-        train, val, test, classnames = split_or_build(cfg, self.NAME, ddir, image_dir,
-                                                      lambda: self.build(cfg, ddir, image_dir))
+        self.split_sources = {}  # need() stamps what build() reads: the key of the cached split
+        train, val, test, classnames = split_or_build(cfg, self.NAME, ddir, image_dir, lambda: self.build(
+            cfg, ddir, image_dir), sources=self.split_sources)
         return finish_single_label(cfg, self.NAME, train, val, test, classnames, dataset_dir=ddir)
 
     def build(self, cfg, ddir, image_dir):
         raise NotImplementedError
 
     def need(self, cfg, ddir, *paths):
-        """Fail (saying that no split file exists either) unless every one of ``paths`` exists."""
+        """Fail (saying that no split file exists either) unless every one of ``paths`` exists; stamp
+        them as the sources of the split being built (:func:`stamp_sources`)."""
         for p in paths:
             if not os.path.exists(p):
                 self.fail(f"no split file {split_filename(self.NAME)} in {ddir} (nor a built one in "
                           f"{dataset_cache_dir(cfg, self.NAME, ddir)}), and the split cannot be built "
                           f"because {p} is missing")
+        stamp_sources(self.split_sources, *paths)
         return paths
 
 

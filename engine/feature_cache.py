@@ -3,10 +3,12 @@
 An entry holds the L2-normalised float32 features ``(N, E)`` of one ordered list of images under one
 frozen image encoder, keyed by everything they depend on (:func:`make_key`; the weights file's hash is
 memoised in ``weights-sha256.json`` by path, size and mtime): a change is a miss, never a stale hit.
-Entries are ``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and are
-written atomically (``cpt.fileio``); an unreadable entry is a miss. ``TEST.CACHE_MAX_MB`` bounds the
-folder (least recently used first; a hit refreshes the mtime). ``python -m cpt.engine.feature_cache
-info|clear [--cache-dir DIR]`` inspects or empties it.
+Entries are ``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and the
+SHA-256 of the features' shape and float32 bytes (verified on read), and are written atomically
+(``cpt.fileio``); an unreadable, damaged or unverifiable entry is a miss with a warning naming it, and is
+recomputed and replaced. ``TEST.CACHE_MAX_MB`` bounds the folder (least recently used first; a hit
+refreshes the mtime). ``python -m cpt.engine.feature_cache info|clear [--cache-dir DIR]`` inspects or
+empties it.
 """
 import argparse
 import contextlib
@@ -20,6 +22,7 @@ import time
 
 import torch
 
+from cpt.engine.checkpoint import preserve_rng
 from cpt.fileio import atomic_write_bytes
 
 SUBDIR = "features"
@@ -106,8 +109,16 @@ def entry_path(cache_root, key):
     return os.path.join(cache_folder(cache_root), digest[:40] + ".pt")
 
 
+def features_sha256(features):
+    """SHA-256 of a float32 CPU tensor's shape and bytes (the checksum an entry stores)."""
+    h = hashlib.sha256(f"{tuple(features.shape)}|float32|".encode())
+    h.update(features.contiguous().view(torch.uint8).numpy().tobytes() if features.numel() else b"")
+    return h.hexdigest()
+
+
 def load(cache_root, key):
-    """Features of ``key`` (CPU tensor), or None on a miss (absent, unreadable, other key)."""
+    """Features of ``key`` (CPU tensor), or None on a miss (absent, unreadable, other key, checksum
+    missing or wrong: each but absent warns, naming the entry, which the caller recomputes and replaces)."""
     path = entry_path(cache_root, key)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -117,18 +128,29 @@ def load(cache_root, key):
         logger.warning(f"feature cache entry {path} is unreadable ({type(e).__name__}: {e}); recomputing")
         return None
     if not isinstance(blob, dict) or blob.get("key") != json.dumps(key, sort_keys=True):
+        logger.warning(f"feature cache entry {path} holds another key (damaged or copied); recomputing")
+        return None
+    feats = blob.get("features")
+    if "sha256" not in blob:
+        logger.warning(f"feature cache entry {path} has no checksum (written before entries were verified); "
+                       f"recomputing")
+        return None
+    if not (isinstance(feats, torch.Tensor) and feats.dtype == torch.float32
+            and features_sha256(feats) == blob["sha256"]):
+        logger.warning(f"feature cache entry {path} fails its checksum (damaged on disk); recomputing")
         return None
     with contextlib.suppress(OSError):
         os.utime(path)  # least recently used eviction
-    return blob["features"]
+    return feats
 
 
 def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
     """Write an entry atomically and evict to ``max_mb``; returns its path, or None if not written."""
     path = entry_path(cache_root, key)
+    features = features.detach().float().cpu().contiguous()
     buf = io.BytesIO()
-    torch.save({"features": features.detach().float().cpu().contiguous(),
-                "key": json.dumps(key, sort_keys=True)}, buf)
+    torch.save({"features": features, "key": json.dumps(key, sort_keys=True),
+                "sha256": features_sha256(features)}, buf)
     data = buf.getvalue()
     if max_mb is not None and len(data) > max_mb * (1 << 20):
         logger.info(f"feature cache: {len(data) / (1 << 20):.1f} MB entry exceeds TEST.CACHE_MAX_MB={max_mb}; "
@@ -195,6 +217,8 @@ def split_features(cfg, clip, transform, data_source, encode, device, split, use
     """L2-normalised features ``(N, E)`` of ``data_source`` in order: ``encode(images)`` over the
     images under ``transform`` (test batch size), read from and written to the cache under
     ``CACHE_DIR`` when ``use_cache`` (rank 0 writes). Returns ``(features on device, from_cache)``.
+    Computing leaves the global RNG states as found (iterating a DataLoader draws from torch's), so a
+    cold and a warm cache leave training the same random stream.
     """
     from torch.utils.data import DataLoader
 
@@ -214,9 +238,10 @@ def split_features(cfg, clip, transform, data_source, encode, device, split, use
                         shuffle=False, num_workers=cfg.DATALOADER.NUM_WORKERS,
                         pin_memory=cfg.DATALOADER.PIN_MEMORY and torch.device(device).type == "cuda")
     feats = []
-    for batch in loader:
-        with clip.autocast():
-            feats.append(encode(batch["img"].to(device)).float())
+    with preserve_rng():
+        for batch in loader:
+            with clip.autocast():
+                feats.append(encode(batch["img"].to(device)).float())
     feats = torch.cat(feats)
     if use_cache:
         path = store(root, key, feats, cfg.TEST.CACHE_MAX_MB) if get_rank() == 0 else None

@@ -252,9 +252,13 @@ def _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots):
     from cpt.engine.utils import read_json, write_json
 
     seed = cfg.SEED if cfg.SEED is not None and cfg.SEED >= 0 else None
-    # the key includes a fingerprint of the split, so two roots never share a draw
-    probe = f"{len(train)}|{len(val)}|{train[0].impath if train else ''}|{train[-1].impath if train else ''}"
-    tag = hashlib.sha1(probe.encode()).hexdigest()[:10]
+    # the key includes a digest of the split (every path and label, in order): a changed split is a miss
+    h = hashlib.sha1()
+    for items in (train, val):
+        h.update(b"\2")
+        for x in items:
+            h.update(x.impath.encode("utf-8", "surrogateescape") + b"\0" + np.asarray(x.label, np.int8).tobytes())
+    tag = h.hexdigest()[:10]
     path = os.path.join(resolve_cache_dir(cfg), "split_fewshot", dataset_name,
                         f"shot_{num_shots}-seed_{cfg.SEED}-{tag}.json")
     cached = read_json(path) if os.path.isfile(path) else None
