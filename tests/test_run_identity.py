@@ -172,7 +172,7 @@ def test_eval_only_on_an_early_checkpoint_says_so(world):
     assert res["note"] == f"the run in --model-dir {out} trained 1 of OPTIM.MAX_EPOCH 3 epochs (it did not finish); " \
                           "evaluated its epoch 1" and res["note"] in _log(ev)
     full = str(tmp / "full_eval")  # the finished best_val run's model-best is of epoch 1: no note
-    p = run_process([*world_coop_args(data, full), "--eval-only", "--model-dir", ref], env=env)
+    p = run_process(["--eval-only", "--model-dir", ref, *world_coop_args(data, full)], env=env)
     assert p.returncode == 0 and results(full)["epoch"] == 1 and "partial_training" not in results(full)
 
 
@@ -185,15 +185,15 @@ def test_class_specific_context_stays_with_its_classes(world):
     assert p.returncode == 0, p.stderr[-3000:]
     names = results(csc)["classnames"]
     new = str(tmp / "csc_new")
-    p = run_process(world_coop_args(data, new, "TRAINER.COOP.CSC", "True", "DATASET.SUBSAMPLE_CLASSES", "new",
-                                    epochs=1) + ["--eval-only", "--model-dir", csc], env=env)
+    p = run_process(["--eval-only", "--model-dir", csc] + world_coop_args(
+        data, new, "TRAINER.COOP.CSC", "True", "DATASET.SUBSAMPLE_CLASSES", "new", epochs=1), env=env)
     line = assert_one_line(p.returncode, p.stdout, p.stderr)
     assert "holds class-specific parameters (TRAINER.COOP.CSC) of 32 classes, but this run evaluates 32" in line
     assert f"first difference at class 0: {names[0]!r} (checkpoint)" in line
     assert results(new)["status"] == "failed"
     shared = str(tmp / "shared_new")
-    p = run_process(world_coop_args(data, shared, "DATASET.SUBSAMPLE_CLASSES", "new")
-                    + ["--eval-only", "--model-dir", ref], env=env)
+    p = run_process(["--eval-only", "--model-dir", ref] + world_coop_args(data, shared, "DATASET.SUBSAMPLE_CLASSES",
+                                                                          "new"), env=env)
     assert p.returncode == 0 and results(shared)["status"] == "finished"
     with open(os.path.join(shared, "results.json")) as f:
         assert json.load(f)["classnames"] != names
