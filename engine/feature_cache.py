@@ -159,7 +159,7 @@ def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
     try:
         atomic_write_bytes(data, path)
     except OSError as e:
-        logger.warning(f"feature cache: cannot write {path} ({e}); features are not cached")
+        logger.warning(f"feature cache: {e}; features are not cached")  # e names the entry (cpt.fileio)
         return None
     if max_mb is not None:
         evict(cache_root, max_mb, keep=path)
