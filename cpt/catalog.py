@@ -9,9 +9,12 @@ Layout (docs/design.md section 7): ``<output>/base2new/{train_base,test_new}/<da
 <trainer>/<cfgdir>/seed<S>`` (``dg/{train,test}`` for domain generalisation), ``<cfgdir>`` =
 ``<cfg>`` when the calibration is ``none``, else ``<cfg>_<calib>``. A run is finished when its
 ``results.json`` says ``"status": "finished"`` (:data:`FINISHED_ERE`, one pattern for ``grep -E``
-and Python); anything else is re-run (train.py resumes from its last checkpoint). The parser
-reads runs more leniently (``scripts/results/runs.py``), so older runs still parse.
+and Python); anything else is re-run (train.py resumes from its last checkpoint). Before skipping
+a finished run the drivers compare the config fingerprint it recorded with the one its command
+would run now (:func:`compare_finished`) and refuse it when they differ. The parser reads runs
+more leniently (``scripts/results/runs.py``), so older runs still parse.
 """
+import json
 import os
 import re
 import sys
@@ -106,6 +109,45 @@ def is_finished(path):
             return bool(FINISHED_RE.search(f.read()))
     except OSError:
         return False
+
+
+def compare_finished(path, argv):
+    """How the finished run at ``path`` compares with what ``train.py argv`` would run now (``argv``:
+    a list, or a callable giving it; resolved only when the run recorded a fingerprint):
+    ``("same", "")``; ``("other", diff)`` when the config fingerprint or the seed differs, ``diff``
+    naming the keys with both values (``engine.identity.format_diff``); ``("unchecked", why)`` when
+    the run recorded no fingerprint (written before runs did) or ``argv`` does not resolve."""
+    try:
+        with open(os.path.join(path, "results.json"), encoding="utf-8") as f:
+            done = json.load(f)
+        old_fp = done.get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        old_fp = None
+    if not old_fp:
+        return "unchecked", "an older run without a config fingerprint: options not compared"
+    try:
+        from cpt.cli import identity_of_argv  # lazy: resolving a config imports the trainers
+
+        identity, fp, seed = identity_of_argv(argv() if callable(argv) else argv)
+    except (Exception, SystemExit) as e:
+        return "unchecked", f"options not compared: the command does not resolve: {type(e).__name__}: {e}"
+    from cpt.engine.identity import format_diff, identity_diff
+
+    if fp == old_fp and str(seed) == str(done.get("seed")):
+        return "same", ""
+    old_id = done.get("identity") if isinstance(done.get("identity"), dict) else {}
+    diff = identity_diff(old_id, identity) if old_id else []
+    if str(seed) != str(done.get("seed")):
+        diff.append(("SEED", done.get("seed"), seed))
+    if not diff:
+        return "other", f"fingerprint {old_fp} (finished) vs {fp} (now)"
+    return "other", format_diff(diff, "finished", "now")
+
+
+def refusal(path, diff):
+    """The one-line error of a finished run at ``path`` whose options differ (``diff``) from the command's."""
+    return (f"{path} holds a finished run with other options: {diff}; use another OUTPUT (or remove the folder) "
+            "to run these options")
 
 
 def finished_test_sh(path):

@@ -17,8 +17,10 @@
 Settings come from the environment (the README's settings table). ``--multilabel``
 (``scripts/multilabel/``; implied by a multi-label method) takes the method's multi-label default
 config and the multi-label datasets. Commands, directories and the finished rule are
-``cpt.catalog``'s, shared with ``scripts/sweep.py``. A loop over runs keeps going after a failure
-and exits 1 naming the failed runs.
+``cpt.catalog``'s, shared with ``scripts/sweep.py``. A finished run is skipped when its recorded
+config fingerprint and seed match the command's, and refused (a failed run) when they differ
+(``catalog.compare_finished``). A loop over runs keeps going after a failure and exits 1 naming
+the failed runs.
 """
 import argparse
 import glob
@@ -70,9 +72,14 @@ class Driver:
                           "(DATASETS=shapeworld) any folder will do: the world is generated into the cache).")
 
     def run(self, out_dir, dataset, seed, subsample, label, gpu, model_dir=None, missing=""):
-        """One ``train.py`` run, skipped when finished; with ``model_dir`` a test of that trained run."""
+        """One ``train.py`` run, skipped when finished with the same options (refused when finished
+        with others); with ``model_dir`` a test of that trained run."""
         if catalog.is_finished(out_dir):
-            print(f"[skip] finished: {out_dir}")
+            verdict, why = catalog.compare_finished(
+                out_dir, lambda: self.s.command(dataset, seed, out_dir, subsample, model_dir)[2:])
+            if verdict == "other":
+                raise Failure(catalog.refusal(out_dir, why))
+            print(f"[skip] finished: {out_dir}" + (f" ({why})" if verdict == "unchecked" else ""))
             return 0
         if model_dir is None and os.path.isdir(out_dir):
             print(f"[resume] {out_dir} exists without a finished results.json; re-running")

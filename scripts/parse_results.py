@@ -11,6 +11,9 @@ Per dataset: the mean over finished seeds and the *sample* std (ddof=1; empty wi
 ``hm`` is the harmonic mean of the mean base and new primary metric (accuracy; mAP for
 ``--multilabel``, chosen when every finished run reports ``mAP``). The ``average`` row is the
 plain mean over datasets of each column, its ``hm`` that of the averaged base and new values.
+Seeds that ran different configurations (the ``fingerprint`` in results.json; runs without one
+count as one "unknown") never share a row: such a dataset gets one row per configuration, labelled
+by the config keys that differ (a note names them with their values) and left out of the average.
 Missing, failed and unfinished runs are listed, never averaged in; the expected seeds and
 datasets are the union seen within each (trainer, config, calibration, shots) group unless
 ``--seeds`` / ``--datasets`` say otherwise. ``--dg``: one row per group of
@@ -33,7 +36,8 @@ from results.runs import collect, collect_runs, split_cfg_dir  # noqa: E402,F401
 from results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
                              format_wide, summary_rows)
 from results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
-from results.summary import DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, glabel, summarize, summarize_dg  # noqa: E402
+from results.summary import (DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, averaged_datasets,  # noqa: E402
+                             config_conflicts, glabel, summarize, summarize_dg)
 
 ML_METRICS = ["map", "cf1", "of1", "ece", "ece_head", "ece_medium", "ece_tail"]
 DG_METRICS = ["map", "ece", "ece_head", "ece_medium", "ece_tail"]
@@ -64,7 +68,8 @@ def build_parser():
     p.add_argument("--datasets", nargs="+", help="expected datasets (others are dropped)")
     p.add_argument("--seeds", nargs="+", type=int, help="expected seeds (others are dropped)")
     p.add_argument("--no-std", action="store_true", help="no std in md/latex cells and no _std csv columns")
-    p.add_argument("--strict", action="store_true", help="exit 2 when a run is missing or failed")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 when a run is missing or failed, or when one row's seeds ran different configurations")
     return p
 
 
@@ -100,12 +105,18 @@ def metric_list(names, runs=None):
     return out
 
 
-def write(text, problems, notes, args):
+def write(text, problems, notes, args, groups=None):
+    """Print the table, then the problems and notes; the exit status (``--strict``: 2 on a problem,
+    or on a row split by configuration, each named on stderr)."""
     sys.stdout.write(text)
     extra = format_problems(problems, notes, args.format)
     if extra:  # csv: keep stdout machine-readable, problems go to stderr
         (sys.stderr if args.format == "csv" else sys.stdout).write(("" if args.format == "csv" else "\n") + extra)
-    return 2 if args.strict and problems else 0
+    conflicts = config_conflicts(groups or {}) if args.strict else []
+    for line in conflicts:
+        print(f"error: --strict: {line}; keep one configuration per OUTPUT (or pick its seeds with --seeds)",
+              file=sys.stderr)
+    return 2 if args.strict and (problems or conflicts) else 0
 
 
 def main_dg(args):
@@ -113,7 +124,8 @@ def main_dg(args):
     if runs is None:
         return 1
     groups, columns, problems = summarize_dg(runs, metric_list(args.metrics or DG_METRICS, runs), seeds=args.seeds)
-    return write(format_dg(groups, columns, fmt=args.format, std=not args.no_std), problems, [], args)
+    return write(format_dg(groups, columns, fmt=args.format, std=not args.no_std), problems, config_conflicts(groups),
+                 args, groups)
 
 
 def paper_notes(groups):
@@ -122,7 +134,7 @@ def paper_notes(groups):
         notes.append("--compare-paper: no group maps to a row of the paper table "
                      f"(known trainers {paper_trainers()}, calibrations {sorted(set(PAPER_CALIB.values()))})")
     for g, rows in groups.items():
-        ds = [r["dataset"] for r in rows if r["dataset"] != "average"]
+        ds = averaged_datasets(rows)
         if paper_names(g[0], g[2]) and set(ds) != set(DATASET_ORDER):
             notes.append(f"--compare-paper: {glabel(g)}: the paper's average is taken over the same "
                          f"{len(ds)} dataset(s) as ours, not its 11-dataset Avg column")
@@ -154,7 +166,7 @@ def main(argv=None):
         text = format_wide(groups, metrics, fmt=args.format, paper=paper, primary=primary)
     else:
         text = format_long(groups, metrics, fmt=args.format, std=std, paper=paper, primary=primary)
-    rc = write(text, problems, notes, args)
+    rc = write(text, problems, notes, args, groups)
     if args.plot:
         from cpt.calibration.plots import save_summary_figure  # lazy: needs matplotlib
         save_summary_figure(summary_rows(groups), args.plot)

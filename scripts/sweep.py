@@ -11,7 +11,9 @@ Each grid point is one *unit*: the base-class run (``train_base``), then the new
 (``test_new``), with the commands of ``scripts/<method>/base2new_{train,test}_<m>.sh`` (both built
 by ``cpt.catalog.Setup``; the methods of ``CPT_PLUGINS`` included, and the runs inherit it). A step
 whose ``results.json`` says ``"status": "finished"`` is skipped, so a sweep restarted with the same
-arguments runs only what is unfinished (train.py resumes an unfinished train step).
+arguments runs only what is unfinished (train.py resumes an unfinished train step). A unit with a
+finished step whose recorded config fingerprint or seed differs from its command's is refused
+(listed as failed, nothing of it runs): other options need another output root.
 
 Executors: ``local`` (a queue over one slot per GPU, each run seeing ``CUDA_VISIBLE_DEVICES=<its
 GPU>``, or over CPU slots), ``slurm`` (a submitit job array) and ``submitit-local`` (the same jobs
@@ -63,6 +65,23 @@ class Run:
     def pending(self):
         """The steps still to do (finished steps left out)."""
         return [s for s in self.steps() if not is_finished(s[2])]
+
+
+def check_finished(runs):
+    """``({label: refusal}, n)``: the units with a finished step run with other options than its
+    command now (``catalog.compare_finished``; not run, counted failed), and how many finished
+    steps recorded no fingerprint (skipped uncompared)."""
+    refused, unchecked = {}, 0
+    for r in runs:
+        for _, cmd, out_dir in r.steps():
+            if not is_finished(out_dir):
+                continue
+            verdict, why = catalog.compare_finished(out_dir, cmd[2:])
+            unchecked += verdict == "unchecked"
+            if verdict == "other":
+                refused[r.label] = catalog.refusal(out_dir, why)
+                break
+    return refused, unchecked
 
 
 def _as_list(v):
@@ -354,20 +373,32 @@ def main(argv=None):
     except GridError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    todo = [r for r in runs if r.pending()]
-    print(f"# {len(runs)} units, {len(runs) - len(todo)} finished, {len(todo)} to run")
+    refused, unchecked = check_finished(runs)
+    todo = [r for r in runs if r.pending() and r.label not in refused]
+    n_done = sum(1 for r in runs if not r.pending() and r.label not in refused)
+    print(f"# {len(runs)} units, {n_done} finished, {len(todo)} to run"
+          + (f", {len(refused)} refused" if refused else ""))
+    if unchecked:
+        print(f"# note: {unchecked} finished step(s) without a config fingerprint (older runs, or a command "
+              "that does not resolve): skipped, options not compared")
+    for msg in refused.values():
+        print(f"error: {msg}", file=sys.stderr, flush=True)
+    refusals = [Outcome(r, "failed", refused[r.label]) for r in runs if r.label in refused]
     if args.dry_run:
         for r in runs:
             steps = r.pending()
+            if r.label in refused:
+                print(f"# refused (finished with other options): {r.label}")
+                continue
             if not steps:
                 print(f"# skip (finished): {r.label}")
                 continue
             print(f"# {r.label}: {' + '.join(s[0] for s in steps)}")
             for _, cmd, _ in steps:
                 print(shlex.join(cmd))
-        return 0
+        return 1 if refused else 0
     if not todo:
-        return 0
+        return report(refusals) if refused else 0
     if args.executor == "local":
         gpus = None
         if args.gpus is not None:
@@ -395,11 +426,16 @@ def main(argv=None):
         if args.executor == "slurm" and not args.wait:
             print(f"# submitted {len(pairs)} jobs; logs in {folder}; re-run this command later to resubmit "
                   "what is unfinished, parse with scripts/parse_results.py")
-            return 0
+            return 1 if refused else 0
         outcomes = wait_jobs(pairs)
-    n_ok = sum(o.status == "ok" for o in outcomes)
+    return report(outcomes + refusals)
+
+
+def report(outcomes):
+    """Print the tally and the failed units (refused ones included); 1 when any failed."""
     failed = [o for o in outcomes if o.status == "failed"]
-    print(f"# {n_ok} ok, {len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped")
+    print(f"# {sum(o.status == 'ok' for o in outcomes)} ok, {len(failed)} failed, "
+          f"{sum(o.status == 'skipped' for o in outcomes)} skipped")
     for o in failed:
         print(f"#   failed: {o.run.label}: {o.message}")
     return 1 if failed else 0

@@ -5,7 +5,7 @@ import io
 
 from cpt import catalog
 from .paper import PAPER_COLUMN, paper_names, paper_value
-from .summary import dataset_sort_key, glabel
+from .summary import averaged_datasets, dataset_sort_key, glabel
 
 DISPLAY_NAME = {stem: name for stem, _, name in catalog.DATASETS}
 DISPLAY_NAME["average"] = "Average"
@@ -41,10 +41,6 @@ def _latex_escape(s):
     return str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
 
-def _row_datasets(rows):
-    return [r["dataset"] for r in rows if r["dataset"] != "average"]
-
-
 def table_lines(title, header, body, fmt, n_text):
     """One md or latex table; the first ``n_text`` columns are text (left-aligned, escaped), an
     ``Average`` row is set off (bold / a rule)."""
@@ -77,8 +73,20 @@ def _group_cells(gkey):
     return [gkey[0], gkey[1], gkey[2], "" if gkey[3] is None else gkey[3]]
 
 
+def _dataset_label(row):
+    """The display name, and a row's configuration label when its dataset has several."""
+    name = DISPLAY_NAME.get(row["dataset"], row["dataset"])
+    return f"{name} ({row['variant']})" if row.get("variant") else name
+
+
+def _variant_column(rows):
+    """``["variant"]`` when some row is one configuration of several (else no column)."""
+    return ["variant"] if any(r.get("variant") for r in rows) else []
+
+
 def format_csv(groups, metrics, std=True, paper=None, primary="acc"):
     cols, show_group = value_columns(metrics, primary), len(groups) > 1
+    variant = _variant_column([row for rows in groups.values() for row in rows])
     header = ["dataset"] + (["trainer", "config", "calibration", "shots"] if show_group else [])
     for c in cols:
         header += [c] + ([c + "_std"] if c != "hm" and std else []) + (["paper_" + c] if paper is not None else [])
@@ -87,11 +95,12 @@ def format_csv(groups, metrics, std=True, paper=None, primary="acc"):
         for row in rows:
             rec = [row["dataset"]] + (_group_cells(gkey) if show_group else [])
             for c in cols:
-                pv = paper_value(paper, gkey, row["dataset"], c, _row_datasets(rows)) if paper is not None else None
+                pv = paper_value(paper, gkey, row["dataset"], c, averaged_datasets(rows)) if paper is not None else None
                 rec += [_fmt(row.get(c), 4)] + ([_fmt(row.get(c + "_std"), 4)] if c != "hm" and std else []) + (
                     [_fmt(pv, 2)] if paper is not None else [])
-            records.append(rec + ["" if row.get(k) is None else row[k] for k in ("n_seeds", "n_base", "n_new")])
-    return _csv(header + ["n_seeds", "n_base", "n_new"], records)
+            records.append(rec + ["" if row.get(k) is None else row[k] for k in ("n_seeds", "n_base", "n_new")]
+                           + [row.get("variant", "")] * len(variant))
+    return _csv(header + ["n_seeds", "n_base", "n_new"] + variant, records)
 
 
 def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
@@ -102,11 +111,11 @@ def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
     for gkey, rows in groups.items():
         body = []
         for row in rows:
-            rec = [DISPLAY_NAME.get(row["dataset"], row["dataset"])]
+            rec = [_dataset_label(row)]
             for c in cols:
                 rec.append(_cell(row, c, std, fmt))
                 if paper is not None:
-                    p = paper_value(paper, gkey, row["dataset"], c, _row_datasets(rows))
+                    p = paper_value(paper, gkey, row["dataset"], c, averaged_datasets(rows))
                     rec.append("-" if p is None else _fmt(p))
             nb, nn = row["n_base"], row["n_new"]
             rec.append("" if row["dataset"] == "average" else str(nb) if nb == nn else f"{nb}/{nn}")
@@ -118,22 +127,24 @@ def format_long(groups, metrics, fmt="md", std=True, paper=None, primary="acc"):
 
 def format_wide(groups, metrics, fmt="md", paper=None, primary="acc"):
     """TCPT's layout: per side a table with datasets as columns and (method, metric) as rows."""
-    all_ds = sorted({row["dataset"] for rows in groups.values() for row in rows} - {"average"},
-                    key=dataset_sort_key) + ["average"]
-    header = ["Method", "Calibration", "Metric"] + [PAPER_COLUMN.get(d, d) for d in all_ds]
+    all_ds = sorted(dict.fromkeys((row["dataset"], row.get("variant")) for rows in groups.values() for row in rows
+                                  if row["dataset"] != "average"), key=lambda dv: dataset_sort_key(dv[0]))
+    all_ds += [("average", None)]
+    header = ["Method", "Calibration", "Metric"] + [PAPER_COLUMN.get(d, d) + (f" ({v})" if v else "")
+                                                    for d, v in all_ds]
     sections = [("base", list(metrics)), ("new", list(metrics))] + ([("hm", [primary])] if primary in metrics else [])
     out = []
     for side, ms in sections:
         body = []
         for gkey, rows in groups.items():
-            byds = {row["dataset"]: row for row in rows}
+            byds = {(row["dataset"], row.get("variant")): row for row in rows}
             for m in ms:
                 col = "hm" if side == "hm" else f"{side}_{m}"
                 label = [f"{gkey[0]} ({gkey[1]})", str(gkey[2]), "HM" if side == "hm" else METRIC_LABEL.get(m, m)]
                 body.append(label + [_fmt(byds[d][col]) if byds.get(d, {}).get(col) is not None else "-"
                                      for d in all_ds])
                 if paper is not None and paper_names(gkey[0], gkey[2]) is not None:
-                    vals = [paper_value(paper, gkey, d, col, _row_datasets(rows)) for d in all_ds]
+                    vals = [paper_value(paper, gkey, d, col, averaged_datasets(rows)) for d, _ in all_ds]
                     body.append(["  paper", "", ""] + ["-" if v is None else _fmt(v) for v in vals])
         title = {"base": "Base classes", "new": "New classes", "hm": "Harmonic mean"}[side]
         out += table_lines(title, header, body, fmt, 3)
@@ -144,12 +155,14 @@ def format_dg(groups, columns, fmt="md", std=True):
     """The domain-generalisation table: a row per group, a column per (dataset, metric)."""
     if fmt == "csv":
         cols = [f"{ds}_{m}{s}" for ds, _, m in columns for s in (("", "_std") if std else ("",))]
-        records = [_group_cells(gkey) + [_fmt(row.get(c), 4) for c in cols] for gkey, row in groups.items()]
-        return _csv(["trainer", "config", "calibration", "shots"] + cols, records)
+        variant = _variant_column(groups.values())
+        records = [_group_cells(gkey) + [_fmt(row.get(c), 4) for c in cols] + [row.get("variant", "")] * len(variant)
+                   for gkey, row in groups.items()]
+        return _csv(["trainer", "config", "calibration", "shots"] + cols + variant, records)
     header = ["Method", "Calibration"] + [f"{DISPLAY_NAME.get(ds, ds)}{' (source)' if side == 'source' else ''} "
                                           f"{METRIC_LABEL.get(m, m)}" for ds, side, m in columns]
-    body = [[f"{gkey[0]} ({gkey[1]})", str(gkey[2])] + [_cell(row, f"{ds}_{m}", std, fmt) for ds, _, m in columns]
-            for gkey, row in groups.items()]
+    body = [[f"{gkey[0]} ({gkey[1]})" + (f" [{row['variant']}]" if row.get("variant") else ""), str(gkey[2])]
+            + [_cell(row, f"{ds}_{m}", std, fmt) for ds, _, m in columns] for gkey, row in groups.items()]
     return "\n".join(table_lines("Domain generalisation", header, body, fmt, 2))
 
 

@@ -23,7 +23,8 @@ class Run(Record):
     """One ``seed<S>`` directory as read. ``side``: base/new (base2new) or source/target (dg);
     ``status``: ``finished`` or why not (failed, unfinished, unreadable, non-finite, no-accuracy,
     ...); ``metrics``: percent, as the run wrote them; ``source``: ``results.json``, ``log.txt``
-    or None."""
+    or None; ``fingerprint`` / ``identity``: the run's config identity (``engine/identity.py``),
+    None for a run written before results.json recorded them."""
     path: str
     side: str
     dataset: str
@@ -36,6 +37,8 @@ class Run(Record):
     metrics: dict = field(default_factory=dict)
     error: str = ""
     source: str = None
+    fingerprint: str = None
+    identity: dict = None
 
     @property
     def group(self):
@@ -131,6 +134,9 @@ def read_results_json(run, rpath):
     if data.get("subsample") in ("base", "new"):
         run.side = data["subsample"]
     run.status, run.error = str(data.get("status", "finished")), str(data.get("error") or "")
+    if isinstance(data.get("fingerprint"), str) and data["fingerprint"]:
+        run.fingerprint = data["fingerprint"]
+        run.identity = data["identity"] if isinstance(data.get("identity"), dict) else None
     run.metrics = {k: float(v) for k, v in (data.get("metrics") or {}).items() if isinstance(v, (int, float))}
     bad = sorted(k for k, v in run.metrics.items() if not math.isfinite(v))
     if bad:  # never averaged: a NaN would poison every mean it enters
