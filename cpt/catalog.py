@@ -139,8 +139,8 @@ def compare_finished(path, argv):
     diff = identity_diff(old_id, identity) if old_id else []
     if str(seed) != str(done.get("seed")):
         diff.append(("SEED", done.get("seed"), seed))
-    if not diff:
-        return "other", f"fingerprint {old_fp} (finished) vs {fp} (now)"
+    if not diff:  # only keys one side lacks (a code change added them): the same options
+        return ("same", "") if old_id else ("other", f"fingerprint {old_fp} (finished) vs {fp} (now)")
     return "other", format_diff(diff, "finished", "now")
 
 

@@ -79,9 +79,12 @@ def fingerprint(identity):
 _ABSENT = "<absent>"
 
 
-def identity_diff(old, new):
-    """``[(key, old value, new value)]`` of the keys whose values differ (a missing key: ``<absent>``)."""
-    return [(k, old.get(k, _ABSENT), new.get(k, _ABSENT)) for k in sorted(set(old) | set(new))
+def identity_diff(old, new, include_absent=False):
+    """``[(key, old value, new value)]`` of the keys whose values differ. A key that only one side has
+    was added (or removed) by a change of the code, which then behaved as its default: it counts
+    only with ``include_absent`` (shown as ``<absent>``), so older runs still resume and skip."""
+    keys = sorted(set(old) | set(new)) if include_absent else sorted(set(old) & set(new))
+    return [(k, old.get(k, _ABSENT), new.get(k, _ABSENT)) for k in keys
             if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
 
 

@@ -197,3 +197,15 @@ def test_class_specific_context_stays_with_its_classes(world):
     assert p.returncode == 0 and results(shared)["status"] == "finished"
     with open(os.path.join(shared, "results.json")) as f:
         assert json.load(f)["classnames"] != names
+
+
+def test_identity_diff_ignores_keys_a_code_change_added():
+    """A key only one side has (added with its default by a later version of the code) does not make
+    two runs differ for resume and skip; the parser shows it (``include_absent``)."""
+    from cpt.engine.identity import format_diff, identity_diff
+
+    old, new = {"OPTIM.LR": 0.002, "N": 1}, {"OPTIM.LR": 0.002, "N": 1, "MODEL.BACKBONE.SHARED_PREFIX": True}
+    assert identity_diff(old, new) == []
+    assert identity_diff(old, new, include_absent=True) == [("MODEL.BACKBONE.SHARED_PREFIX", "<absent>", True)]
+    assert format_diff(identity_diff(old, {**new, "OPTIM.LR": 0.05}), "there", "here") == \
+        "OPTIM.LR 0.002 (there) vs 0.05 (here)"
