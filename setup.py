@@ -3,7 +3,7 @@ and ``configs/`` become ``cpt.engine``, ... ``cpt.configs`` (see ``cpt/__init__.
 from setuptools import setup
 
 SOURCE_PACKAGES = ["engine", "engine.data", "calibration", "trainers", "trainers.clip", "datasets", "datasets.world",
-                   "dassl_patches"]
+                   "dassl_patches", "cli"]
 
 with open("requirements.txt") as f:
     requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]

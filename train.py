@@ -1,6 +1,6 @@
 """Train or evaluate a prompt learner from a source checkout: ``python train.py [flags]``.
 
-The same command line as the installed ``cpt-train`` (its code and docs: ``cpt/cli.py``). Runs
+The same command line as the installed ``cpt-train`` (its code and docs: ``cli/run.py``). Runs
 this checkout's code whatever the working directory, and stops with a clear message when another
 module answers to one of the project's names.
 """

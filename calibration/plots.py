@@ -3,7 +3,7 @@ display), written atomically: reliability diagrams and a base-vs-new summary cha
 """
 import numpy as np
 
-from cpt.fileio import atomic_write_with
+from .fileio import atomic_write_with
 
 from .metrics import reliability_bins
 

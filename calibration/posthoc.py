@@ -3,7 +3,7 @@ core and the registry :data:`POSTHOC` (``CALIB.POSTHOC``) of :class:`PosthocCali
 their JSON state saved atomically (:meth:`PosthocCalibrator.save`, :func:`load_posthoc`). None is
 fitted on test labels.
 
-Imports only torch/numpy/scipy and ``cpt.registry``/``cpt.fileio`` (no engine, trainer or dataset).
+Imports only torch/numpy/scipy and ``cpt.calibration.registry``/``cpt.calibration.fileio`` (no engine, trainer or dataset).
 """
 import json
 import math
@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from cpt.calibration.losses import zs_norm_logits
-from cpt.calibration.regularizers import check_params, lookup, register_as
-from cpt.fileio import atomic_write_json
-from cpt.registry import Registry
+from .losses import zs_norm_logits
+from .regularizers import check_params, lookup, register_as
+from .fileio import atomic_write_json
+from .registry import Registry
 
 T_MIN, T_MAX = 1e-2, 1e2
 

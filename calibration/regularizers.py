@@ -2,7 +2,7 @@
 interface, its registry :data:`REGULARIZERS` (``CALIB.METHOD``) and :func:`apply_regularizers`, the
 one call a trainer makes in ``forward_backward``; each configured from its ``CALIB.<NAME>`` node
 (a dict with lowercase keys) and computed by :mod:`calibration.losses` (re-exported here).
-Imports only torch and ``cpt.registry``.
+Imports only torch and ``cpt.calibration.registry``.
 """
 import difflib
 import types
@@ -10,10 +10,10 @@ import types
 import torch
 import torch.nn.functional as F
 
-from cpt.calibration.losses import (DEFAULT_VOCAB_PATH, ccr_loss, dor_loss, load_outlier_vocab,  # noqa: F401
+from .losses import (DEFAULT_VOCAB_PATH, ccr_loss, dor_loss, load_outlier_vocab,  # noqa: F401
                                     logit_range_penalty, margin_mean_var, mbls_loss, select_outliers,
                                     text_moment_matching, zs_norm_logits)
-from cpt.registry import Registry
+from .registry import Registry
 
 
 def check_params(kind, name, defaults, params):

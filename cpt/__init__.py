@@ -9,18 +9,13 @@ such as ``datasets``, so Hugging Face's ``datasets`` and ours live side by side.
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SUBPACKAGES = ("engine", "calibration", "trainers", "datasets", "dassl_patches")
+SUBPACKAGES = ("engine", "calibration", "trainers", "datasets", "cli")
 
 if os.path.isfile(os.path.join(_HERE, "engine", "__init__.py")):
     PACKAGE_ROOT = _HERE  # installed copy
 else:
     PACKAGE_ROOT = os.path.dirname(_HERE)  # source checkout: sub-packages beside this folder
     __path__.append(PACKAGE_ROOT)
-
-
-def resource_path(*parts):
-    """Path of a shipped resource, e.g. ``resource_path("configs", "datasets")``."""
-    return os.path.join(PACKAGE_ROOT, *parts)
 
 
 def check_imports():

@@ -10,7 +10,7 @@ import torch
 
 from cpt.engine import evaluation
 from cpt.engine.evaluation import EvaluatorBase  # Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
-from cpt.fileio import atomic_write_with
+from cpt.calibration.fileio import atomic_write_with
 
 from .build import EVALUATOR_REGISTRY
 

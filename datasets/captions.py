@@ -5,7 +5,7 @@ The files in ``datasets/data/`` were written for this project; trainers find the
 """
 import os
 
-from cpt.engine.data.captions import register_synonyms
+from ..engine.data.captions import register_synonyms
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

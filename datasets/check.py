@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 
-import cpt
+from ..engine.config import resource_path
 
-CONFIG_DIR = cpt.resource_path("configs", "datasets")
+CONFIG_DIR = resource_path("configs", "datasets")
 
 
 def _yaml_name(path):
@@ -27,11 +27,10 @@ def _yaml_name(path):
 def resolve(name):
     """``(registry name, dataset yaml path or None)`` for a registry name or a yaml stem; exact
     names first, then case-insensitive (a registry name before a stem)."""
-    from cpt import datasets  # noqa: F401  (registers every dataset)
-    from cpt.catalog import yaml_stems
-    from cpt.engine.data import DATASET_REGISTRY
+    from .. import datasets  # noqa: F401  (registers every dataset)
+    from ..engine.data import DATASET_REGISTRY
 
-    yamls = {stem: os.path.join(CONFIG_DIR, stem + ".yaml") for stem in yaml_stems(CONFIG_DIR)}
+    yamls = {f[:-5]: os.path.join(CONFIG_DIR, f) for f in sorted(os.listdir(CONFIG_DIR)) if f.endswith(".yaml")}
     registered = DATASET_REGISTRY.registered_names()
     if name not in yamls and name not in registered:
         lowered = {k.lower(): k for k in list(yamls) + sorted(registered)}
@@ -46,9 +45,9 @@ def resolve(name):
 
 
 def build(root, name, cache_dir="", opts=()):
-    from cpt import datasets  # noqa: F401
-    from cpt.engine.config import get_cfg_default
-    from cpt.engine.data import build_dataset
+    from .. import datasets  # noqa: F401
+    from ..engine.config import get_cfg_default
+    from ..engine.data import build_dataset
 
     reg, yaml_path = resolve(name)
     cfg = get_cfg_default()
@@ -83,7 +82,7 @@ def summary(ds):
 
 def open_some(ds, per_split):
     """Decode up to ``per_split`` images per split, spread over it (first and last first)."""
-    from cpt.engine.utils import read_image
+    from ..engine.utils import read_image
 
     for items in (ds.train_x, ds.val, ds.test):
         if items and per_split > 0:
@@ -100,7 +99,7 @@ def main(argv=None):
     p.add_argument("--open", type=int, default=2, help="images to decode per split (default 2; 0: none)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config pairs")
     args = p.parse_args(argv)
-    from cpt.datasets.common import preview
+    from .common import preview
 
     try:
         ds = build(args.root, args.dataset, args.cache_dir, args.opts)

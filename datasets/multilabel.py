@@ -7,8 +7,8 @@ import pickle
 
 import numpy as np
 
-from cpt.datasets.common import Benchmark, DatasetLayoutError, first_existing, read_lines
-from cpt.engine.data.datasets import apply_fewshot_and_subsample, paused_gc
+from .common import Benchmark, DatasetLayoutError, first_existing, read_lines
+from ..engine.data.datasets import apply_fewshot_and_subsample, paused_gc
 
 
 def multihot(num_classes, positives=(), unknown=()):
@@ -49,8 +49,8 @@ class MultiLabelBenchmark(Benchmark):
         if path is None:
             raise DatasetLayoutError(f"{type(self).__name__}: no captions file; looked for "
                                      f"{', '.join(self.caption_files)}")
-        from cpt.engine.data.captions import CaptionMatcher, synonyms_for
-        import cpt.datasets.captions  # noqa: F401  (registers the synonym files)
+        from ..engine.data.captions import CaptionMatcher, synonyms_for
+        from . import captions  # noqa: F401  (registers the synonym files)
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
         matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))

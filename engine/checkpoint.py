@@ -14,9 +14,9 @@ import zipfile
 import numpy as np
 import torch
 
-from cpt.engine.faults import fault_point
-from cpt.engine.utils import mkdir_if_missing
-from cpt.fileio import atomic_write_bytes
+from .faults import fault_point
+from .utils import mkdir_if_missing
+from ..calibration.fileio import atomic_write_bytes
 
 
 def rng_state():

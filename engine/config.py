@@ -1,8 +1,14 @@
 """Default configuration with Dassl's keys plus the project's ``CALIB`` namespace (the merge order
-of files and flags on top of it: ``cpt/cli.py``)."""
+of files and flags on top of it: ``cli/run.py``)."""
 import os
 
 from yacs.config import CfgNode as CN
+
+
+def resource_path(*parts):
+    """Path of a shipped resource, e.g. ``resource_path("configs", "datasets")``: beside the layer folders
+    in a source checkout, inside the package in an installed copy."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), *parts)
 
 
 def default_cache_dir():
@@ -151,8 +157,8 @@ _C.CALIB.POSTHOC = "none"
 def add_calib_nodes(calib):
     """Add ``CALIB.<NAME>`` for every registered regularizer and post-hoc calibrator with
     ``defaults`` (upper-cased keys); nodes already there are kept."""
-    from cpt.calibration.posthoc import POSTHOC
-    from cpt.calibration.regularizers import REGULARIZERS
+    from ..calibration.posthoc import POSTHOC
+    from ..calibration.regularizers import REGULARIZERS
 
     for name, cls in REGULARIZERS.items() + POSTHOC.items():
         if cls.defaults and name.upper() not in calib:

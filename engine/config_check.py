@@ -12,8 +12,8 @@ import sys
 
 from yacs.config import CfgNode
 
-from cpt.engine.config import DASSL_IGNORED
-from cpt.engine.data.datasets import SUBSAMPLE_CHOICES
+from .config import DASSL_IGNORED
+from .data.datasets import SUBSAMPLE_CHOICES
 
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 

@@ -10,10 +10,10 @@ from collections import OrderedDict
 
 import torch
 
-from cpt.calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
+from ..calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
                                       result_block)
-from cpt.registry import Registry
-from cpt.engine.utils import get_logger
+from ..calibration.registry import Registry
+from .utils import get_logger
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ frozen image encoder, keyed by everything they depend on (:func:`make_key`; the 
 memoised in ``weights-sha256.json`` by path, size and mtime): a change is a miss, never a stale hit.
 Entries are ``<CACHE_DIR>/features/<sha256 of the key>.pt``, hold the key (compared on read) and the
 SHA-256 of the features' shape and float32 bytes (verified on read), and are written atomically
-(``cpt.fileio``); an unreadable, damaged or unverifiable entry is a miss with a warning naming it, and is
+(``cpt.calibration.fileio``); an unreadable, damaged or unverifiable entry is a miss with a warning naming it, and is
 recomputed and replaced. ``TEST.CACHE_MAX_MB`` bounds the folder (least recently used first; a hit
 refreshes the mtime). ``python -m cpt.engine.feature_cache info|clear [--cache-dir DIR]`` inspects or
 empties it.
@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from cpt.engine.checkpoint import preserve_rng
-from cpt.fileio import atomic_write_bytes
+from .checkpoint import preserve_rng
+from ..calibration.fileio import atomic_write_bytes
 
 SUBDIR = "features"
 HASHES = "weights-sha256.json"
@@ -159,7 +159,7 @@ def store(cache_root, key, features, max_mb=DEFAULT_MAX_MB):
     try:
         atomic_write_bytes(data, path)
     except OSError as e:
-        logger.warning(f"feature cache: {e}; features are not cached")  # e names the entry (cpt.fileio)
+        logger.warning(f"feature cache: {e}; features are not cached")  # e names the entry (cpt.calibration.fileio)
         return None
     if max_mb is not None:
         evict(cache_root, max_mb, keep=path)
@@ -222,9 +222,9 @@ def split_features(cfg, clip, transform, data_source, encode, device, split, use
     """
     from torch.utils.data import DataLoader
 
-    from cpt.engine.config import resolve_cache_dir
-    from cpt.engine.data import DatasetWrapper
-    from cpt.engine.utils import get_rank
+    from .config import resolve_cache_dir
+    from .data import DatasetWrapper
+    from .utils import get_rank
 
     if use_cache:
         root = resolve_cache_dir(cfg)
@@ -251,7 +251,7 @@ def split_features(cfg, clip, transform, data_source, encode, device, split, use
 
 
 def main(argv=None):
-    from cpt.engine.config import default_cache_dir
+    from .config import default_cache_dir
     p = argparse.ArgumentParser(description="Inspect or clear the frozen image-feature cache.")
     p.add_argument("action", choices=["info", "clear"])
     p.add_argument("--cache-dir", default="", help="the CACHE_DIR of the runs (default: $CPT_CACHE_DIR or "

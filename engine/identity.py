@@ -55,7 +55,7 @@ def _active_calibrators(cfg):
 
 def run_identity(cfg, trainer_node=""):
     """The flattened config keys that can change a result (module docstring), sorted by name."""
-    from cpt.engine.config import DASSL_IGNORED
+    from .config import DASSL_IGNORED
 
     active = _active_calibrators(cfg)
     keep = {}

@@ -15,13 +15,13 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 import torch
 
-from cpt.engine.checkpoint import (CheckpointError, latest_checkpoint, learnable_state_dict, load_checkpoint,
+from .checkpoint import (CheckpointError, latest_checkpoint, learnable_state_dict, load_checkpoint,
                                    load_learnable_state, preserve_rng, rng_state, save_checkpoint, set_rng_state)
-from cpt.engine.data import DataManager
-from cpt.engine.evaluation import build_evaluator
-from cpt.engine.faults import fault_point
-from cpt.registry import Registry
-from cpt.engine.utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed, remove_partial_writes
+from .data import DataManager
+from .evaluation import build_evaluator
+from .faults import fault_point
+from ..calibration.registry import Registry
+from .utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed, remove_partial_writes
 
 TRAINER_REGISTRY = Registry("TRAINER")
 
@@ -250,7 +250,7 @@ class SimpleTrainer(TrainerBase):
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname,
                                          groups=getattr(self.dm.dataset, "groups", None))
         self.best_result, self.best_epoch = -np.inf, None
-        from cpt.engine.identity import fingerprint, run_identity
+        from .identity import fingerprint, run_identity
 
         self.identity = run_identity(cfg, getattr(self, "cfg_node", "") or "")
         self.fingerprint = fingerprint(self.identity)

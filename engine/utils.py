@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cpt.fileio import TMP_PREFIX, atomic_write_json
+from ..calibration.fileio import TMP_PREFIX, atomic_write_json
 
 
 def mkdir_if_missing(dirname):
@@ -18,7 +18,7 @@ def mkdir_if_missing(dirname):
 
 
 def remove_partial_writes(folder):
-    """Remove the temporary files (``.tmp-*``) that a killed :func:`cpt.fileio.atomic_write_bytes` left in
+    """Remove the temporary files (``.tmp-*``) that a killed :func:`cpt.calibration.fileio.atomic_write_bytes` left in
     ``folder``; call it only while holding the run's lock. Another run's lock attempt
     (``.tmp-lock-*``) is its own to remove. Returns the removed paths."""
     removed = []

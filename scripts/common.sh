@@ -2,7 +2,7 @@
 #
 # A driver calls `cpt_run [--multilabel] METHOD ACTION "$@"`, which runs scripts/drive.py (its
 # docstring lists the actions). Methods, dataset lists, the run-directory layout and the finished
-# rule are cpt/catalog.py's (`python -m cpt.catalog` prints the method table), as for scripts/sweep.py.
+# rule are cli/catalog.py's (`python -m cpt.cli.catalog` prints the method table), as for scripts/sweep.py.
 #
 # Environment: DATA (the dataset root, required), DATASETS, SEEDS, CFG, CALIB, SHOTS, OUTPUT, OPTS,
 # LOAD_EPOCH, PYTHON, GPU, DRY_RUN=1, DG_SOURCE / DG_TARGETS and (scripts/multilabel/) METHOD: their

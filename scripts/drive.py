@@ -17,7 +17,7 @@
 Settings come from the environment (the README's settings table). ``--multilabel``
 (``scripts/multilabel/``; implied by a multi-label method) takes the method's multi-label default
 config and the multi-label datasets. Commands, directories and the finished rule are
-``cpt.catalog``'s, shared with ``scripts/sweep.py``. A finished run is skipped when its recorded
+``cpt.cli.catalog``'s, shared with ``scripts/sweep.py``. A finished run is skipped when its recorded
 config fingerprint and seed match the command's, and refused (a failed run) when they differ
 (``catalog.compare_finished``). A loop over runs keeps going after a failure and exits 1 naming
 the failed runs.
@@ -31,8 +31,8 @@ import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from cpt import catalog  # noqa: E402
-from cpt.plugins import load_plugins  # noqa: E402
+from cpt.cli import catalog  # noqa: E402
+from cpt.cli.plugins import load_plugins  # noqa: E402
 
 
 class Failure(Exception):

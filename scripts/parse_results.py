@@ -3,7 +3,7 @@
 
 Usage: ``python scripts/parse_results.py OUTPUT_ROOT [options]`` (``-h`` lists them). It reads
 ``OUTPUT_ROOT/base2new/{train_base,test_new}/<dataset>/shots_<K>/<trainer>/<cfgdir>/seed<S>/``
-(``cpt.catalog``'s layout; ``<cfg>/<calib>`` two levels deep too): metadata and metrics (percent)
+(``cpt.cli.catalog``'s layout; ``<cfg>/<calib>`` two levels deep too): metadata and metrics (percent)
 from ``results.json`` (path components are a fallback), else the last ``=> result`` block of
 ``log.txt``. Base metrics come from ``train_base``, new ones from ``test_new``.
 
@@ -30,8 +30,8 @@ SCRIPTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPTS_DIR)
 sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, SCRIPTS_DIR)
-from cpt.catalog import DATASETS, LAYOUTS  # noqa: E402,F401  (DATASETS re-exported: the 11 benchmarks)
-from cpt.plugins import load_plugins  # noqa: E402
+from cpt.cli.catalog import DATASETS, LAYOUTS  # noqa: E402,F401  (DATASETS re-exported: the 11 benchmarks)
+from cpt.cli.plugins import load_plugins  # noqa: E402
 from results.runs import collect, collect_runs, split_cfg_dir  # noqa: E402,F401
 from results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
                              format_wide, summary_rows)

@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cpt.datasets import world  # noqa: E402
-from cpt.fileio import atomic_write_json, atomic_write_with  # noqa: E402
+from cpt.calibration.fileio import atomic_write_json, atomic_write_with  # noqa: E402
 from cpt.trainers import world_clip as wc  # noqa: E402
 
 

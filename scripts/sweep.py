@@ -9,7 +9,7 @@ Usage (``python scripts/sweep.py -h`` for all flags)::
 
 Each grid point is one *unit*: the base-class run (``train_base``), then the new-class run
 (``test_new``), with the commands of ``scripts/<method>/base2new_{train,test}_<m>.sh`` (both built
-by ``cpt.catalog.Setup``; the methods of ``CPT_PLUGINS`` included, and the runs inherit it). A step
+by ``cpt.cli.catalog.Setup``; the methods of ``CPT_PLUGINS`` included, and the runs inherit it). A step
 whose ``results.json`` says ``"status": "finished"`` is skipped, so a sweep restarted with the same
 arguments runs only what is unfinished (train.py resumes an unfinished train step). A unit with a
 finished step whose recorded config fingerprint or seed differs from its command's is refused
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from cpt import catalog  # noqa: E402
-from cpt.catalog import CatalogError as GridError, is_finished  # noqa: E402,F401
-from cpt.plugins import load_plugins  # noqa: E402
+from cpt.cli import catalog  # noqa: E402
+from cpt.cli.catalog import CatalogError as GridError, is_finished  # noqa: E402,F401
+from cpt.cli.plugins import load_plugins  # noqa: E402
 
 
 @dataclass
@@ -313,7 +313,7 @@ def build_parser():
     p.add_argument("--grid", help="YAML file with the grid (keys as below; flags override)")
     p.add_argument("--datasets", nargs="+", help="dataset yaml stems (default: the 11 benchmarks)")
     p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3")
-    p.add_argument("--methods", nargs="+", help="method[:cfg] of the catalog (python -m cpt.catalog; default coop)")
+    p.add_argument("--methods", nargs="+", help="method[:cfg] of the catalog (python -m cpt.cli.catalog; default coop)")
     p.add_argument("--calibs", nargs="+", help="calibration presets (configs/calibration/<name>.yaml) or none")
     p.add_argument("--shots", type=int)
     p.add_argument("--output", help="output root (default $OUTPUT or <repo>/output)")

@@ -10,7 +10,7 @@ import train
 from cpt.engine.config import get_cfg_default
 from cpt.engine.data import Datum, generate_fewshot, subsample_classes
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
-from cpt.registry import Registry
+from cpt.calibration.registry import Registry
 from cpt.engine.trainer import TRAINER_REGISTRY
 from tests import engine_fixtures
 from tests.engine_fixtures import CLASSNAMES, EngineTiny, write_fixture_tree

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from cpt.plugins import load_plugins
+from cpt.cli.plugins import load_plugins
 from tests.engine_fixtures import write_fixture_tree
 from tests.runs import INIT, REPO, run
 
@@ -20,7 +20,7 @@ PLUGIN = os.path.join(REPO, "tests", "toy_extensions.py")
 def toy():
     """The plugin loaded in this process, and taken out of every registry afterwards (the other
     test modules check the built-in registries' exact contents)."""
-    from cpt import catalog, plugins
+    from cpt.cli import catalog, plugins
     from cpt.calibration.posthoc import POSTHOC
     from cpt.calibration.regularizers import REGULARIZERS
     from cpt.engine.trainer import TRAINER_REGISTRY

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from cpt import catalog
+from cpt.cli import catalog
 from cpt.cli import identity_of_argv
 from tests.fake_runs import write_results
 

@@ -25,7 +25,7 @@ from cpt.engine.config import get_cfg_default
 from cpt.engine.data import DATASET_REGISTRY
 from cpt.engine.runlock import process_start_time
 from cpt.engine.utils import get_logger, setup_logger
-from cpt.fileio import atomic_write_bytes, atomic_write_json
+from cpt.calibration.fileio import atomic_write_bytes, atomic_write_json
 from tests import test_multilabel_training as ml
 from tests.dataset_fixtures import make_dtd
 from tests.fault_fixtures import ENGINE_LAUNCHER, PY, assert_one_line, results
@@ -71,7 +71,7 @@ def _fsize_limit(limit):
 def test_file_size_limit_names_the_file(tmp_path):
     """A real EFBIG from write(2) (``RLIMIT_FSIZE``), not a mock."""
     path = tmp_path / "big.bin"
-    code = f"from cpt.fileio import atomic_write_bytes; atomic_write_bytes(b'x' * 100000, {str(path)!r})"
+    code = f"from cpt.calibration.fileio import atomic_write_bytes; atomic_write_bytes(b'x' * 100000, {str(path)!r})"
     r = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, preexec_fn=_fsize_limit(4096))
     assert f"OSError: [Errno 27] cannot write {path}: File too large" in r.stderr
     assert os.listdir(tmp_path) == []

@@ -16,7 +16,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import sweep  # noqa: E402
-from cpt import catalog  # noqa: E402
+from cpt.cli import catalog  # noqa: E402
 from tests.fake_runs import fake_repo, read_calls  # noqa: E402
 
 PY = sys.executable
@@ -34,7 +34,7 @@ def fake(tmp_path):
             text += f"  MAX_EPOCH: {ep}  # epochs\n  LR: 0.0035\n"
         configs.append((trainer, name, text))
     root = tmp_path / "repo"
-    fake_repo(root, configs, ("dtd", "eurosat", "shapeworld"), copy=("scripts", "cpt"))  # drivers + catalog
+    fake_repo(root, configs, ("dtd", "eurosat", "shapeworld"), copy=("scripts", "cpt", "cli", "calibration"))  # drivers + catalog
     log = tmp_path / "calls.jsonl"
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATA", "DATASETS", "SEEDS", "CFG", "CALIB", "SHOTS", "OUTPUT", "OPTS", "GPU",

@@ -1,6 +1,6 @@
 """A method, a regularizer and a post-hoc calibrator added from outside the project, as a user's
 plugin would add them (tests/test_extending.py loads this file through ``CPT_PLUGINS`` /
-``cpt.plugins.load_plugins``; no project file names them).
+``cpt.cli.plugins.load_plugins``; no project file names them).
 
 - ``ToyShift`` (method ``toyshift``): the class text features are the zero-shot ones plus a learned
   per-class shift, ``t_c = normalize(t0_c + s_c)`` with ``s`` initialised at 0, so before training
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cpt import catalog
+from cpt.cli import catalog
 from cpt.calibration.posthoc import PosthocCalibrator, register_posthoc
 from cpt.calibration.regularizers import Regularizer, register_regularizer
 from cpt.engine.trainer import TRAINER_REGISTRY

@@ -16,18 +16,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cpt.calibration.regularizers import (RegContext, apply_regularizers, build_regularizers, check_requirements,
+from ..calibration.regularizers import (RegContext, apply_regularizers, build_regularizers, check_requirements,
                                           load_outlier_vocab, select_outliers)
-from cpt.engine import feature_cache
-from cpt.engine.checkpoint import load_checkpoint, load_learnable_state
-from cpt.engine.optim import build_lr_scheduler, build_optimizer
-from cpt.engine.trainer import TrainerX
-from cpt.engine.utils import count_num_param
-from cpt.trainers import world_clip as _world_clip
-from cpt.trainers.clip import encode_prompts, load_clip
-from cpt.trainers.config import LOSS_CHOICES, PREC_CHOICES
-from cpt.trainers.posthoc import PosthocStep, save_train_classnames
-from cpt.trainers.templates import get_template, method_templates, trainer_method
+from ..engine import feature_cache
+from ..engine.checkpoint import load_checkpoint, load_learnable_state
+from ..engine.optim import build_lr_scheduler, build_optimizer
+from ..engine.trainer import TrainerX
+from ..engine.utils import count_num_param
+from . import world_clip as _world_clip
+from .clip import encode_prompts, load_clip
+from .config import LOSS_CHOICES, PREC_CHOICES
+from .posthoc import PosthocStep, save_train_classnames
+from .templates import get_template, method_templates, trainer_method
 
 ML_EVALUATOR = "MultiLabelClassification"
 

@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cpt.engine.trainer import TRAINER_REGISTRY
-from cpt.trainers.base import ClipPromptTrainer
-from cpt.trainers.clip import PromptLearner, encode_prompts
-from cpt.trainers.coop import build_coop_learner
+from ..engine.trainer import TRAINER_REGISTRY
+from .base import ClipPromptTrainer
+from .clip import PromptLearner, encode_prompts
+from .coop import build_coop_learner
 
 
 class CoCoOpPromptLearner(PromptLearner):

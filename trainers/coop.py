@@ -6,9 +6,9 @@ configured calibration regularizers).
 """
 import torch.nn.functional as F
 
-from cpt.engine.trainer import TRAINER_REGISTRY
-from cpt.trainers.base import ClipPromptTrainer
-from cpt.trainers.clip import PromptLearner
+from ..engine.trainer import TRAINER_REGISTRY
+from .base import ClipPromptTrainer
+from .clip import PromptLearner
 
 
 def build_coop_learner(trainer, cls=PromptLearner, **extra):

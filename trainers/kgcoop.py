@@ -6,9 +6,9 @@ the learned prompt and ``t0_c`` under the dataset's hand-crafted template. Keys
 """
 import logging
 
-from cpt.engine.trainer import TRAINER_REGISTRY
-from cpt.trainers.coop import CoOp, build_coop_learner
-from cpt.trainers.config import _DEFAULTS
+from ..engine.trainer import TRAINER_REGISTRY
+from .coop import CoOp, build_coop_learner
+from .config import _DEFAULTS
 
 
 @TRAINER_REGISTRY.register()

@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cpt.engine.trainer import TRAINER_REGISTRY
-from cpt.trainers.base import ClipPromptTrainer
-from cpt.trainers.clip import BackboneError, PromptLearner, encode_prompts
+from ..engine.trainer import TRAINER_REGISTRY
+from .base import ClipPromptTrainer
+from .clip import BackboneError, PromptLearner, encode_prompts
 
 
 class MaPLePromptLearner(PromptLearner):

@@ -45,14 +45,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cpt.engine.data.captions import CaptionMatcher, synonyms_for
-from cpt.engine.data.datasets import class_split_indices
-from cpt.engine.trainer import TRAINER_REGISTRY, SimpleTrainer, get_rank
-from cpt.fileio import atomic_write_json
-from cpt.trainers.base import ClipPromptTrainer, masked_bce
-from cpt.trainers.clip import BackboneError, PromptLearner, encode_prompts
-from cpt.trainers.config import TAIDPT_LOSS_CHOICES
-from cpt.trainers.coop import build_coop_learner
+from ..engine.data.captions import CaptionMatcher, synonyms_for
+from ..engine.data.datasets import class_split_indices
+from ..engine.trainer import TRAINER_REGISTRY, SimpleTrainer, get_rank
+from ..calibration.fileio import atomic_write_json
+from .base import ClipPromptTrainer, masked_bce
+from .clip import BackboneError, PromptLearner, encode_prompts
+from .config import TAIDPT_LOSS_CHOICES
+from .coop import build_coop_learner
 
 CAPTION_CACHE_FLOATS = 1 << 28  # 1 GiB of float32 token features kept in memory at most
 PROB_MAP_FILE = "prob_map.json"

@@ -5,9 +5,9 @@
 (``ZeroshotCLIP2`` is the same trainer with the ensemble always on). ``OPTIM.MAX_EPOCH`` is
 ignored: ``train()`` only evaluates.
 """
-from cpt.engine.trainer import TRAINER_REGISTRY
-from cpt.trainers.base import ClipPromptTrainer
-from cpt.trainers.templates import get_ensemble_templates, get_template
+from ..engine.trainer import TRAINER_REGISTRY
+from .base import ClipPromptTrainer
+from .templates import get_ensemble_templates, get_template
 
 
 @TRAINER_REGISTRY.register()

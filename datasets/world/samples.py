@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from cpt.fileio import atomic_write_json
+from ...calibration.fileio import atomic_write_json
 
 from .captions import scene_caption_description
 from .draw import render_image, render_scene

@@ -1,5 +1,5 @@
-from cpt.engine.data.datasets import (DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample,
+from .datasets import (DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample,
                                   build_dataset, class_split_indices, generate_fewshot, read_split,
                                   save_split, subsample_classes)
-from cpt.engine.data.data_manager import DataManager, DatasetWrapper, build_data_loader
-from cpt.engine.data.transforms import build_transform
+from .data_manager import DataManager, DatasetWrapper, build_data_loader
+from .transforms import build_transform

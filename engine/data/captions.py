@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from cpt.registry import Registry
+from ...calibration.registry import Registry
 
 __all__ = ["CaptionMatcher", "caption_multihot", "load_synonyms", "phrase_variants", "register_synonyms",
            "synonyms_for", "SYNONYM_FILES"]

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cpt.registry import Registry
+from ...calibration.registry import Registry
 
 DATASET_REGISTRY = Registry("DATASET")
 SUBSAMPLE_CHOICES = ("all", "base", "new")  # DATASET.SUBSAMPLE_CLASSES
@@ -192,7 +192,7 @@ def read_split(filepath, path_prefix, with_names=False):
     file ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``; paths are joined to
     ``path_prefix`` by string concatenation (about 3x as fast as ``os.path.join`` on ImageNet-sized
     files; the GC is paused). A malformed file raises ``ValueError`` naming it."""
-    from cpt.engine.utils import read_json
+    from ..utils import read_json
 
     base = os.path.join(path_prefix, "")
     with paused_gc():
@@ -217,7 +217,7 @@ def read_split(filepath, path_prefix, with_names=False):
 
 def save_split(train, val, test, filepath, path_prefix):
     """Write a CoOp split file (compact JSON, atomic) with paths relative to ``path_prefix``."""
-    from cpt.fileio import atomic_write_bytes
+    from ...calibration.fileio import atomic_write_bytes
 
     base = os.path.join(path_prefix, "")
 
@@ -238,7 +238,7 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames,
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots and num_shots >= 1:
         if train and not train[0].is_multilabel:
-            from cpt.engine.data.fewshot import fewshot_like_dassl
+            from .fewshot import fewshot_like_dassl
 
             train, val = fewshot_like_dassl(cfg, dataset_name, train, val, dataset_dir=dataset_dir,
                                             draw_val=draw_val, imagenet_image_dir=imagenet_image_dir)
@@ -248,8 +248,8 @@ def apply_fewshot_and_subsample(cfg, dataset_name, train, val, test, classnames,
 
 
 def _fewshot_multilabel_cached(cfg, dataset_name, train, val, num_shots):
-    from cpt.engine.config import resolve_cache_dir
-    from cpt.engine.utils import read_json, write_json
+    from ..config import resolve_cache_dir
+    from ..utils import read_json, write_json
 
     seed = cfg.SEED if cfg.SEED is not None and cfg.SEED >= 0 else None
     # the key includes a digest of the split (every path and label, in order): a changed split is a miss

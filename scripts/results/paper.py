@@ -5,7 +5,7 @@ import os
 import re
 import statistics
 
-from cpt import catalog
+from cpt.cli import catalog
 from .summary import DATASET_ORDER, harmonic_mean
 
 PAPER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_tables")

@@ -1,11 +1,11 @@
-"""Discovery and reading of run directories (layout and dataset order: ``cpt.catalog``)."""
+"""Discovery and reading of run directories (layout and dataset order: ``cpt.cli.catalog``)."""
 import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 
-from cpt import catalog
+from cpt.cli import catalog
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT_LINE = re.compile(r"^\*\s*([A-Za-z][\w \-]*?)\s*:\s*([-+0-9.,eE]+)\s*(%?)\s*$")

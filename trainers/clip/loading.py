@@ -24,8 +24,8 @@ from unittest import mock
 
 import torch
 
-from cpt.trainers import world_clip as _world_clip
-from cpt.trainers.clip.backbone import BackboneError, ClipBackbone, _text_parts, effective_precision
+from .. import world_clip as _world_clip
+from .backbone import BackboneError, ClipBackbone, _text_parts, effective_precision
 
 WORLD_NAMES = tuple(_world_clip.CHECKPOINTS)  # "world-tiny", "world-tiny-scenes"
 

@@ -3,7 +3,7 @@ encoding of prompt embeddings of any leading shape."""
 import torch
 import torch.nn as nn
 
-from cpt.trainers.clip.backbone import BackboneError
+from .backbone import BackboneError
 
 
 class PromptLearner(nn.Module):

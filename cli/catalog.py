@@ -2,7 +2,7 @@
 
 The bash drivers (``scripts/<method>/*.sh`` through ``scripts/drive.py``), ``scripts/sweep.py``
 and ``scripts/parse_results.py`` all read this module; it imports nothing heavy (no torch), and
-``python -m cpt.catalog`` prints the method table. A plugin (``cpt.plugins``) adds a method with
+``python -m cpt.cli.catalog`` prints the method table. A plugin (``cpt.cli.plugins``) adds a method with
 :func:`register_method`.
 
 Layout (docs/design.md section 7): ``<output>/base2new/{train_base,test_new}/<dataset>/shots_<K>/
@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from shlex import quote
 
-from cpt.registry import Registry
+from ..calibration.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,12 @@ def compare_finished(path, argv):
     if not old_fp:
         return "unchecked", "an older run without a config fingerprint: options not compared"
     try:
-        from cpt.cli import identity_of_argv  # lazy: resolving a config imports the trainers
+        from . import identity_of_argv  # lazy: resolving a config imports the trainers
 
         identity, fp, seed = identity_of_argv(argv() if callable(argv) else argv)
     except (Exception, SystemExit) as e:
         return "unchecked", f"options not compared: the command does not resolve: {type(e).__name__}: {e}"
-    from cpt.engine.identity import format_diff, identity_diff
+    from ..engine.identity import format_diff, identity_diff
 
     if fp == old_fp and str(seed) == str(done.get("seed")):
         return "same", ""
@@ -275,9 +275,9 @@ class Setup:
 
 
 def main(argv=None):
-    """``python -m cpt.catalog``: the method table (after loading ``CPT_PLUGINS``)."""
-    from cpt import catalog  # the registry plugins write to (this file may run as __main__)
-    from cpt.plugins import load_plugins
+    """``python -m cpt.cli.catalog``: the method table (after loading ``CPT_PLUGINS``)."""
+    from . import catalog  # the registry plugins write to (this file may run as __main__)
+    from .plugins import load_plugins
     load_plugins()
     print("method\ttrainer\tconfig\tmulti-label config")
     for _, m in catalog.METHODS.items():

@@ -5,126 +5,22 @@ Config merge order: engine defaults, trainer keys (``trainers.config.extend_cfg`
 trailing ``KEY VALUE`` opts. Each run writes ``log.txt`` and ``results.json``
 (status, metrics in percent, wall time) into ``--output-dir``.
 """
-import argparse
 import hashlib
 import os
 import sys
 import time
 import traceback
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line and exit status 2 (argparse prints the whole usage block)."""
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser():
-    p = _Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=str, default="", help="path to the datasets")
-    p.add_argument("--output-dir", type=str, default="", help="output directory")
-    p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
-    p.add_argument("--seed", type=int, default=-1, help="seed (0 is valid; < 0: not seeded)")
-    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
-    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
-    p.add_argument("--config-file", type=str, default="", help="method config (yaml)")
-    p.add_argument("--dataset-config-file", type=str, default="", help="dataset config (yaml)")
-    p.add_argument("--calib-config-file", type=str, default="", help="calibration preset (yaml)")
-    p.add_argument("--trainer", type=str, default="", help="name of trainer")
-    p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    p.add_argument("--head", type=str, default="", help="accepted and ignored (Dassl's linear head; CLIP has none)")
-    p.add_argument("--plugin", type=str, default="", help="comma-separated modules or .py files to import first "
-                   "(they register extra trainers, regularizers, calibrators, datasets; also $CPT_PLUGINS)")
-    p.add_argument("--eval-only", action="store_true", help="evaluation only")
-    p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
-    p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
-    p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
-    p.add_argument("--debug", action="store_true",
-                   help="on an error print the traceback too (also: environment variable CPT_DEBUG=1)")
-    p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                   help="modify config options using the command-line")
-    return p
-
-
-def resolve_config_path(path):
-    """``path`` as given, else the shipped file of that name (``configs/...`` from any folder)."""
-    if os.path.isfile(path) or os.path.isabs(path):
-        return path
-    import cpt
-
-    shipped = cpt.resource_path(os.path.normpath(path))
-    return shipped if os.path.isfile(shipped) else path
-
-
-# flag -> the config key it sets when given
-FLAG_KEYS = (("root", "DATASET.ROOT"), ("output_dir", "OUTPUT_DIR"), ("resume", "RESUME"),
-             ("source_domains", "DATASET.SOURCE_DOMAINS"), ("target_domains", "DATASET.TARGET_DOMAINS"),
-             ("transforms", "INPUT.TRANSFORMS"), ("trainer", "TRAINER.NAME"), ("backbone", "MODEL.BACKBONE.NAME"))
-
-
-def setup_cfg(args):
-    from cpt.engine.config import get_cfg_default
-    from cpt.engine.config_check import merge_file, merge_opts
-    from cpt.trainers.config import extend_cfg
-
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    for flag in ("--dataset-config-file", "--config-file", "--calib-config-file"):
-        path = getattr(args, flag[2:].replace("-", "_"))
-        if path:
-            merge_file(cfg, resolve_config_path(path), flag)
-    for flag, key in FLAG_KEYS:
-        if getattr(args, flag):
-            *parents, leaf = key.split(".")
-            node = cfg
-            for k in parents:
-                node = node[k]
-            setattr(node, leaf, getattr(args, flag))
-    if args.seed is not None and args.seed >= 0:
-        cfg.SEED = args.seed
-    if args.head:
-        print(f"warning: --head {args.head}: Dassl's linear head is accepted and ignored", file=sys.stderr)
-    if args.opts:
-        merge_opts(cfg, args.opts, flags=[o for a in build_parser()._actions for o in a.option_strings])
-    cfg.freeze()
-    return cfg
+from .args import _hoist_flags, build_parser, setup_cfg
+from .run_folder import check_run_folder, config_identity
 
 
 def _stem(path):
     return os.path.splitext(os.path.basename(path))[0] if path else ""
 
 
-def trainer_node(cfg):
-    """The ``TRAINER.<NODE>`` the configured trainer reads (its ``cfg_node``; '' when it has none)."""
-    from cpt import trainers  # noqa: F401  (registers the trainers)
-    from cpt.engine.trainer import TRAINER_REGISTRY
-
-    return getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "cfg_node", "") or ""
-
-
-def config_identity(cfg):
-    """``(identity, fingerprint)`` of a resolved config (``engine/identity.py``)."""
-    from cpt.engine.identity import fingerprint, run_identity
-
-    identity = run_identity(cfg, trainer_node(cfg))
-    return identity, fingerprint(identity)
-
-
-def identity_of_argv(argv):
-    """``(identity, fingerprint, seed)`` of the run that ``train.py argv`` would start (nothing is
-    built; plugins named by ``--plugin`` are loaded). The drivers compare it with a finished run's."""
-    from cpt.plugins import load_plugins
-
-    parser = build_parser()
-    args = parser.parse_args(_hoist_flags(parser, [str(a) for a in argv]))
-    load_plugins(args.plugin.split(","))
-    cfg = setup_cfg(args)
-    return (*config_identity(cfg), cfg.SEED)
-
-
 def run_metadata(cfg, args):
-    from cpt.engine.config import calib_name
+    from ..engine.config import calib_name
 
     dump = cfg.dump()
     identity, fp = config_identity(cfg)
@@ -146,7 +42,7 @@ def run_metadata(cfg, args):
 
 
 def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start=None):
-    from cpt.engine.utils import versions, write_json
+    from ..engine.utils import versions, write_json
 
     out = {**meta, "status": status, "metrics": metrics or {},
            "wall_time_s": round(time.time() - start, 3) if start else None, "versions": versions(), **(extra or {})}
@@ -171,7 +67,7 @@ def _save_reliability(cfg, trainer, split):
     conf, correct = getattr(ev, "confidences", None), getattr(ev, "correct", None)
     if not cfg.TEST.RELIABILITY_DIAGRAM or conf is None or correct is None:
         return None
-    from cpt.calibration.plots import save_reliability_diagram
+    from ..calibration.plots import save_reliability_diagram
 
     path = os.path.join(cfg.OUTPUT_DIR, f"reliability_{split}.png")
     title = f"{cfg.TRAINER.NAME} {cfg.DATASET.NAME} ({cfg.DATASET.SUBSAMPLE_CLASSES})"
@@ -186,7 +82,7 @@ def _save_outputs(cfg, trainer, split):
         return None
     import numpy as np
 
-    from cpt.fileio import atomic_write_with
+    from ..calibration.fileio import atomic_write_with
 
     outputs = trainer.last_outputs
     arrays = dict(scores=scores.detach().float().cpu().numpy(), labels=outputs["labels"].cpu().numpy(),
@@ -201,13 +97,13 @@ def main(args):
     cfg = setup_cfg(args)
     rank = _init_distributed()
 
-    from cpt import datasets  # noqa: F401  (registers the datasets)
-    from cpt import trainers  # noqa: F401  (registers the trainers)
-    from cpt.engine.trainer import TRAINER_REGISTRY
-    from cpt.engine.data import DATASET_REGISTRY
-    from cpt.engine.evaluation import EVALUATOR_REGISTRY
-    from cpt.engine.runlock import RunLock
-    from cpt.engine.utils import set_random_seed
+    from .. import datasets  # noqa: F401  (registers the datasets)
+    from .. import trainers  # noqa: F401  (registers the trainers)
+    from ..engine.trainer import TRAINER_REGISTRY
+    from ..engine.data import DATASET_REGISTRY
+    from ..engine.evaluation import EVALUATOR_REGISTRY
+    from ..engine.runlock import RunLock
+    from ..engine.utils import set_random_seed
 
     # Fail fast on names, before any work.
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
@@ -228,68 +124,11 @@ def main(args):
             lock.release()
 
 
-class RunMismatch(ValueError):
-    """The output folder holds a run of another identity (``engine/identity.py``)."""
-
-
-def _read_json(path):
-    import json
-
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _folder_checkpoint(folder):
-    """The latest checkpoint under ``folder/<model>/`` (as ``resume_model_if_exist`` would read), or None."""
-    import glob
-
-    from cpt.engine.checkpoint import latest_checkpoint
-
-    for marker in sorted(glob.glob(os.path.join(glob.escape(folder), "*", "checkpoint"))):
-        path = latest_checkpoint(os.path.dirname(marker))
-        if path:
-            return path
-    return None
-
-
-def check_run_folder(cfg, args):
-    """Refuse (:class:`RunMismatch`, exit 2) to resume a checkpoint, or to replace a finished
-    ``results.json``, of another fingerprint or seed; nothing in the folder is touched. A checkpoint
-    written before fingerprints existed resumes as before."""
-    from cpt.engine.checkpoint import load_checkpoint
-    from cpt.engine.identity import format_diff, identity_diff
-
-    identity, fp = config_identity(cfg)
-    seen = []
-    resume_dir = cfg.RESUME or cfg.OUTPUT_DIR
-    ckpt_path = None if args.eval_only else _folder_checkpoint(resume_dir)
-    if ckpt_path:
-        ckpt = load_checkpoint(ckpt_path)
-        seen.append((ckpt_path, ckpt.get("fingerprint"), ckpt.get("identity"), ckpt.get("seed")))
-    res = _read_json(os.path.join(cfg.OUTPUT_DIR, "results.json"))
-    if isinstance(res, dict) and res.get("status") == "finished":
-        seen.append((os.path.join(cfg.OUTPUT_DIR, "results.json"), res.get("fingerprint"), res.get("identity"),
-                     res.get("seed")))
-    for path, old_fp, old_identity, old_seed in seen:
-        if old_fp is None:
-            continue
-        diff = identity_diff(old_identity or {}, identity) if old_fp != fp else []
-        if old_seed is not None and old_seed != cfg.SEED:
-            diff.append(("SEED", old_seed, cfg.SEED))
-        if diff:
-            raise RunMismatch(
-                f"{path} belongs to a run with other options: {format_diff(diff, 'there', 'this command')}; "
-                f"run with that run's options to resume it, or choose another --output-dir")
-
-
 def _preflight(cfg, args):
     """Value checks that need no data: a bad value fails before the output folder is touched."""
-    from cpt.calibration.posthoc import build_posthoc
-    from cpt.calibration.regularizers import build_regularizers
-    from cpt.engine.config_check import check_values
+    from ..calibration.posthoc import build_posthoc
+    from ..calibration.regularizers import build_regularizers
+    from ..engine.config_check import check_values
 
     check_values(cfg)
     build_regularizers(list(cfg.CALIB.METHOD), cfg.CALIB)
@@ -311,8 +150,8 @@ def _log_file_only(logger, text):
 def _run(cfg, args, rank, start):
     import math
 
-    from cpt.engine.trainer import build_trainer
-    from cpt.engine.utils import collect_env_info, remove_partial_writes, setup_logger
+    from ..engine.trainer import build_trainer
+    from ..engine.utils import collect_env_info, remove_partial_writes, setup_logger
 
     if rank == 0:
         remove_partial_writes(cfg.OUTPUT_DIR)  # this run holds the folder's lock
@@ -409,43 +248,6 @@ def _install_sigterm():
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def _hoist_flags(parser, argv):
-    """Flags written after the ``KEY VALUE`` pairs move before them, so ``train.py ... OPTIM.LR 0.1
-    --eval-only`` means what it says. A known flag moves only from a key's position (a pair's value
-    stays a value); an unknown one stays for the config merge to report."""
-    actions = {o: a for a in parser._actions for o in a.option_strings}
-
-    def width(i):  # tokens taken by the flag at argv[i], the flag included
-        act = actions[argv[i].split("=", 1)[0]]
-        if "=" in argv[i] or act.nargs == 0:
-            return 1
-        if act.nargs in ("+", "*"):
-            j = i + 1
-            while j < len(argv) and not argv[j].startswith("-") and not _is_key(argv[j]):
-                j += 1
-            return j - i
-        return 2
-
-    argv, i = list(argv), 0
-    while i < len(argv) and argv[i].startswith("-"):  # the flags before the first KEY
-        i += width(i) if argv[i].split("=", 1)[0] in actions else 1
-    head, moved, tail = argv[:i], [], []
-    while i < len(argv):
-        if argv[i].split("=", 1)[0] in actions:
-            n = width(i)
-            moved += argv[i:i + n]
-            i += n
-        else:
-            tail += argv[i:i + 2]
-            i += 2
-    return head + moved + tail
-
-
-def _is_key(token):
-    """A config key (``OPTIM.LR``), as opposed to a flag's value."""
-    return "." in token and token.split(".", 1)[0].isupper()
-
-
 # Errors that mean "this input cannot run" (exit status 2, one line); others are bugs (traceback).
 INPUT_ERRORS = (KeyError, ValueError, OSError, RuntimeError, AssertionError, FloatingPointError, ImportError)
 
@@ -467,7 +269,7 @@ def cli(argv=None):
         import cpt
 
         cpt.check_imports()  # another module answering to one of our names: say which
-        from cpt.plugins import load_plugins
+        from .plugins import load_plugins
 
         load_plugins(args.plugin.split(","))
         _install_sigterm()

@@ -1,0 +1,4 @@
+"""``python -m cpt.cli``: the same command as ``train.py`` and ``cpt-train``."""
+from .run import cli
+
+cli()
