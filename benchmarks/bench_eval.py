@@ -89,7 +89,7 @@ def main():
     add_run_flags(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from cpt.trainers import world_clip
+    from cpt.trainers.clip import world as world_clip
     with tempfile.TemporaryDirectory() as tmp:
         has_world = os.path.isfile(world_clip.DEFAULT_CHECKPOINT)
         bench("world-tiny" + ("" if has_world else " (random)"), "world-tiny", has_world, 32, args, tmp)

@@ -43,7 +43,7 @@ sys.path.insert(0, ROOT)
 
 from cpt.datasets import world  # noqa: E402
 from cpt.calibration.fileio import atomic_write_json, atomic_write_with  # noqa: E402
-from cpt.trainers import world_clip as wc  # noqa: E402
+from cpt.trainers.clip import world as wc  # noqa: E402
 
 
 class TokenCache:

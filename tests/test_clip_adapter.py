@@ -248,7 +248,7 @@ def test_templates_and_the_ensemble(tiny):
 
 
 def test_the_shipped_world_clip_loads_through_the_adapter():
-    from cpt.trainers import world_clip
+    from cpt.trainers.clip import world as world_clip
     if not os.path.isfile(world_clip.DEFAULT_CHECKPOINT):
         pytest.skip("trainers/weights/world_tiny.pt not built yet")
     clip = load_clip("world-tiny")

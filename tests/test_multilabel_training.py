@@ -148,7 +148,7 @@ COOP_BCE_ONLY = ("TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.LOSS", "
 def test_prob_map_reads_the_backbone_manifest_and_equals_its_numbers(root, tmp_path):
     """``PROB_MAP scene`` gives the evaluator the same probabilities as copying the manifest's
     numbers into BCE_SCALE/BCE_BIAS; TaI-DPT's config map reads it too."""
-    from cpt.trainers import world_clip as wc
+    from cpt.trainers.clip import world as wc
     m = json.load(open(wc.manifest_path(wc.CHECKPOINTS["world-tiny-scenes"])))["scene_probability_map"]
     named = run(root, str(tmp_path / "named"), "CoOp", *COOP_BCE_ONLY, *SCENES, "TRAINER.COOP.PROB_MAP", "scene",
                 epochs=0)

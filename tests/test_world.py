@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cpt.datasets import world
-from cpt.trainers import world_clip as wc
+from cpt.trainers.clip import world as wc
 
 
 def _files(root):

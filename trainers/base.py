@@ -23,7 +23,7 @@ from ..engine.checkpoint import load_checkpoint, load_learnable_state
 from ..engine.optim import build_lr_scheduler, build_optimizer
 from ..engine.trainer import TrainerX
 from ..engine.utils import count_num_param
-from . import world_clip as _world_clip
+from .clip import world as _world_clip
 from .clip import encode_prompts, load_clip
 from .config import LOSS_CHOICES, PREC_CHOICES
 from .posthoc import PosthocStep, save_train_classnames

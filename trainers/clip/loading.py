@@ -10,7 +10,7 @@
 * a local checkpoint file as the name: an OpenAI-format CLIP file (TorchScript or state dict;
   architecture inferred, QuickGELU), a world checkpoint, or ``{"model_cfg": {embed_dim,
   vision_cfg, text_cfg, ...}, "state_dict": ...}``;
-* ``world-tiny``, ``world-tiny-scenes``: the offline world's CLIPs (``trainers.world_clip``).
+* ``world-tiny``, ``world-tiny-scenes``: the offline world's CLIPs (``trainers.clip.world``).
 
 Nothing downloads: a tag's weights are looked up in the open_clip URL cache (``~/.cache/clip``)
 and the Hugging Face hub cache; when absent the error names both places and how to provide a file.
@@ -24,7 +24,7 @@ from unittest import mock
 
 import torch
 
-from .. import world_clip as _world_clip
+from . import world as _world_clip
 from .backbone import BackboneError, ClipBackbone, _text_parts, effective_precision
 
 WORLD_NAMES = tuple(_world_clip.CHECKPOINTS)  # "world-tiny", "world-tiny-scenes"

@@ -27,7 +27,7 @@ import os
 
 import torch
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 DEFAULT_CHECKPOINT = os.path.join(WEIGHTS_DIR, "world_tiny.pt")
 # MODEL.BACKBONE.NAME -> shipped checkpoint: the single-label world's; continued on multi-object
 # scenes (ShapeWorldML); continued in two stages on images drawn in named renderings (ShapeWorldRender)
