@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .faults import fault_point
-from .utils import mkdir_if_missing
+from .utils import get_rank, mkdir_if_missing, remove_partial_writes
 from ..calibration.fileio import atomic_write_bytes
 
 
@@ -125,3 +125,101 @@ def load_learnable_state(module, state_dict, source=""):
             if own[k].shape != v.shape:
                 raise RuntimeError(f"Checkpoint {source}: shape of {k} is {tuple(v.shape)}, model has {tuple(own[k].shape)}")
             own[k].copy_(v.to(own[k].dtype))
+
+
+class CheckpointMixin:
+    """The trainer's checkpoint files (Dassl's ``save_model`` / ``resume_model_if_exist`` / ``load_model``)
+    over :meth:`get_model_names` and the registered models, optimizers and schedulers; the fields beside
+    the weights come from :meth:`checkpoint_extra` and go back through :meth:`restore_extra`."""
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        if get_rank() != 0:
+            return
+        for name in self.get_model_names():
+            state = {
+                "state_dict": learnable_state_dict(self._models[name]),
+                "epoch": epoch + 1,
+                "optimizer": self._optims[name].state_dict() if self._optims[name] else None,
+                "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
+                "val_result": val_result,
+                "trainer": self._trainer_name(),
+                "rng": rng_state(),
+                **self.checkpoint_extra(),
+            }
+            save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def checkpoint_extra(self):
+        """Hook: more fields for every checkpoint (the run's identity, the best validation result)."""
+        return {}
+
+    def restore_extra(self, ckpt):
+        """Hook: read back what :meth:`checkpoint_extra` stored, from the checkpoint a run resumes."""
+
+    def resume_model_if_exist(self, directory):
+        """Restore the last complete epoch from ``directory``; returns the epoch to start at."""
+        names = self.get_model_names()
+        if os.path.abspath(directory) == os.path.abspath(self.output_dir) and get_rank() == 0:
+            for n in names:  # temporary files of a checkpoint write that was killed (this run holds the lock)
+                for path in remove_partial_writes(os.path.join(directory, n)):
+                    self.logger.info(f"Removed {path} (a checkpoint write that did not finish)")
+        paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
+        if not names or any(p is None for p in paths):
+            return 0
+        self.logger.info("Found checkpoint at {} (will resume training)".format(directory))
+        for name, path in zip(names, paths):
+            ckpt = self._load_into(name, path)
+            for table, key in ((self._optims, "optimizer"), (self._scheds, "scheduler")):
+                if table[name] is not None and ckpt.get(key):
+                    table[name].load_state_dict(ckpt[key])
+            start_epoch = ckpt["epoch"]
+            rng = ckpt.get("rng")
+        set_rng_state(rng)
+        self.restore_extra(ckpt)
+        self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
+        dl = self.cfg.DATALOADER if hasattr(self, "cfg") else None
+        if dl is not None and dl.NUM_WORKERS > 0 and dl.PERSISTENT_WORKERS:
+            self.logger.warning("Note: with DATALOADER.NUM_WORKERS > 0 and PERSISTENT_WORKERS the resumed epochs' "
+                                "data order and augmentations can differ from an uninterrupted run's (worker RNG "
+                                "is not checkpointed); set PERSISTENT_WORKERS False for an exact resume")
+        return start_epoch
+
+    def _load_into(self, name, path):
+        """Load the checkpoint at ``path`` into model ``name``; returns the checkpoint dict."""
+        ckpt = load_checkpoint(path)
+        owner = ckpt.get("trainer")
+        if owner is not None and owner != self._trainer_name():
+            raise CheckpointError(
+                f"Checkpoint {path} was written by trainer {owner!r}, not {self._trainer_name()!r}")
+        load_learnable_state(self._models[name], ckpt["state_dict"], path)
+        return ckpt
+
+    def load_model(self, directory, epoch=None):
+        """Load learnable weights for evaluation (``--eval-only --model-dir --load-epoch``)."""
+        names = self.get_model_names()
+        if not names:
+            self.logger.info("Note: this trainer has no learnable model; nothing to load")
+            return
+        for name in names:
+            folder = os.path.join(directory, name)
+            if epoch is not None:
+                path = os.path.join(folder, f"model.pth.tar-{epoch}")
+            else:
+                path = os.path.join(folder, "model-best.pth.tar")
+                if not os.path.isfile(path):
+                    path = latest_checkpoint(folder) or path
+            if not os.path.isfile(path):
+                have = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+                raise CheckpointError(
+                    f"No checkpoint for model {name!r} at {path}"
+                    + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
+            ckpt = self._load_into(name, path)
+            self.check_classes(ckpt, path)
+            val = ckpt.get("val_result")
+            val = f", val_result={val:.1f}" if isinstance(val, (int, float)) else ""
+            self.logger.info(f"Load {path} to {name} (epoch={ckpt.get('epoch')}{val})")
+            self.loaded_epoch = ckpt.get("epoch")  # recorded in results.json of an --eval-only run
+            latest = latest_checkpoint(folder)  # how far the run in ``directory`` trained
+            self.trained_epochs = load_checkpoint(latest).get("epoch") if latest else ckpt.get("epoch")
+
+    def check_classes(self, ckpt, path):
+        """Hook: refuse a checkpoint whose class-specific state belongs to other classes."""

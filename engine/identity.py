@@ -18,6 +18,7 @@ and ``results.json`` store both (docs/design.md section 7).
 """
 import hashlib
 import json
+import os
 
 NON_RESULT_KEYS = frozenset({
     "OUTPUT_DIR", "RESUME", "CACHE_DIR", "DATASET.ROOT", "TRAIN.PRINT_FREQ", "TRAIN.CHECKPOINT_FREQ",
@@ -96,3 +97,54 @@ def format_diff(diff, old_label="before", new_label="now", limit=6):
     parts = [f"{k} {show(a)} ({old_label}) vs {show(b)} ({new_label})" for k, a, b in diff[:limit]]
     more = f"; and {len(diff) - limit} more" if len(diff) > limit else ""
     return "; ".join(parts) + more
+
+
+class IdentityMixin:
+    """What a trainer's checkpoints hold about the run (:meth:`checkpoint_extra`): fingerprint, identity,
+    seed, class names, and the best validation result with its epoch; read back on resume
+    (:meth:`restore_extra`) and checked on load (:meth:`check_classes`). Needs ``cfg``, ``classnames``,
+    ``output_dir``, ``best_result``/``best_epoch`` and ``cfg_node`` (``''`` when the trainer has none)."""
+
+    def init_identity(self, cfg):
+        self.best_result, self.best_epoch = float("-inf"), None
+        self.identity = run_identity(cfg, getattr(self, "cfg_node", "") or "")
+        self.fingerprint = fingerprint(self.identity)
+
+    def class_specific_state(self):
+        """Hook: a description (e.g. ``"TRAINER.COOP.CSC"``) when the learnable state holds one entry per
+        class, so that it means nothing for other classes; None when it is shared by all classes."""
+        return None
+
+    def checkpoint_extra(self):
+        return {"fingerprint": self.fingerprint, "identity": self.identity, "seed": self.cfg.SEED,
+                "classnames": list(self.classnames), "best_val": self.best_result, "best_epoch": self.best_epoch}
+
+    def restore_extra(self, ckpt):
+        """The best validation result so far comes back with the epoch (``TEST.FINAL_MODEL best_val``);
+        a checkpoint written before it was stored falls back to ``model-best``'s own value."""
+        from .checkpoint import load_checkpoint  # torch: not needed by the parser's fingerprints
+
+        if "best_val" in ckpt:
+            self.best_result, self.best_epoch = ckpt["best_val"], ckpt.get("best_epoch")
+            return
+        for name in self.get_model_names()[:1]:
+            best = os.path.join(self.output_dir, name, "model-best.pth.tar")
+            if os.path.isfile(best):
+                old = load_checkpoint(best)
+                if isinstance(old.get("val_result"), (int, float)):
+                    self.best_result, self.best_epoch = old["val_result"], old.get("epoch")
+
+    def check_classes(self, ckpt, path):
+        what = self.class_specific_state()
+        saved = ckpt.get("classnames")
+        if what is None or saved is None or list(saved) == list(self.classnames):
+            return
+        from .checkpoint import CheckpointError
+
+        first = next((i for i, (a, b) in enumerate(zip(saved, self.classnames)) if a != b), None)
+        where = (f"first difference at class {first}: {saved[first]!r} (checkpoint) vs {self.classnames[first]!r} "
+                 f"(this run)" if first is not None else "one list extends the other")
+        raise CheckpointError(
+            f"checkpoint {path} holds class-specific parameters ({what}) of {len(saved)} classes, but this run "
+            f"evaluates {len(self.classnames)} classes; {where}. Class-specific context cannot be applied to "
+            f"other classes")

@@ -15,13 +15,13 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 import torch
 
-from .checkpoint import (CheckpointError, latest_checkpoint, learnable_state_dict, load_checkpoint,
-                                   load_learnable_state, preserve_rng, rng_state, save_checkpoint, set_rng_state)
+from .checkpoint import CheckpointMixin, preserve_rng
 from .data import DataManager
 from .evaluation import build_evaluator
 from .faults import fault_point
+from .identity import IdentityMixin
 from ..calibration.registry import Registry
-from .utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed, remove_partial_writes
+from .utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed
 
 TRAINER_REGISTRY = Registry("TRAINER")
 
@@ -30,7 +30,7 @@ def build_trainer(cfg):
     return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
 
 
-class TrainerBase:
+class TrainerBase(CheckpointMixin):
     """Model registry, checkpointing and the generic train loop."""
 
     def __init__(self):
@@ -65,98 +65,6 @@ class TrainerBase:
 
     def _trainer_name(self):
         return type(self).__name__
-
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        if get_rank() != 0:
-            return
-        for name in self.get_model_names():
-            state = {
-                "state_dict": learnable_state_dict(self._models[name]),
-                "epoch": epoch + 1,
-                "optimizer": self._optims[name].state_dict() if self._optims[name] else None,
-                "scheduler": self._scheds[name].state_dict() if self._scheds[name] else None,
-                "val_result": val_result,
-                "trainer": self._trainer_name(),
-                "rng": rng_state(),
-                **self.checkpoint_extra(),
-            }
-            save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
-
-    def checkpoint_extra(self):
-        """Hook: more fields for every checkpoint (the run's identity, the best validation result)."""
-        return {}
-
-    def restore_extra(self, ckpt):
-        """Hook: read back what :meth:`checkpoint_extra` stored, from the checkpoint a run resumes."""
-
-    def resume_model_if_exist(self, directory):
-        """Restore the last complete epoch from ``directory``; returns the epoch to start at."""
-        names = self.get_model_names()
-        if os.path.abspath(directory) == os.path.abspath(self.output_dir) and get_rank() == 0:
-            for n in names:  # temporary files of a checkpoint write that was killed (this run holds the lock)
-                for path in remove_partial_writes(os.path.join(directory, n)):
-                    self.logger.info(f"Removed {path} (a checkpoint write that did not finish)")
-        paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
-        if not names or any(p is None for p in paths):
-            return 0
-        self.logger.info("Found checkpoint at {} (will resume training)".format(directory))
-        for name, path in zip(names, paths):
-            ckpt = self._load_into(name, path)
-            for table, key in ((self._optims, "optimizer"), (self._scheds, "scheduler")):
-                if table[name] is not None and ckpt.get(key):
-                    table[name].load_state_dict(ckpt[key])
-            start_epoch = ckpt["epoch"]
-            rng = ckpt.get("rng")
-        set_rng_state(rng)
-        self.restore_extra(ckpt)
-        self.logger.info(f"Resumed from {paths[0]} (epoch {start_epoch})")
-        dl = self.cfg.DATALOADER if hasattr(self, "cfg") else None
-        if dl is not None and dl.NUM_WORKERS > 0 and dl.PERSISTENT_WORKERS:
-            self.logger.warning("Note: with DATALOADER.NUM_WORKERS > 0 and PERSISTENT_WORKERS the resumed epochs' "
-                                "data order and augmentations can differ from an uninterrupted run's (worker RNG "
-                                "is not checkpointed); set PERSISTENT_WORKERS False for an exact resume")
-        return start_epoch
-
-    def _load_into(self, name, path):
-        """Load the checkpoint at ``path`` into model ``name``; returns the checkpoint dict."""
-        ckpt = load_checkpoint(path)
-        owner = ckpt.get("trainer")
-        if owner is not None and owner != self._trainer_name():
-            raise CheckpointError(
-                f"Checkpoint {path} was written by trainer {owner!r}, not {self._trainer_name()!r}")
-        load_learnable_state(self._models[name], ckpt["state_dict"], path)
-        return ckpt
-
-    def load_model(self, directory, epoch=None):
-        """Load learnable weights for evaluation (``--eval-only --model-dir --load-epoch``)."""
-        names = self.get_model_names()
-        if not names:
-            self.logger.info("Note: this trainer has no learnable model; nothing to load")
-            return
-        for name in names:
-            folder = os.path.join(directory, name)
-            if epoch is not None:
-                path = os.path.join(folder, f"model.pth.tar-{epoch}")
-            else:
-                path = os.path.join(folder, "model-best.pth.tar")
-                if not os.path.isfile(path):
-                    path = latest_checkpoint(folder) or path
-            if not os.path.isfile(path):
-                have = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-                raise CheckpointError(
-                    f"No checkpoint for model {name!r} at {path}"
-                    + (f" (found: {', '.join(have)})" if have else f" ({folder} does not exist)"))
-            ckpt = self._load_into(name, path)
-            self.check_classes(ckpt, path)
-            val = ckpt.get("val_result")
-            val = f", val_result={val:.1f}" if isinstance(val, (int, float)) else ""
-            self.logger.info(f"Load {path} to {name} (epoch={ckpt.get('epoch')}{val})")
-            self.loaded_epoch = ckpt.get("epoch")  # recorded in results.json of an --eval-only run
-            latest = latest_checkpoint(folder)  # how far the run in ``directory`` trained
-            self.trained_epochs = load_checkpoint(latest).get("epoch") if latest else ckpt.get("epoch")
-
-    def check_classes(self, ckpt, path):
-        """Hook: refuse a checkpoint whose class-specific state belongs to other classes."""
 
     def set_model_mode(self, mode="train", names=None):
         if mode not in ("train", "test", "eval"):
@@ -231,7 +139,7 @@ class TrainerBase:
         self.model_update(names)
 
 
-class SimpleTrainer(TrainerBase):
+class SimpleTrainer(IdentityMixin, TrainerBase):
     """Data, model, evaluator and the evaluation loop."""
 
     def __init__(self, cfg):
@@ -249,49 +157,10 @@ class SimpleTrainer(TrainerBase):
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname,
                                          groups=getattr(self.dm.dataset, "groups", None))
-        self.best_result, self.best_epoch = -np.inf, None
-        from .identity import fingerprint, run_identity
-
-        self.identity = run_identity(cfg, getattr(self, "cfg_node", "") or "")
-        self.fingerprint = fingerprint(self.identity)
+        self.init_identity(cfg)
 
     def check_cfg(self, cfg):
         pass
-
-    def class_specific_state(self):
-        """Hook: a description (e.g. ``"TRAINER.COOP.CSC"``) when the learnable state holds one entry per
-        class, so that it means nothing for other classes; None when it is shared by all classes."""
-        return None
-
-    def checkpoint_extra(self):
-        return {"fingerprint": self.fingerprint, "identity": self.identity, "seed": self.cfg.SEED,
-                "classnames": list(self.classnames), "best_val": self.best_result, "best_epoch": self.best_epoch}
-
-    def restore_extra(self, ckpt):
-        """The best validation result so far comes back with the epoch (``TEST.FINAL_MODEL best_val``);
-        a checkpoint written before it was stored falls back to ``model-best``'s own value."""
-        if "best_val" in ckpt:
-            self.best_result, self.best_epoch = ckpt["best_val"], ckpt.get("best_epoch")
-            return
-        for name in self.get_model_names()[:1]:
-            best = os.path.join(self.output_dir, name, "model-best.pth.tar")
-            if os.path.isfile(best):
-                old = load_checkpoint(best)
-                if isinstance(old.get("val_result"), (int, float)):
-                    self.best_result, self.best_epoch = old["val_result"], old.get("epoch")
-
-    def check_classes(self, ckpt, path):
-        what = self.class_specific_state()
-        saved = ckpt.get("classnames")
-        if what is None or saved is None or list(saved) == list(self.classnames):
-            return
-        first = next((i for i, (a, b) in enumerate(zip(saved, self.classnames)) if a != b), None)
-        where = (f"first difference at class {first}: {saved[first]!r} (checkpoint) vs {self.classnames[first]!r} "
-                 f"(this run)" if first is not None else "one list extends the other")
-        raise CheckpointError(
-            f"checkpoint {path} holds class-specific parameters ({what}) of {len(saved)} classes, but this run "
-            f"evaluates {len(self.classnames)} classes; {where}. Class-specific context cannot be applied to "
-            f"other classes")
 
     def build_data_loader(self):
         dm = DataManager(self.cfg)
