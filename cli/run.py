@@ -35,6 +35,9 @@ def run_metadata(cfg, args):
         "calibration": calib_name(cfg),
         "posthoc": cfg.CALIB.POSTHOC,
         "eval_only": bool(args.eval_only),
+        # the checkpoints this run wrote (training) or evaluated (--model-dir); None for zero-shot evaluation
+        "model_dir": os.path.abspath(args.model_dir or cfg.OUTPUT_DIR) if args.model_dir or not args.eval_only
+        else None,
         "config_hash": hashlib.sha256(dump.encode()).hexdigest()[:16],
         "fingerprint": fp,
         "identity": identity,
@@ -49,6 +52,12 @@ def write_results(cfg, meta, status, metrics=None, extra=None, error=None, start
     if error:
         out["error"] = error
     write_json(out, os.path.join(cfg.OUTPUT_DIR, "results.json"))
+
+
+def arguments_block(args):
+    """Dassl's ``** Arguments **`` block that opens ``log.txt``: every flag, ``name: value``, sorted."""
+    rows = [f"{k}: {v}" for k, v in sorted(vars(args).items())]
+    return "\n".join(["***************", "** Arguments **", "***************", *rows])
 
 
 def _init_distributed():
@@ -70,7 +79,9 @@ def _save_reliability(cfg, trainer, split):
     from ..calibration.plots import save_reliability_diagram
 
     path = os.path.join(cfg.OUTPUT_DIR, f"reliability_{split}.png")
-    title = f"{cfg.TRAINER.NAME} {cfg.DATASET.NAME} ({cfg.DATASET.SUBSAMPLE_CLASSES})"
+    from ..engine.config import calib_name
+
+    title = f"{cfg.TRAINER.NAME} + {calib_name(cfg)} on {cfg.DATASET.NAME} ({cfg.DATASET.SUBSAMPLE_CLASSES}, {split})"
     save_reliability_diagram(conf, correct, path, title=title)
     return os.path.basename(path)
 
@@ -159,10 +170,10 @@ def _run(cfg, args, rank, start):
     meta = run_metadata(cfg, args)
     if rank == 0:  # a finished record of this folder never outlives the start of a new run in it
         write_results(cfg, meta, "running", start=start)
+    logger.info(arguments_block(args))
+    logger.info("************\n** Config **\n************\n" + cfg.dump())
     logger.info(f"Run fingerprint {meta['fingerprint']} (engine/identity.py: the config less the keys that "
                 f"cannot change a result)")
-    logger.info("*** Config ***")
-    logger.info(cfg.dump())
     logger.info("Collecting env info ...")
     logger.info("** System info **\n" + collect_env_info() + "\n")
 

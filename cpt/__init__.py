@@ -24,11 +24,11 @@ def check_imports():
     Catches a folder or file named like a sub-package (``cpt/engine.py`` left by an old copy, a
     stale install) that would otherwise surface later as an unrelated registry error.
     """
-    import importlib
+    import importlib.util
 
-    for name in SUBPACKAGES:
-        mod = importlib.import_module(f"{__name__}.{name}")
-        where = [os.path.abspath(p) for p in getattr(mod, "__path__", [])] or [getattr(mod, "__file__", None)]
+    for name in SUBPACKAGES:  # found, not imported: the check costs no import time
+        spec = importlib.util.find_spec(f"{__name__}.{name}")
+        where = [os.path.abspath(p) for p in (spec.submodule_search_locations or [])] or [spec.origin]
         if os.path.join(PACKAGE_ROOT, name) not in where:
             raise ImportError(f"{__name__}.{name} resolves to {where[0]}, not this project's "
                               f"{os.path.join(PACKAGE_ROOT, name)}: another module shadows it")

@@ -56,6 +56,7 @@ _C.DATASET.TARGET_DOMAINS = ()
 _C.DATASET.NUM_SHOTS = -1
 # "all", "base" or "new"
 _C.DATASET.SUBSAMPLE_CLASSES = "all"
+SUBSAMPLE_CHOICES = ("all", "base", "new")
 # Multi-label VOC: how "difficult" (0 in ImageSets) counts: "ignore" -> -1 (no
 # loss, not scored), "positive" -> 1, "negative" -> 0.
 _C.DATASET.VOC_DIFFICULT = "ignore"

@@ -12,8 +12,7 @@ import sys
 
 from yacs.config import CfgNode
 
-from .config import DASSL_IGNORED
-from .data.datasets import SUBSAMPLE_CHOICES
+from .config import DASSL_IGNORED, SUBSAMPLE_CHOICES
 
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 

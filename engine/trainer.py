@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointMixin, preserve_rng
-from .data import DataManager
+from .curves import Curves
 from .evaluation import build_evaluator
 from .faults import fault_point
 from .identity import IdentityMixin
@@ -163,6 +163,8 @@ class SimpleTrainer(IdentityMixin, TrainerBase):
         pass
 
     def build_data_loader(self):
+        from .data import DataManager  # torchvision: imported when data is built, not with the registry
+
         dm = DataManager(self.cfg)
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
@@ -180,8 +182,11 @@ class SimpleTrainer(IdentityMixin, TrainerBase):
     def before_train(self):
         self.start_epoch = self.resume_model_if_exist(self.cfg.RESUME or self.cfg.OUTPUT_DIR)
         self.time_start = time.time()
+        self.curves = Curves(self.output_dir, self.start_epoch) if get_rank() == 0 else None
 
     def after_train(self):
+        if getattr(self, "curves", None) is not None:
+            self.curves.close()
         self.logger.info("Finish training")
         if self.max_epoch == 0 or self.start_epoch >= self.max_epoch:
             # Nothing ran in this process: make sure a checkpoint of the final
@@ -200,11 +205,17 @@ class SimpleTrainer(IdentityMixin, TrainerBase):
         self.logger.info(f"Elapsed: {elapsed}")
 
     def after_epoch(self):
+        curr = None
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr = self.test(split="val")
             if curr > self.best_result:
                 self.best_result, self.best_epoch = curr, self.epoch + 1
                 self.save_model(self.epoch, self.output_dir, val_result=curr, model_name="model-best.pth.tar")
+        if getattr(self, "curves", None) is not None:  # before the checkpoint: a resume rewrites later rows
+            meters = getattr(self, "epoch_meters", None)
+            self.curves.add({"epoch": self.epoch + 1, "lr": self.get_current_lr() if self.get_model_names() else None,
+                             **({k: m.avg for k, m in meters.meters.items()} if meters else {}), "val": curr,
+                             "time_s": round(time.time() - self.time_start, 3)})
         # Every epoch: a resumable checkpoint; the previous one is dropped unless kept by CHECKPOINT_FREQ.
         self.save_model(self.epoch, self.output_dir)
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
@@ -311,7 +322,7 @@ class TrainerX(SimpleTrainer):
 
     def run_epoch(self):
         self.set_model_mode("train")
-        losses = MetricMeter()
+        losses = self.epoch_meters = MetricMeter()
         batch_time, data_time = AverageMeter(), AverageMeter()
         loader = self.train_loader_x
         if loader is None:

@@ -17,9 +17,9 @@ from collections import defaultdict
 import numpy as np
 
 from ...calibration.registry import Registry
+from ..config import SUBSAMPLE_CHOICES
 
 DATASET_REGISTRY = Registry("DATASET")
-SUBSAMPLE_CHOICES = ("all", "base", "new")  # DATASET.SUBSAMPLE_CLASSES
 
 
 @contextlib.contextmanager
