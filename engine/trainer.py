@@ -189,8 +189,7 @@ class SimpleTrainer(IdentityMixin, TrainerBase):
             self.curves.close()
         self.logger.info("Finish training")
         if self.max_epoch == 0 or self.start_epoch >= self.max_epoch:
-            # Nothing ran in this process: make sure a checkpoint of the final
-            # state exists (MAX_EPOCH 0 evaluates the initial prompts).
+            # Nothing ran here: a checkpoint of the final state must exist (MAX_EPOCH 0: the initial prompts).
             if self.get_model_names() and not os.path.isfile(os.path.join(
                     self.output_dir, self.get_model_names()[0], f"model.pth.tar-{self.max_epoch}")):
                 self.save_model(self.max_epoch - 1, self.output_dir)
