@@ -12,7 +12,7 @@ Layout (docs/design.md section 7): ``<output>/base2new/{train_base,test_new}/<da
 and Python); anything else is re-run (train.py resumes from its last checkpoint). Before skipping
 a finished run the drivers compare the config fingerprint it recorded with the one its command
 would run now (:func:`compare_finished`) and refuse it when they differ. The parser reads runs
-more leniently (``scripts/results/runs.py``), so older runs still parse.
+more leniently (``cli/results/runs.py``), so older runs still parse.
 """
 import json
 import os

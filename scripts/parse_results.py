@@ -19,7 +19,7 @@ datasets are the union seen within each (trainer, config, calibration, shots) gr
 ``--seeds`` / ``--datasets`` say otherwise. ``--dg``: one row per group of
 ``OUTPUT_ROOT/dg/{train,test}`` runs, per dataset the mean (and std) over seeds of each metric.
 
-The stages live in ``scripts/results/`` (runs -> summary -> paper -> formats); ``CPT_PLUGINS`` is
+The stages live in ``cli/results/`` (``cpt.cli.results``) (runs -> summary -> paper -> formats); ``CPT_PLUGINS`` is
 loaded first, so a plugin's method is named in the paper comparison.
 """
 import argparse
@@ -29,14 +29,13 @@ import sys
 SCRIPTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPTS_DIR)
 sys.path.insert(0, REPO_ROOT)
-sys.path.insert(0, SCRIPTS_DIR)
 from cpt.cli.catalog import DATASETS, LAYOUTS  # noqa: E402,F401  (DATASETS re-exported: the 11 benchmarks)
 from cpt.cli.plugins import load_plugins  # noqa: E402
-from results.runs import collect, collect_runs, split_cfg_dir  # noqa: E402,F401
-from results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
+from cpt.cli.results.runs import collect, collect_runs, split_cfg_dir  # noqa: E402,F401
+from cpt.cli.results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
                              format_wide, summary_rows)
-from results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
-from results.summary import (DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, averaged_datasets,  # noqa: E402
+from cpt.cli.results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
+from cpt.cli.results.summary import (DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, averaged_datasets,  # noqa: E402
                              config_conflicts, glabel, summarize, summarize_dg)
 
 ML_METRICS = ["map", "cf1", "of1", "ece", "ece_head", "ece_medium", "ece_tail"]

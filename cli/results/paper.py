@@ -5,10 +5,11 @@ import os
 import re
 import statistics
 
-from cpt.cli import catalog
+from .. import catalog
 from .summary import DATASET_ORDER, harmonic_mean
 
-PAPER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "paper_tables")
+PAPER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts",
+                         "paper_tables")
 PAPER_TABLE = os.path.join(PAPER_DIR, "tcpt_base2new.csv")
 PAPER_COLUMN = {stem: col for stem, col, _ in catalog.DATASETS}
 PAPER_COLUMN["average"] = "Avg"

@@ -10,7 +10,7 @@ fingerprint (written before results.json recorded one) are one configuration, ``
 import json
 from dataclasses import dataclass, field
 
-from cpt.engine.identity import fingerprint, format_diff, identity_diff
+from ...engine.identity import fingerprint, format_diff, identity_diff
 
 UNKNOWN = "unknown"
 PAIRED_KEYS = ("DATASET.NAME", "DATASET.SUBSAMPLE_CLASSES")  # base vs new; DG source vs target

@@ -5,7 +5,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from cpt.cli import catalog
+from .. import catalog
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT_LINE = re.compile(r"^\*\s*([A-Za-z][\w \-]*?)\s*:\s*([-+0-9.,eE]+)\s*(%?)\s*$")

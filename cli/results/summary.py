@@ -3,7 +3,7 @@ the list of missing / not-finished runs (never averaged in). Rows are dicts keye
 import statistics
 from dataclasses import dataclass
 
-from cpt.cli import catalog
+from .. import catalog
 from .configs import describe, labels, split_configs
 from .runs import Record
 

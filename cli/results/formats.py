@@ -3,7 +3,7 @@ md / csv / latex, the problem list, and the rows of the summary figure."""
 import csv
 import io
 
-from cpt.cli import catalog
+from .. import catalog
 from .paper import PAPER_COLUMN, paper_names, paper_value
 from .summary import averaged_datasets, dataset_sort_key, glabel
 
