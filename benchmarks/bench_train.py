@@ -89,7 +89,7 @@ def bench_one(args, trainer, n_classes, repeats, tmp):
     spread = max(losses[True]) - min(losses[True])
     print(f"{trainer:7s} {n_classes:6d} {bs:5d} {keep:3d}/{t.clip.context_length:<3d} {repeats:3d}  "
           f"{on:9.3f} {off:9.3f}  {off / on:6.2f}x  {diff:9.2e} {spread:9.2e}", flush=True)
-    del t
+    t = None  # free the trainer before the next setting
     return off / on
 
 

@@ -3,7 +3,8 @@ core and the registry :data:`POSTHOC` (``CALIB.POSTHOC``) of :class:`PosthocCali
 their JSON state saved atomically (:meth:`PosthocCalibrator.save`, :func:`load_posthoc`). None is
 fitted on test labels.
 
-Imports only torch/numpy/scipy and ``cpt.calibration.registry``/``cpt.calibration.fileio`` (no engine, trainer or dataset).
+Imports only torch/numpy/scipy and the calibration package's ``registry``/``fileio`` (no engine,
+trainer or dataset).
 """
 import json
 import math
@@ -88,7 +89,8 @@ def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05
     dbar_zs, dbar_tu = (d.topk(kk, dim=1, largest=False).values.mean(1) for d in (d_zs, d_tu))
     c = torch.exp(dbar_zs - dbar_tu)
     c = torch.where(d_tu.min(dim=1).values < base_threshold, torch.ones_like(c), c)  # a base class
-    out_dtype = new_tuned.dtype if isinstance(new_tuned, torch.Tensor) and new_tuned.dtype == torch.float64 else torch.float32
+    double = isinstance(new_tuned, torch.Tensor) and new_tuned.dtype == torch.float64
+    out_dtype = torch.float64 if double else torch.float32
     device = new_tuned.device if isinstance(new_tuned, torch.Tensor) else "cpu"
     return c.to(device=device, dtype=out_dtype)
 

@@ -3,6 +3,6 @@
 drivers (:mod:`.catalog`), and plugin loading (:mod:`.plugins`)."""
 if not __name__.startswith("cpt."):  # one name per module: this folder is the package cpt.<folder>
     raise ImportError(f"import cpt.{__name__} (python -m cpt.{__name__}.<module>), not {__name__}", name=__name__)
-from .args import build_parser, setup_cfg  # noqa: E402,F401
-from .run import cli, main  # noqa: E402,F401
-from .run_folder import identity_of_argv  # noqa: E402,F401
+from .args import build_parser, setup_cfg
+from .run import cli, main
+from .run_folder import identity_of_argv

@@ -177,10 +177,26 @@ def config_dirs(root, trainer):
     return [os.path.join(root, "configs", "trainers", t) for t in [trainer] + extra]
 
 
+def is_yaml_path(name):
+    """A ``.yaml`` file named by path (anywhere), not a stem looked up in the project's configs."""
+    return str(name).endswith(".yaml")
+
+
+def yaml_name(name):
+    """The run-directory name of a stem or a ``.yaml`` path: the stem (``/lab/toy.yaml`` -> ``toy``)."""
+    return os.path.basename(name)[:-5] if is_yaml_path(name) else name
+
+
+def _yaml_path(path, what):
+    if not os.path.isfile(path):
+        raise CatalogError(f"{what} '{path}' not found: no file {os.path.abspath(path)}")
+    return os.path.abspath(path)
+
+
 def config_file(root, trainer, cfg):
     """(config name, absolute yaml path) for a ``.yaml`` path or a stem under :func:`config_dirs`."""
-    if cfg.endswith(".yaml") and os.path.isfile(cfg):
-        return os.path.basename(cfg)[:-5], os.path.abspath(cfg)
+    if is_yaml_path(cfg):
+        return yaml_name(cfg), _yaml_path(cfg, "method config")
     dirs = config_dirs(root, trainer)
     for d in dirs:
         if os.path.isfile(os.path.join(d, cfg + ".yaml")):
@@ -205,7 +221,12 @@ def calib_file(root, calib):
 
 
 def dataset_file(root, dataset):
-    return _existing(os.path.join(root, "configs", "datasets", dataset + ".yaml"), f"dataset config '{dataset}'")
+    """Absolute path of a dataset config: a ``.yaml`` path (a plugin's dataset), else
+    ``configs/datasets/<dataset>.yaml``; its runs go to ``<dataset dir>`` = :func:`yaml_name`."""
+    if is_yaml_path(dataset):
+        return _yaml_path(dataset, "dataset config")
+    return _existing(os.path.join(root, "configs", "datasets", dataset + ".yaml"), f"dataset config '{dataset}'",
+                     "; or give the path of a .yaml file")
 
 
 def load_epoch(cfg_file, opts=(), override=None):
@@ -257,7 +278,7 @@ class Setup:
         return self.cfg if self.calib in (None, "", "none") else f"{self.cfg}_{self.calib}"
 
     def run_dir(self, layout, split, dataset, seed):
-        return os.path.join(self.output, layout, split, dataset, f"shots_{self.shots}", self.method.trainer,
+        return os.path.join(self.output, layout, split, yaml_name(dataset), f"shots_{self.shots}", self.method.trainer,
                             self.cfgdir, f"seed{seed}")
 
     def command(self, dataset, seed, out_dir, subsample, model_dir=None):

@@ -9,7 +9,7 @@ import os.path as osp
 import torch
 
 from cpt.engine import evaluation
-from cpt.engine.evaluation import EvaluatorBase  # Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
+from cpt.engine.evaluation import EvaluatorBase  # noqa: F401  Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
 from cpt.calibration.fileio import atomic_write_with
 
 from .build import EVALUATOR_REGISTRY

@@ -32,7 +32,8 @@ class MultiLabelBenchmark(Benchmark):
     def check_captions(self, cfg):
         """Fail early when ``DATASET.TRAIN_SOURCE`` is captions and no captions file exists."""
         if str(cfg.DATASET.get("TRAIN_SOURCE", "images")) == "captions" and first_existing(self.caption_files) is None:
-            self.fail(f"DATASET.TRAIN_SOURCE is 'captions' but no captions file exists ({', '.join(self.caption_files)})")
+            self.fail(f"DATASET.TRAIN_SOURCE is 'captions' but no captions file exists "
+                      f"({', '.join(self.caption_files)})")
 
     def finish(self, cfg, splits, classnames, source, groups_of=None):
         """Image check, long-tail ``groups_of(train)``, few-shot (K images per class, engine rule)

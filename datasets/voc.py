@@ -105,6 +105,7 @@ coco/annotations/captions_train2017.json   (only for caption training)"""
         self.check_captions(cfg)
         difficult = self.difficult(cfg)
         ids = self.read_id_list(os.path.join(ddir, "longtail2012"))
-        splits = {"train": self.items(voc12, "trainval", difficult, ids=ids), "test": self.items(voc07, "test", difficult)}
+        splits = {"train": self.items(voc12, "trainval", difficult, ids=ids),
+                  "test": self.items(voc07, "test", difficult)}
         return self.finish(cfg, splits, list(VOC_CLASSNAMES), "the id list / ImageSets",
                            lambda train: lt_groups(train, cfg.DATASET.SUBSAMPLE_CLASSES))

@@ -123,7 +123,8 @@ def load_learnable_state(module, state_dict, source=""):
     with torch.no_grad():
         for k, v in state_dict.items():
             if own[k].shape != v.shape:
-                raise RuntimeError(f"Checkpoint {source}: shape of {k} is {tuple(v.shape)}, model has {tuple(own[k].shape)}")
+                raise RuntimeError(f"Checkpoint {source}: shape of {k} is {tuple(v.shape)}, "
+                                   f"model has {tuple(own[k].shape)}")
             own[k].copy_(v.to(own[k].dtype))
 
 

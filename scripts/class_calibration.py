@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import parse_results  # noqa: E402  (the run-directory walker and "finished" rule)
-from score_diagnostics import load_outputs as load_scores  # noqa: E402
-from cpt.calibration.multilabel import signed_class_calibration  # noqa: E402
-from cpt.datasets.common import lt_groups_of_counts  # noqa: E402
+import parse_results
+from score_diagnostics import load_outputs as load_scores
+from cpt.calibration.multilabel import signed_class_calibration
+from cpt.datasets.common import lt_groups_of_counts
 
 METRICS = (("mAP", "mAP"), ("ECE", "ece"), ("ACE", "adaptive_ece"), ("MCE", "mce"), ("PIECE", "piece"))
 

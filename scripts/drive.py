@@ -14,6 +14,9 @@
     parse [parse_results.py args]   the tables of METHOD's runs (METHOD ``all``: every trainer);
                                     multi-label: the multi-label table, then the DG table
 
+A dataset (argument, DATASETS, DG_SOURCE, DG_TARGETS) is a stem of ``configs/datasets/`` or the
+path of a ``.yaml`` file anywhere (a plugin's dataset); its runs go to a folder named by the stem.
+
 Settings come from the environment (the README's settings table). ``--multilabel``
 (``scripts/multilabel/``; implied by a multi-label method) takes the method's multi-label default
 config and the multi-label datasets. Commands, directories and the finished rule are
@@ -102,13 +105,13 @@ class Driver:
         self.require(args, 2, "DATASET SEED [GPU]")
         d, seed, gpu = (list(args) + [None])[:3]
         return self.run(self.s.run_dir("base2new", "train_base", d, seed), d, seed, "base",
-                        f"{self.label('train')} {d} seed{seed}", gpu)
+                        f"{self.label('train')} {catalog.yaml_name(d)} seed{seed}", gpu)
 
     def test_one(self, *args):
         self.require(args, 2, "[DATASET SEED] [GPU]")
         d, seed, gpu = (list(args) + [None])[:3]
         return self.run(self.s.run_dir("base2new", "test_new", d, seed), d, seed, "new",
-                        f"{self.label('test')} {d} seed{seed}", gpu,
+                        f"{self.label('test')} {catalog.yaml_name(d)} seed{seed}", gpu,
                         self.s.run_dir("base2new", "train_base", d, seed),
                         f"no trained model for {d} seed{seed} (run base2new_train first)")
 
@@ -141,9 +144,10 @@ class Driver:
         self.require((), 0, "")
         pattern = os.path.join(self.s.output, "base2new", "train_base", "*", f"shots_{self.s.shots}",
                                self.s.method.trainer, self.s.cfgdir, "seed*")
-        want_d, want_s = self.env.get("DATASETS", "").split(), self.env.get("SEEDS", "").split()
+        want_d = {catalog.yaml_name(d): d for d in self.env.get("DATASETS", "").split()}
+        want_s = self.env.get("SEEDS", "").split()
         found = [(p.split(os.sep)[-5], os.path.basename(p)[4:], p) for p in sorted(glob.glob(pattern))]
-        items = [(d, s) for d, s, p in found
+        items = [(want_d.get(d, d), s) for d, s, p in found
                  if catalog.is_finished(p) and (not want_d or d in want_d) and (not want_s or s in want_s)]
         if not items:
             raise Failure(f"no trained model under {pattern} (a finished results.json); run base2new_train first")

@@ -32,7 +32,7 @@ sys.path.insert(0, REPO_ROOT)
 from cpt.cli.catalog import DATASETS, LAYOUTS  # noqa: E402,F401  (DATASETS re-exported: the 11 benchmarks)
 from cpt.cli.plugins import load_plugins  # noqa: E402
 from cpt.cli.results.runs import collect, collect_runs, split_cfg_dir  # noqa: E402,F401
-from cpt.cli.results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402,F401
+from cpt.cli.results.formats import (METRIC_LABEL, format_csv, format_dg, format_long, format_problems,  # noqa: E402
                              format_wide, summary_rows)
 from cpt.cli.results.paper import PAPER_TABLE, load_paper_table, paper_names, paper_trainers, PAPER_CALIB  # noqa: E402
 from cpt.cli.results.summary import (DATASET_ORDER, GROUP_METRICS, METRIC_KEYS, averaged_datasets,  # noqa: E402

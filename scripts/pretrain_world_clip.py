@@ -396,7 +396,7 @@ def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500, variant="cle
     imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_val", variant=variant)
     with torch.no_grad():
         cos = (encode_images(model, imgs) @ encode_texts(model, tokenizer, prompts("name")).T)
-    y = np.array([world.multi_hot(l) for l in labs]).ravel()
+    y = np.array([world.multi_hot(lab) for lab in labs]).ravel()
     lr = LogisticRegression(C=1e4).fit(cos.numpy().reshape(-1, 1), y)
     return {"scale": round(float(lr.coef_[0, 0]), 4), "bias": round(float(lr.intercept_[0]), 4),
             "formula": "p = sigmoid(scale * cosine + bias)", "fitted_on": "scene_val",

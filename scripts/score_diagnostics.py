@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cpt.calibration.multilabel import mean_average_precision  # noqa: E402
+from cpt.calibration.multilabel import mean_average_precision
 
 
 def load_outputs(run_dir, split="test"):

@@ -21,7 +21,7 @@ through submitit's ``LocalExecutor``; for tests). Unit logs go to ``<output>/swe
 
 Grid YAML (every key optional; CLI flags override)::
 
-    datasets: [dtd, eurosat]
+    datasets: [dtd, eurosat]      # stems of configs/datasets/, or .yaml paths (runs: <stem>/)
     seeds: [1, 2, 3]
     methods: [coop, "maple:vit_b16_c2_ep5_batch4_2ctx", {method: kgcoop, cfg: vit_b16_ep100_ctxv1}]
     calibs: [none, tcpt]          # presets in configs/calibration/<name>.yaml
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from cpt.cli import catalog  # noqa: E402
-from cpt.cli.catalog import CatalogError as GridError, is_finished  # noqa: E402,F401
+from cpt.cli.catalog import CatalogError as GridError, is_finished  # noqa: E402
 from cpt.cli.plugins import load_plugins  # noqa: E402
 
 
@@ -122,8 +122,9 @@ def expand_grid(grid, root=REPO_ROOT):
                 for seed in seeds:
                     tr = s.run_dir("base2new", "train_base", ds, seed)
                     te = s.run_dir("base2new", "test_new", ds, seed)
-                    log = os.path.join(log_dir, s.method.trainer, s.cfgdir, f"{ds}_shots{shots}_seed{seed}.log")
-                    runs.append(Run(f"{s.method.trainer}/{s.cfgdir}/{ds}/shots_{shots}/seed{seed}", tr, te,
+                    name = catalog.yaml_name(ds)  # a stem, or a .yaml path's stem
+                    log = os.path.join(log_dir, s.method.trainer, s.cfgdir, f"{name}_shots{shots}_seed{seed}.log")
+                    runs.append(Run(f"{s.method.trainer}/{s.cfgdir}/{name}/shots_{shots}/seed{seed}", tr, te,
                                     s.command(ds, seed, tr, "base"), s.command(ds, seed, te, "new", tr), log))
     return runs
 
@@ -266,7 +267,7 @@ def unit_script(run):
 
 
 def make_executor(kind, folder, args):
-    import submitit  # noqa: imported only for these executors
+    import submitit  # imported only for these executors
     if kind == "submitit-local":
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job)
@@ -309,9 +310,11 @@ def wait_jobs(pairs, echo=print):
 # ----------------------------------------------------------------------------- CLI
 def build_parser():
     p = argparse.ArgumentParser(description="Base-to-new sweep: datasets x seeds x methods x calibrators.",
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", help="YAML file with the grid (keys as below; flags override)")
-    p.add_argument("--datasets", nargs="+", help="dataset yaml stems (default: the 11 benchmarks)")
+    p.add_argument("--datasets", nargs="+",
+                   help="dataset yaml stems or .yaml paths (default: the 11 benchmarks)")
     p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3")
     p.add_argument("--methods", nargs="+", help="method[:cfg] of the catalog (python -m cpt.cli.catalog; default coop)")
     p.add_argument("--calibs", nargs="+", help="calibration presets (configs/calibration/<name>.yaml) or none")
@@ -402,7 +405,8 @@ def main(argv=None):
     if args.executor == "local":
         gpus = None
         if args.gpus is not None:
-            gpus = [] if args.gpus.lower() in ("none", "cpu", "") else [g.strip() for g in args.gpus.split(",") if g.strip()]
+            off = args.gpus.lower() in ("none", "cpu", "")
+            gpus = [] if off else [g.strip() for g in args.gpus.split(",") if g.strip()]
         slots = make_slots(gpus, args.workers, args.runs_per_gpu)
         print(f"# local executor: {len(slots)} slot(s): "
               + ", ".join("cpu" if s is None else f"gpu{s}" for s in slots))

@@ -4,8 +4,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tests.engine_fixtures  # noqa: F401,E402  (registers EngineFixture / EngineTiny)
-import train  # noqa: E402
+import tests.engine_fixtures  # noqa: F401  (registers EngineFixture / EngineTiny)
+import train
 
 if __name__ == "__main__":
     train.cli(sys.argv[1:])

@@ -293,7 +293,7 @@ def test_nan_loss_stops_at_the_first_non_finite_batch(capsys, dtd, out, monkeypa
     epoch, batch, loss = seen[-1]
     assert loss is None  # the last batch that ran is the one that raised
     assert all(torch.isfinite(torch.tensor(s[2])) for s in seen[:-1]) and epoch == 0
-    assert line.startswith(f"error: FloatingPointError: training loss is ")
+    assert line.startswith("error: FloatingPointError: training loss is ")
     assert f" at epoch 1, batch {batch + 1} (the first non-finite loss; learning rate 1e+30): training stopped" in line
     assert results(out)["status"] == "failed" and results(out)["metrics"] == {}
 

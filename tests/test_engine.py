@@ -13,7 +13,7 @@ from cpt.engine.optim import build_lr_scheduler, build_optimizer
 from cpt.calibration.registry import Registry
 from cpt.engine.trainer import TRAINER_REGISTRY
 from tests import engine_fixtures
-from tests.engine_fixtures import CLASSNAMES, EngineTiny, write_fixture_tree
+from tests.engine_fixtures import EngineTiny, write_fixture_tree
 from tests.runs import engine_args as _args, train_main
 
 
@@ -187,7 +187,7 @@ def test_persistent_buffer_survives_resume_and_old_checkpoints_still_load(fixtur
 
 def test_seed_zero_is_a_seed(fixture_root, tmp_path):
     a = train_main(_args(fixture_root, str(tmp_path / "a"), epochs=1, seed=0))
-    b = train_main(_args(fixture_root, str(tmp_path / "b"), epochs=1, seed=0))
+    train_main(_args(fixture_root, str(tmp_path / "b"), epochs=1, seed=0))
     assert a.cfg.SEED == 0
     for k, v in _weights(str(tmp_path / "a")).items():
         assert torch.equal(v, _weights(str(tmp_path / "b"))[k])

@@ -23,13 +23,14 @@ def toy():
     from cpt.cli import catalog, plugins
     from cpt.calibration.posthoc import POSTHOC
     from cpt.calibration.regularizers import REGULARIZERS
+    from cpt.engine.data import DATASET_REGISTRY
     from cpt.engine.trainer import TRAINER_REGISTRY
     from cpt.trainers import config
 
     (module,) = load_plugins([PLUGIN])
     yield module
     for registry, name in ((TRAINER_REGISTRY, "ToyShift"), (REGULARIZERS, "toy_l2"), (POSTHOC, "toy_scale"),
-                           (catalog.METHODS, "toyshift")):
+                           (catalog.METHODS, "toyshift"), (DATASET_REGISTRY, "ToyColours")):
         registry._obj_map.pop(name, None)
     config._DEFAULTS.pop("TOYSHIFT", None)
     plugins._loaded.pop(PLUGIN, None)
@@ -85,3 +86,49 @@ def test_toy_method_in_the_sweep_and_the_parser(tmp_path):
     row = next(line.split(",") for line in p.stdout.splitlines() if line.startswith("shapeworld,"))
     assert float(row[1]) == pytest.approx(acc["train_base"], abs=1e-4)
     assert float(row[3]) == pytest.approx(acc["test_new"], abs=1e-4)
+
+
+def test_toy_dataset_from_a_yaml_path_in_the_driver_and_the_sweep(tmp_path):
+    """The plugin's dataset, its yaml outside the project, through scripts/drive.py (train, then the
+    test of every trained run of DATASETS) and scripts/sweep.py (its seed 1 finished by the driver
+    with the same options, seed 2 run); runs go to folders named by the yaml's stem."""
+    from tests.toy_extensions import write_toy_colours
+
+    data = tmp_path / "data"
+    write_toy_colours(str(data))
+    ds = tmp_path / "lab" / "toy_colours.yaml"
+    ds.parent.mkdir()
+    ds.write_text('DATASET:\n  NAME: "ToyColours"\nINPUT:\n  SIZE: (32, 32)\n')
+    out = str(tmp_path / "output")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATASETS", "SEEDS", "CFG", "CALIB", "LOAD_EPOCH")}
+    env.update(CPT_PLUGINS=PLUGIN, DATA=str(data), CPT_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
+               OUTPUT=out, PYTHON=sys.executable, SHOTS="1", OPTS="OPTIM.MAX_EPOCH 1 TEST.RELIABILITY_DIAGRAM False")
+
+    def call(*argv, **more):
+        p = subprocess.run([sys.executable, *argv], env={**env, **more}, cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+        return p.returncode, p.stdout + p.stderr
+
+    def finished(seed):
+        for step in ("train_base", "test_new"):
+            run_dir = os.path.join(out, "base2new", step, "toy_colours", "shots_1", "ToyShift", "world_ep50",
+                                   f"seed{seed}")
+            res = json.load(open(os.path.join(run_dir, "results.json")))
+            assert res["status"] == "finished" and res["dataset"] == "toy_colours", (step, res)
+            assert res["subsample"] == ("base" if step == "train_base" else "new")
+
+    rc, log = call("scripts/drive.py", "toyshift", "train", str(ds), "1")
+    assert rc == 0, log[-3000:]
+    rc, log = call("scripts/drive.py", "toyshift", "test", DATASETS=str(ds))
+    assert rc == 0, log[-3000:]
+    finished(1)
+    rc, log = call("scripts/sweep.py", "--datasets", str(ds), "--methods", "toyshift", "--seeds", "1", "2",
+                   "--gpus", "none", "--load-epoch", "1")
+    assert rc == 0 and "# 2 units, 1 finished, 1 to run" in log, log[-3000:]
+    finished(2)
+    # a dataset that is neither a stem of configs/datasets/ nor an existing .yaml file: one line naming it
+    missing = str(tmp_path / "lab" / "nope.yaml")
+    for argv in (("scripts/drive.py", "toyshift", "train", missing, "1"),
+                 ("scripts/sweep.py", "--datasets", missing, "--methods", "toyshift", "--dry-run")):
+        rc, log = call(*argv)
+        assert rc != 0 and f"error: dataset config '{missing}' not found: no file {missing}" in log, log

@@ -164,7 +164,7 @@ def _log(out):
         return f.read()
 
 
-def test_run_logs_cache_miss_then_hit_and_same_logits(root, tmp_path):  # noqa: F811
+def test_run_logs_cache_miss_then_hit_and_same_logits(root, tmp_path):
     first = run(root, str(tmp_path / "a"), "CoOp", *INIT["CoOp"], epochs=0)
     assert "computed (not in the cache), written to" in _log(str(tmp_path / "a"))
     second = run(root, str(tmp_path / "b"), "KgCoOp", *INIT["KgCoOp"], epochs=0)

@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -25,7 +24,7 @@ from cpt.engine.config import get_cfg_default
 from cpt.engine.data import DATASET_REGISTRY
 from cpt.engine.runlock import process_start_time
 from cpt.engine.utils import get_logger, setup_logger
-from cpt.calibration.fileio import atomic_write_bytes, atomic_write_json
+from cpt.calibration.fileio import atomic_write_json
 from tests import test_multilabel_training as ml
 from tests.dataset_fixtures import make_dtd
 from tests.fault_fixtures import ENGINE_LAUNCHER, PY, assert_one_line, results

@@ -14,7 +14,7 @@ import pytest
 from tests.runs import REPO, train_main, world_coop_args
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-import parse_results as pr  # noqa: E402
+import parse_results as pr
 
 OLD = os.path.join(REPO, "tests", "fixtures", "run_a8047cc", "base2new")
 TAIL = os.path.join("shapeworld", "shots_16", "CoOp", "world_ep50", "seed1")

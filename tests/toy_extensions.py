@@ -7,7 +7,13 @@ plugin would add them (tests/test_extending.py loads this file through ``CPT_PLU
   it is zero-shot CLIP.
 - ``toy_l2`` regularizer: ``WEIGHT * mean(logits ** 2)``, needs only the logits.
 - ``toy_scale`` post-hoc calibrator: divides the logits by ``FACTOR``.
+- ``ToyColours`` dataset: one folder of images per class under ``<root>/toy_colours/``
+  (:func:`write_toy_colours` draws a tiny one); its yaml can live anywhere
+  (``DATASETS=/lab/toy_colours.yaml``).
 """
+import os
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,6 +21,8 @@ import torch.nn.functional as F
 from cpt.cli import catalog
 from cpt.calibration.posthoc import PosthocCalibrator, register_posthoc
 from cpt.calibration.regularizers import Regularizer, register_regularizer
+from cpt.datasets.splits import FolderBenchmark
+from cpt.engine.data import DATASET_REGISTRY
 from cpt.engine.trainer import TRAINER_REGISTRY
 from cpt.trainers.base import ClipPromptTrainer
 from cpt.trainers.config import add_trainer_node
@@ -60,3 +68,25 @@ class ToyScale(PosthocCalibrator):
 
     def apply(self, logits, **inputs):
         return logits / self.params["factor"]
+
+
+@DATASET_REGISTRY.register()
+class ToyColours(FolderBenchmark):
+    dataset_dir = "toy_colours"
+    LAYOUT = "toy_colours/<class>/<image>.png  (one folder per class)"
+
+
+TOY_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (220, 220, 30)}
+
+
+def write_toy_colours(root, per_class=6, size=32):
+    """``root/toy_colours/<colour>/<i>.png``: noisy squares of each colour (CoOp's 50/20/30 split
+    of 6 images: 3 train, 1 val, 2 test per class)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, rgb in TOY_COLOURS.items():
+        os.makedirs(os.path.join(root, "toy_colours", name), exist_ok=True)
+        for i in range(per_class):
+            pix = np.clip(np.array(rgb) + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pix).save(os.path.join(root, "toy_colours", name, f"{i}.png"))

@@ -70,7 +70,8 @@ def labels(configs):
     """A short label per configuration: its values of the keys that differ (at most
     :data:`LABEL_KEYS`), ``no fingerprint`` or ``fingerprint <hex>``."""
     known = [c for c in configs if c.identity is not None]
-    keys = sorted({k for c in known[1:] for k, _, _ in identity_diff(known[0].identity, c.identity, include_absent=True)})
+    keys = sorted({k for c in known[1:]
+                   for k, _, _ in identity_diff(known[0].identity, c.identity, include_absent=True)})
     out = []
     for c in configs:
         if c.key == UNKNOWN:
@@ -94,6 +95,7 @@ def describe(configs):
             parts.append(f"fingerprint {first.fingerprint} ({first.seeds_label()}) vs {c.fingerprint} "
                          f"({c.seeds_label()})")
         else:
-            parts.append(format_diff(identity_diff(first.identity, c.identity, include_absent=True), first.seeds_label(),
+            diff = identity_diff(first.identity, c.identity, include_absent=True)
+            parts.append(format_diff(diff, first.seeds_label(),
                                      c.seeds_label()))
     return f"{len(configs)} configurations (one row each): " + " | ".join(parts)

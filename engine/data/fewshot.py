@@ -150,6 +150,7 @@ def fewshot_like_dassl(cfg, name, train, val, dataset_dir=None, draw_val=True, i
         log.warning(f"{name}: class {cname!r} (label {label}) has {n} validation images, fewer than "
                     f"{min(k, VAL_SHOTS)}; all {n} are kept")
     seeded = f"seed {seed}" if seed is not None and seed >= 0 else "unseeded (SEED < 0)"
+    upstream = upstream_fewshot_file(dataset_dir, k, seed) if dataset_dir else "(no dataset folder)"
     log.info(f"{name}: few-shot split drawn with Dassl's rule ({k} shots, {seeded}, from {order}); "
-             f"no upstream file {upstream_fewshot_file(dataset_dir, k, seed) if dataset_dir else '(no dataset folder)'}")
+             f"no upstream file {upstream}")
     return new_train, new_val
