@@ -11,18 +11,20 @@ What counts as a reference (read from the markdown text, nothing imported):
   ``cli/``, ``cpt/``, ``configs/``, ``scripts/``, ``benchmarks/``, ``tests/``, ``docs/``,
   ``dassl_patches/``, ``.ci/``) is a path from the checkout root and must exist. A ``:<line>`` or
   ``:<name>`` suffix is dropped; ``a.{pt,json}`` stands for both files.
-- **Bare file names** in a backticked span (no ``/``; ending in ``.py``, ``.sh``, ``.md``, ``.yaml``,
-  ``.toml`` or ``.txt`` with a code-like stem) must be the name of some file of the checkout
+- **Bare file names** in a backticked span (no ``/``; ending in ``.py``, ``.sh``, ``.md``, ``.yaml``
+  or ``.toml``) must be the name of some file of the checkout
   (``run.py`` next to ``cli/`` is ``cli/run.py``). Names in fenced code blocks are not checked
   this way (a code block may name a file the reader writes, e.g. ``grid.yaml``).
 - **Module names** ``cpt.<folder>[.<module>...][.<attribute>]`` anywhere in a span or a code block:
-  the longest prefix that is a package folder or module file must reach at least ``cpt.<folder>``;
+  the longest prefix that is a package folder (namespace folders such as ``configs/`` count) or a
+  module file must reach at least ``cpt.<folder>``;
   a remaining first part must be defined (``def``, ``class`` or an assignment) in that module.
 
 Skipped: URLs; words holding a placeholder or glob (``<...>``, ``*``, ``...``, ``$``, ``~``,
 ``%``); output paths (``output/...``, under the git-ignored output root); paths inside ``$DATA``
-(dataset layouts start with a dataset folder, never with a project folder); the handful of paths
-in the upstream forks that ``FOREIGN`` lists (they happen to start with a project folder name).
+(dataset layouts start with a dataset folder, never with a project folder; their ``.txt``, ``.json``
+and ``.mat`` names are not bare names); the handful of paths in the upstream forks and of the
+docs' examples of a user's own files that ``FOREIGN`` lists (they start with a project folder name).
 README.md must stay under 300 lines: it is the starting point, the rest lives in docs/.
 """
 import glob
@@ -32,9 +34,13 @@ import re
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP = ("calibration", "engine", "trainers", "datasets", "cli", "cpt", "configs", "scripts", "benchmarks",
        "tests", "docs", "dassl_patches", ".ci")
-BARE_EXT = (".py", ".sh", ".md", ".yaml", ".toml", ".txt")
-# Paths of the upstream forks, not of this project, quoted where the docs compare with them.
-FOREIGN = {"trainers/Caption_distill_double.py"}  # TaI-DPT's fork
+BARE_EXT = (".py", ".sh", ".md", ".yaml", ".toml")
+# Paths that are not this project's: the upstream forks' files, quoted where the docs compare with
+# them, and the files the docs' examples ask a user to create.
+FOREIGN = {
+    "trainers/Caption_distill_double.py",  # TaI-DPT's fork
+    "configs/trainers/ToyCoOp",  # the plugin method's config folder in "A method of your own"
+}
 
 
 def doc_files():
@@ -89,8 +95,8 @@ def _expand(word):
 
 
 def _words(span):
-    for w in re.split(r"[\s=,;()\"'`\[\]]+", span):
-        w = w.strip(".:")
+    for w in re.split(r"[\s=;()\"'`\[\]]+|,(?![^{}]*\})", span):
+        w = w.strip(".:,")
         if w:
             yield w
 
@@ -124,7 +130,7 @@ def module_problems(span):
         found, kind = 0, None
         for i in range(1, len(parts) + 1):
             base = os.path.join(ROOT, *parts[:i])
-            if os.path.isdir(base) and os.path.exists(os.path.join(base, "__init__.py")):
+            if os.path.isdir(base):
                 found, kind = i, os.path.join(base, "__init__.py")
             elif os.path.isfile(base + ".py"):
                 found, kind = i, base + ".py"
@@ -134,7 +140,7 @@ def module_problems(span):
             out.append(f"no module {name}")
             continue
         rest = parts[found:]
-        if rest:
+        if rest and os.path.isfile(kind):
             with open(kind, encoding="utf-8") as f:
                 src = f.read()
             attr = re.escape(rest[0])
