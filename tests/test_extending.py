@@ -123,7 +123,7 @@ def test_toy_dataset_from_a_yaml_path_in_the_driver_and_the_sweep(tmp_path):
     assert rc == 0, log[-3000:]
     finished(1)
     rc, log = call("scripts/sweep.py", "--datasets", str(ds), "--methods", "toyshift", "--seeds", "1", "2",
-                   "--gpus", "none", "--load-epoch", "1")
+                   "--shots", "1", "--gpus", "none", "--load-epoch", "1")
     assert rc == 0 and "# 2 units, 1 finished, 1 to run" in log, log[-3000:]
     finished(2)
     # a dataset that is neither a stem of configs/datasets/ nor an existing .yaml file: one line naming it

@@ -17,6 +17,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import sweep  # noqa: E402
+import sweep_executors  # noqa: E402
 from tests.fake_runs import fake_repo, read_calls  # noqa: E402
 
 PY = sys.executable
@@ -109,8 +110,8 @@ def test_local_runs_all_then_skips(fake, capsys):
 
 
 def test_gpu_slots(fake):
-    assert sweep.make_slots(["0", "1"], runs_per_gpu=2) == ["0", "0", "1", "1"]
-    assert sweep.make_slots([], workers=3) == [None, None, None]
+    assert sweep_executors.make_slots(["0", "1"], runs_per_gpu=2) == ["0", "0", "1", "1"]
+    assert sweep_executors.make_slots([], workers=3) == [None, None, None]
     assert sweep.main(fake.args + ["--gpus", "0,1"]) == 0
     with open(fake.log) as fh:
         cvd = {json.loads(line)["cvd"] for line in fh}
@@ -190,7 +191,7 @@ def test_slurm_parameters(fake, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     args = sweep.build_parser().parse_args(["--executor", "slurm", "--slurm-partition", "gpu", "--mem-gb", "32",
                                             "--timeout-min", "90", "--slurm-extra", "account=abc", "--gpus-per-job", "1"])
-    ex = sweep.make_executor("slurm", str(tmp_path / "sl"), args)
+    ex = sweep_executors.make_executor("slurm", str(tmp_path / "sl"), args)
     text = ex._executor._make_submission_file_text("CMD", "uid")
     for line in ("#SBATCH --partition=gpu", "#SBATCH --mem=32GB", "#SBATCH --time=90", "#SBATCH --account=abc",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=8"):
@@ -198,7 +199,7 @@ def test_slurm_parameters(fake, tmp_path, monkeypatch):
     # the unit script skips finished steps with the same rule as the bash scripts
     (r,) = sweep.expand_grid({"datasets": ["dtd"], "seeds": [1], "methods": ["coop"], "output": fake.out},
                              root=fake.root)
-    script = sweep.unit_script(r)
+    script = sweep_executors.unit_script(r)
     assert script.count("if ! grep -Eq") == 2 and shlex.join(r.test_cmd) in script
     os.makedirs(r.train_dir)
     with open(os.path.join(r.train_dir, "results.json"), "w") as f:
