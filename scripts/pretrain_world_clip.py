@@ -22,12 +22,12 @@ of continuations is recorded). ``--renderings vintage,neon`` draws a fraction ``
 both pools in those renderings, and a rendered image's caption names its rendering with probability
 ``--render-word``; the manifest adds each rendering's scene mAP (default and rendering-word prompts)
 and probability map. The commands of the shipped checkpoints: README, "The offline world".
+
+The pools, batches and caption tokens are in ``pretrain_world_data.py``, the evaluation and the
+manifest in ``pretrain_world_eval.py`` (modules beside this script); the model's compact
+vocabulary, the loss and the loop here.
 """
-
-from __future__ import annotations
-
 import argparse
-import itertools
 import json
 import math
 import os
@@ -38,54 +38,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(SCRIPTS), SCRIPTS]
 
 from cpt.datasets import world  # noqa: E402
-from cpt.calibration.fileio import atomic_write_json, atomic_write_with  # noqa: E402
+from cpt.calibration.fileio import atomic_write_with  # noqa: E402
 from cpt.trainers.clip import world as wc  # noqa: E402
-
-
-class TokenCache:
-    """Tokenize each distinct caption once and map its ids into the compact vocabulary."""
-
-    def __init__(self, tokenizer, id_map):
-        self.tok, self.id_map, self.cache = tokenizer, id_map, {}
-
-    def __call__(self, texts):
-        missing = [t for t in set(texts) if t not in self.cache]
-        if missing:
-            rows = self.id_map[self.tok(missing)]
-            if (rows < 0).any():
-                bad = [t for t, r in zip(missing, rows) if (r < 0).any()]
-                raise KeyError(f"captions with tokens outside the world vocabulary: {bad[:3]}")
-            for t, row in zip(missing, rows):
-                self.cache[t] = row
-        return torch.stack([self.cache[t] for t in texts])
-
-
-def world_token_ids(tokenizer):
-    """Sorted ids of every token a world caption or prompt can contain (plus pad 0, SOT, EOT).
-
-    Pretraining trains a compact table of these rows only (the ids keep their order, so the
-    EOT token stays the argmax that open_clip's text pooling looks for); rows of other tokens
-    stay at their seeded initial values, as with the full table and no weight decay on it.
-    """
-    texts = world.class_names("name") + world.class_names("description")
-    for sw, tex, lab in itertools.product(("small", "large"), world.TEXTURES, range(world.N_CLASSES)):
-        r = np.random.default_rng(lab)
-        texts += [world.pretrain_caption(lab, {"size_word": sw, "texture": tex}, r) for _ in range(40)]
-    for name in world.RENDERINGS:
-        r = np.random.default_rng(0)
-        for lab in range(world.N_CLASSES):
-            for _ in range(10):
-                texts.append(world.rendered_caption([lab, (lab + 1) % world.N_CLASSES],
-                                                    {"rendering": name, "cells": []}, r, 1.0)[0])
-    texts += ["a x and a y.", "a x, a y and a z.", "a photo of a x."]
-    ids = {0, tokenizer.sot_token_id, tokenizer.eot_token_id}
-    for t in texts:
-        ids.update(tokenizer.encode(t))
-    return sorted(ids)
+from pretrain_world_data import TokenCache, build_pools, make_batch, world_token_ids  # noqa: E402
+from pretrain_world_eval import build_eval_data, evaluate, write_manifest  # noqa: E402
 
 
 def compact_text_model(model, ids):
@@ -129,68 +89,6 @@ def multi_positive_loss(logits, pos):
     return 0.5 * ((lse_i - pos_i).mean() + (lse_t - pos_t).mean())
 
 
-def make_batch(rng, pool, scene_pool, batch, scene_frac, p_scene_partial, p_word=0.0):
-    """Images, captions and the positive mask of one batch.
-
-    Caption j is a positive of image i when its classes are a subset of the image's and it names
-    no rendering or the image's own (a caption without a rendering word fits every rendering).
-    Images of plain pools (no ``rendering`` in their meta) draw exactly the captions they drew
-    before renderings existed.
-    """
-    n_scene = int(round(batch * scene_frac))
-    idx = rng.integers(len(pool[0]), size=batch - n_scene)
-    sidx = rng.integers(len(scene_pool[0]), size=n_scene)
-    caps, img_sets, cap_sets, img_r, cap_r = [], [], [], [], []
-    for src, rows, scene in ((pool, idx, False), (scene_pool, sidx, True)):
-        for i in rows:
-            labs, meta = ([int(src[1][i])] if not scene else src[1][i]), src[2][i]
-            sub = labs
-            if scene and rng.random() < p_scene_partial:
-                k = int(rng.integers(1, len(labs)))  # a strict subset, in random order
-                sub = [labs[j] for j in rng.permutation(len(labs))[:k]]
-            if meta.get("rendering"):
-                cap, r = world.rendered_caption(list(sub), meta, rng, p_word)
-            elif scene:
-                cap, r = world.scene_caption(sub, rng), None
-            else:
-                cap, r = world.pretrain_caption(labs[0], meta, rng), None
-            caps.append(cap)
-            cap_r.append(r)
-            img_r.append(meta.get("rendering"))
-            img_sets.append(set(labs))
-            cap_sets.append(set(sub))
-    x = np.concatenate([pool[0][idx], scene_pool[0][sidx]], axis=0)
-    pos = torch.tensor([[c <= s and (rc is None or rc == ri) for c, rc in zip(cap_sets, cap_r)]
-                        for s, ri in zip(img_sets, img_r)], dtype=torch.bool)
-    return x, caps, pos
-
-
-def build_pools(seed, n_single, n_scene, renderings=(), render_frac=0.0):
-    """Pretraining pools ``(images, labels, metas)`` of single objects and of scenes.
-
-    Without renderings: the plain pools of streams ``pretrain`` / ``pretrain_scene``. With them, a
-    fraction ``render_frac`` of each pool is drawn in the renderings (equal shares, streams
-    ``pretrain_<r>`` / ``pretrain_scene_<r>``) and the rest plain; metas carry ``rendering``.
-    """
-    renderings = list(renderings)
-    n_r = [int(round(n * render_frac / len(renderings))) if renderings else 0
-           for n in (n_single, n_scene)]
-    singles = [world.generate_single_pool(seed, n_single - n_r[0] * len(renderings), stream="pretrain")]
-    scenes = [world.generate_scene_pool(seed, n_scene - n_r[1] * len(renderings), stream="pretrain_scene")]
-    for r in renderings:
-        singles.append(world.generate_single_pool(seed, n_r[0], stream=f"pretrain_{r}", variant=r))
-        scenes.append(world.generate_scene_pool(seed, n_r[1], stream=f"pretrain_scene_{r}", variant=r))
-
-    def cat(parts):
-        if len(parts) == 1:
-            return parts[0]
-        imgs = np.concatenate([p[0] for p in parts])
-        labels = (np.concatenate([p[1] for p in parts]) if isinstance(parts[0][1], np.ndarray)
-                  else [lab for p in parts for lab in p[1]])
-        return imgs, labels, [m for p in parts for m in p[2]]
-    return cat(singles), cat(scenes)
-
-
 def encode_text_trimmed(model, text):
     """``model.encode_text`` on tokens cut after the batch's last EOT (same result, less work).
 
@@ -204,76 +102,6 @@ def encode_text_trimmed(model, text):
     x = model.ln_final(x)
     x = x[torch.arange(x.shape[0]), text.argmax(dim=-1)]
     return x @ model.text_projection
-
-
-@torch.no_grad()
-def encode_images(model, imgs, bs=512):
-    out = []
-    for i in range(0, len(imgs), bs):
-        out.append(F.normalize(model.encode_image(wc.images_to_tensor(imgs[i:i + bs])), dim=-1))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def encode_texts(model, tokenizer, texts):
-    return F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
-
-
-def prompts(kind="name", template="a photo of a {}."):
-    return [template.format(c) for c in world.class_names(kind)]
-
-
-@torch.no_grad()
-def evaluate(model, tokenizer, eval_data):
-    """Zero-shot numbers (percent for accuracy, mAP as a fraction)."""
-    from sklearn.metrics import average_precision_score
-    model.eval()
-    res = {}
-    tn = encode_texts(model, tokenizer, prompts("name"))
-    td = encode_texts(model, tokenizer, prompts("description"))
-    f = encode_images(model, eval_data["clean"][0])
-    y = torch.as_tensor(eval_data["clean"][1])
-    res["zs_clean_all_name"] = 100 * ((f @ tn.T).argmax(1) == y).float().mean().item()
-    res["zs_clean_all_description"] = 100 * ((f @ td.T).argmax(1) == y).float().mean().item()
-    base, new = world.base_new_split()
-    for vname in ("clean", "cast"):
-        fv = f if vname == "clean" else encode_images(model, eval_data["cast"][0])
-        for half, labs in (("base", base), ("new", new)):
-            labs_t = torch.tensor(labs)
-            m = torch.isin(y, labs_t)
-            pred = (fv[m] @ tn[labs_t].T).argmax(1)
-            res[f"zs_{vname}_{half}_name"] = 100 * (labs_t[pred] == y[m]).float().mean().item()
-    res["cast_strength"] = world.cast_strength("cast")
-
-    def scene_map(scenes, text):  # mean over classes of the average precision
-        Y = np.array([world.multi_hot(labs) for labs in scenes[1]])
-        s = (encode_images(model, scenes[0]) @ text.T).numpy()
-        return float(np.mean([average_precision_score(Y[:, c], s[:, c]) for c in range(Y.shape[1])]))
-    if eval_data.get("scene") is not None:
-        for kind, t in (("name", tn), ("description", td)):
-            res[f"scene_map_{kind}"] = scene_map(eval_data["scene"], t)
-    for name, scenes in (eval_data.get("rendered") or {}).items():
-        for key, tpl in render_prompts(world.RENDERINGS[name]["word"]).items():
-            res[f"{name}_scene_map_{key}"] = scene_map(
-                scenes, encode_texts(model, tokenizer, prompts("name", tpl)))
-    model.train()
-    return res
-
-
-def render_prompts(word):
-    """The prompts compared on rendered scenes: the default one and two naming the rendering."""
-    return {"default": "a photo of a {}.", "word": f"a {word} {{}}.",
-            "photo_word": f"a photo of a {word} {{}}."}
-
-
-def build_eval_data(seed, n_per_class, n_scenes, renderings=(), render_stream="scene_test"):
-    """Evaluation images; ``renderings``: also ``n_scenes`` scenes of ``render_stream`` in each
-    of them (the progress evaluation during training uses the validation stream)."""
-    scene = world.generate_scene_pool(seed, n_scenes, stream="scene_test")[:2] if n_scenes else None
-    return {"clean": world.generate_class_balanced(seed, "test", n_per_class, "clean"),
-            "cast": world.generate_class_balanced(seed, "test", n_per_class, "cast"), "scene": scene,
-            "rendered": {r: world.generate_scene_pool(seed, n_scenes, stream=render_stream, variant=r)[:2]
-                         for r in renderings}}
 
 
 def main(argv=None):
@@ -386,55 +214,6 @@ def init_record(path):
             parent = json.load(f)
         rec["recipe"] = {k: v for k, v in parent.items() if k in RECIPE_KEYS}
     return rec
-
-
-def fit_scene_probability_map(model, tokenizer, seed, n_scenes=500, variant="clean"):
-    """Map p = sigmoid(scale * cos + bias): 1-D logistic regression of the multi-hot labels on the
-    cosines of scene-*val*-stream images (drawn in ``variant``; never test) to "a photo of a {name}."
-    prompts, all classes pooled."""
-    from sklearn.linear_model import LogisticRegression
-    imgs, labs, _ = world.generate_scene_pool(seed, n_scenes, stream="scene_val", variant=variant)
-    with torch.no_grad():
-        cos = (encode_images(model, imgs) @ encode_texts(model, tokenizer, prompts("name")).T)
-    y = np.array([world.multi_hot(lab) for lab in labs]).ravel()
-    lr = LogisticRegression(C=1e4).fit(cos.numpy().reshape(-1, 1), y)
-    return {"scale": round(float(lr.coef_[0, 0]), 4), "bias": round(float(lr.intercept_[0]), 4),
-            "formula": "p = sigmoid(scale * cosine + bias)", "fitted_on": "scene_val",
-            "variant": variant, "prompt": "a photo of a {name}.", "n_scenes": n_scenes}
-
-
-def write_manifest(path, manifest, eval_seed=world.WORLD_SEED):
-    """Evaluate the checkpoint at ``path`` as shipped and write its manifest next to it."""
-    import open_clip
-    shipped = wc.unpack_checkpoint(torch.load(path, map_location="cpu", weights_only=True)).eval()
-    tokenizer = wc.get_world_tokenizer()
-    renderings = manifest.get("renderings", [])
-    ev = evaluate(shipped, tokenizer, build_eval_data(eval_seed, 50, 1000, renderings))
-    manifest = dict(manifest)
-    manifest.update({
-        "file": os.path.basename(path),
-        "sha256": wc.sha256_file(path),
-        "size_bytes": os.path.getsize(path),
-        "eval_seed": eval_seed,
-        "eval": {"prompt": "a photo of a {name}.", "clean_test_per_class": 50,
-                 "scenes": 1000, "accuracy_unit": "percent", "map_unit": "fraction",
-                 "halves": "32-way within base (labels 0-31) / new (32-63)",
-                 **{k: round(v, 4) for k, v in ev.items()}},
-        "zero_shot_accuracy": round(ev["zs_clean_all_name"], 2),
-        "scene_map": round(ev["scene_map_name"], 4),
-        "scene_probability_map": fit_scene_probability_map(shipped, tokenizer, eval_seed),
-        **{f"{r}_probability_map": fit_scene_probability_map(shipped, tokenizer, eval_seed, variant=r)
-           for r in renderings},
-        "config": wc.WORLD_TINY_CFG,
-        "open_clip_version": open_clip.__version__,
-        "torch_version": torch.__version__,
-    })
-    atomic_write_json(manifest, wc.manifest_path(path))
-    print(json.dumps(manifest["eval"], indent=2))
-    print(f"zero-shot accuracy (clean, 64-way, names): {ev['zs_clean_all_name']:.2f}%  "
-          f"wall time {manifest.get('wall_time_s', 0):.0f}s  "
-          f"size {manifest['size_bytes'] / 1e6:.2f} MB", flush=True)
-    return manifest
 
 
 def reevaluate(path):
