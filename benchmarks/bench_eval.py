@@ -17,8 +17,8 @@ import tempfile
 import torch
 
 from benchlib import add_run_flags, best_time, serve, trainer_cfg, write_images
-from cpt.engine.trainer import build_trainer
 from cpt import trainers  # noqa: F401  (registers CoOp)
+from cpt.engine.trainer import build_trainer
 
 
 def bench(label, backbone, pretrained, size, args, tmp):

@@ -22,8 +22,8 @@ import tempfile
 import torch
 
 from benchlib import add_run_flags, best_time, serve, trainer_cfg, write_images
-from cpt.engine.trainer import build_trainer
 from cpt import trainers  # noqa: F401  (registers the trainers)
+from cpt.engine.trainer import build_trainer
 
 NODES = {"CoOp": "COOP", "CoCoOp": "COCOOP", "KgCoOp": "KGCOOP", "MaPLe": "MAPLE"}
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from .metrics import classification_metrics, classification_stats
-from .proximity import knn_proximity
 from .multilabel import multilabel_metrics
+from .proximity import knn_proximity
 
 
 def _as_tensor(x, name, where):

@@ -4,8 +4,8 @@ display), written atomically: reliability diagrams and a base-vs-new summary cha
 import numpy as np
 
 from .fileio import atomic_write_with
-
 from .metrics import reliability_bins
+
 
 def _new_figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from .losses import zs_norm_logits
-from .regularizers import check_params, lookup, register_as
 from .fileio import atomic_write_json
+from .losses import zs_norm_logits
 from .registry import Registry
+from .regularizers import check_params, lookup, register_as
 
 T_MIN, T_MAX = 1e-2, 1e2
 

@@ -10,9 +10,18 @@ import types
 import torch
 import torch.nn.functional as F
 
-from .losses import (DEFAULT_VOCAB_PATH, ccr_loss, dor_loss, load_outlier_vocab,  # noqa: F401
-                                    logit_range_penalty, margin_mean_var, mbls_loss, select_outliers,
-                                    text_moment_matching, zs_norm_logits)
+from .losses import (  # noqa: F401
+    DEFAULT_VOCAB_PATH,
+    ccr_loss,
+    dor_loss,
+    load_outlier_vocab,
+    logit_range_penalty,
+    margin_mean_var,
+    mbls_loss,
+    select_outliers,
+    text_moment_matching,
+    zs_norm_logits,
+)
 from .registry import Registry
 
 

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         """One line and exit status 2 (argparse prints the whole usage block)."""

@@ -108,12 +108,14 @@ def main(args):
     cfg = setup_cfg(args)
     rank = _init_distributed()
 
-    from .. import datasets  # noqa: F401  (registers the datasets)
-    from .. import trainers  # noqa: F401  (registers the trainers)
-    from ..engine.trainer import TRAINER_REGISTRY
+    from .. import (
+        datasets,  # noqa: F401  (registers the datasets)
+        trainers,  # noqa: F401  (registers the trainers)
+    )
     from ..engine.data import DATASET_REGISTRY
     from ..engine.evaluation import EVALUATOR_REGISTRY
     from ..engine.runlock import RunLock
+    from ..engine.trainer import TRAINER_REGISTRY
     from ..engine.utils import set_random_seed
 
     # Fail fast on names, before any work.

@@ -5,6 +5,7 @@ import os
 
 from .args import _hoist_flags, build_parser, setup_cfg
 
+
 def trainer_node(cfg):
     """The ``TRAINER.<NODE>`` the configured trainer reads (its ``cfg_node``; '' when it has none)."""
     from .. import trainers  # noqa: F401  (registers the trainers)

@@ -6,11 +6,12 @@ this project's calibration metrics (docs/design.md 5.3; keys in dassl_patches/RE
 ``cpt`` package importable (``pip install -e .``); installed by ``python dassl_patches/install.py``.
 """
 import os.path as osp
+
 import torch
 
+from cpt.calibration.fileio import atomic_write_with
 from cpt.engine import evaluation
 from cpt.engine.evaluation import EvaluatorBase  # noqa: F401  Dassl's interface, plus the PIECE pool (TEST.PROXIMITY_*)
-from cpt.calibration.fileio import atomic_write_with
 
 from .build import EVALUATOR_REGISTRY
 

@@ -18,6 +18,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # a source checkout: cpt/ beside this folder
 from cpt.calibration.fileio import atomic_write_bytes  # noqa: E402
+
 PATCH = os.path.join(HERE, "evaluator.py")
 MARKER = "Drop-in replacement for upstream Dassl.pytorch"
 

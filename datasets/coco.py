@@ -9,9 +9,9 @@ so a 450 MB file is read once.
 import json
 import os
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import cached_parse, fail, finish_test_only, lt_groups, preview
 from .multilabel import MultiLabelBenchmark, multihot
-from ..engine.data import DATASET_REGISTRY, Datum
 
 
 def read_coco_instances(path, name, layout):

@@ -19,10 +19,10 @@ import textwrap
 
 import numpy as np
 
+from ..calibration.fileio import atomic_write_bytes
 from ..engine.config import resolve_cache_dir
 from ..engine.data.datasets import DatasetBase, class_split_indices, subsample_classes
 from ..engine.utils import get_logger
-from ..calibration.fileio import atomic_write_bytes
 
 FULL_CHECK_LIMIT = 20000
 SAMPLE_SIZE = 1000

@@ -5,9 +5,9 @@ Always the official split: ``images_variant_{train,val,test}.txt`` (lines
 """
 import os
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import Benchmark, read_lines
 from .splits import finish_single_label
-from ..engine.data import DATASET_REGISTRY, Datum
 
 
 @DATASET_REGISTRY.register()

@@ -1,7 +1,7 @@
 """The benchmarks whose split CoOp builds from class folders (``splits.FolderBenchmark``): CoOp's
 ``split_zhou_<Name>.json`` when present, else a 50/20/30 per-class split, saved to the cache."""
-from .splits import FolderBenchmark
 from ..engine.data import DATASET_REGISTRY
+from .splits import FolderBenchmark
 
 
 @DATASET_REGISTRY.register()

@@ -6,9 +6,9 @@ index, CoOp's file is sorted by wnid); a variant reads it from its own folder, e
 """
 import os
 
+from ..engine.data import DATASET_REGISTRY, apply_fewshot_and_subsample
 from .common import Benchmark, finish_test_only, first_existing, preview, read_lines
 from .splits import class_subfolders, list_class_folders, split_or_build, stamp_sources
-from ..engine.data import DATASET_REGISTRY, apply_fewshot_and_subsample
 
 
 class _ImageNetFamily(Benchmark):

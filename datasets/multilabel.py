@@ -7,8 +7,8 @@ import pickle
 
 import numpy as np
 
-from .common import Benchmark, DatasetLayoutError, first_existing, read_lines
 from ..engine.data.datasets import apply_fewshot_and_subsample, paused_gc
+from .common import Benchmark, DatasetLayoutError, first_existing, read_lines
 
 
 def multihot(num_classes, positives=(), unknown=()):

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import read_lines
 from .multilabel import MultiLabelBenchmark
-from ..engine.data import DATASET_REGISTRY, Datum
 
 
 def _relpath(line):

@@ -6,9 +6,9 @@ Split: ``split_zhou_OxfordFlowers.json`` if present, else a 50/20/30 per-class s
 """
 import os
 
-from .splits import SplitBenchmark, split_per_class
 from ..engine.data import DATASET_REGISTRY
 from ..engine.utils import read_json
+from .splits import SplitBenchmark, split_per_class
 
 
 @DATASET_REGISTRY.register()

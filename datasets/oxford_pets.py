@@ -6,9 +6,9 @@ name = the image name without its trailing number, lower-cased; 80/20 train/val)
 """
 import os
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import read_lines
 from .splits import SplitBenchmark, split_trainval
-from ..engine.data import DATASET_REGISTRY, Datum
 
 
 @DATASET_REGISTRY.register()

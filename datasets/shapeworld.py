@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
-from . import common, world
 from ..engine.config import resolve_cache_dir
 from ..engine.data import DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample, read_split
 from ..engine.data.datasets import class_split_indices
 from ..engine.runlock import is_stale, process_start_time
 from ..engine.utils import get_logger
+from . import common, world
 
 SINGLE_COUNTS = {"n_train_per_class": 32, "n_val_per_class": 8, "n_test_per_class": 50}
 SCENE_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}

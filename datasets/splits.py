@@ -11,11 +11,10 @@ import json
 import os
 import random
 
-from .common import Benchmark, check_files_exist, dataset_cache_dir, fail, preview
-from ..engine.data.datasets import (Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split,
-                                      split_by_label)
-from ..engine.utils import get_logger, listdir_nohidden
 from ..calibration.fileio import atomic_write_bytes
+from ..engine.data.datasets import Datum, apply_fewshot_and_subsample, paused_gc, read_split, save_split, split_by_label
+from ..engine.utils import get_logger, listdir_nohidden
+from .common import Benchmark, check_files_exist, dataset_cache_dir, fail, preview
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

@@ -6,8 +6,8 @@ Hummer SUV 2000" -> "2000 AM General Hummer SUV"), saved to the cache.
 """
 import os
 
-from .splits import SplitBenchmark, split_trainval
 from ..engine.data import DATASET_REGISTRY, Datum
+from .splits import SplitBenchmark, split_trainval
 
 
 def _mat_str(x):

@@ -6,9 +6,9 @@ train/val of ``Training_01.txt``), saved to the cache. Class names follow CoOp's
 """
 import os
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import read_lines
 from .splits import SplitBenchmark, split_trainval
-from ..engine.data import DATASET_REGISTRY, Datum
 
 
 def clean_classname(folder):

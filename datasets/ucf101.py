@@ -7,9 +7,9 @@ at capitals with underscores ("ApplyEyeMakeup" -> "Apply_Eye_Makeup").
 import os
 import re
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import read_lines
 from .splits import SplitBenchmark, split_trainval
-from ..engine.data import DATASET_REGISTRY, Datum
 
 
 def renamed_action(action):

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
+from ..engine.data import DATASET_REGISTRY, Datum
 from .common import lt_groups, preview, read_lines
 from .multilabel import MultiLabelBenchmark
-from ..engine.data import DATASET_REGISTRY, Datum
 
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",

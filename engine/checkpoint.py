@@ -14,9 +14,9 @@ import zipfile
 import numpy as np
 import torch
 
+from ..calibration.fileio import atomic_write_bytes
 from .faults import fault_point
 from .utils import get_rank, mkdir_if_missing, remove_partial_writes
-from ..calibration.fileio import atomic_write_bytes
 
 
 def rng_state():

@@ -10,8 +10,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..calibration.accumulators import (ClassificationAccumulator, MultiLabelAccumulator, per_class_block,
-                                      result_block)
+from ..calibration.accumulators import ClassificationAccumulator, MultiLabelAccumulator, per_class_block, result_block
 from ..calibration.registry import Registry
 from .utils import get_logger
 

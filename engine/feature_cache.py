@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from .checkpoint import preserve_rng
 from ..calibration.fileio import atomic_write_bytes
+from .checkpoint import preserve_rng
 
 SUBDIR = "features"
 HASHES = "weights-sha256.json"

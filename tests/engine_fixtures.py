@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from cpt.engine.data import DATASET_REGISTRY, DatasetBase, apply_fewshot_and_subsample, read_split, save_split, Datum
+from cpt.engine.data import DATASET_REGISTRY, DatasetBase, Datum, apply_fewshot_and_subsample, read_split, save_split
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
 from cpt.engine.trainer import TRAINER_REGISTRY, TrainerX
 

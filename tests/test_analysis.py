@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+
 from cpt.calibration.analysis import (
     embedding_divergence,
     modality_gap,

@@ -19,8 +19,7 @@ import torch
 import tests.engine_fixtures  # noqa: F401  (registers EngineTiny)
 from tests.dataset_fixtures import DTD_CLASSES, jpeg_bytes, make_dtd
 from tests.engine_fixtures import EngineTiny
-from tests.fault_fixtures import (assert_no_result, assert_one_line, checkpoints, popen, read_only, results,
-                                  run_process)
+from tests.fault_fixtures import assert_no_result, assert_one_line, checkpoints, popen, read_only, results, run_process
 from tests.runs import REPO, cli, tiny_args
 
 
@@ -361,8 +360,9 @@ def test_two_runs_into_one_output_folder(capsys, dtd, out):
 
 
 def test_lock_of_another_host_or_reused_pid(tmp_path):
-    from cpt.engine.runlock import RunLock, RunLockError, is_stale, process_start_time
     import socket
+
+    from cpt.engine.runlock import RunLock, RunLockError, is_stale, process_start_time
 
     me = {"pid": os.getpid(), "host": socket.gethostname(), "start": process_start_time(os.getpid())}
     assert not is_stale(me)

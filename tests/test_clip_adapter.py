@@ -7,10 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.clip_fixtures import rn_clip_file
+from cpt.trainers.clip import (
+    BackboneError,
+    PretrainedWeightsNotFound,
+    PromptLearner,
+    effective_precision,
+    encode_prompts,
+    find_pretrained_file,
+    load_clip,
+)
 from cpt.trainers.clip import loading as clip_mod
-from cpt.trainers.clip import (BackboneError, PretrainedWeightsNotFound, PromptLearner, effective_precision,
-                           encode_prompts, find_pretrained_file, load_clip)
+from tests.clip_fixtures import rn_clip_file
 
 NAMES = ["gloss", "red circle", "blue_square"]
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from tests.engine_fixtures import write_fixture_tree
-from tests.runs import engine_args as _args, train_main
+from tests.runs import engine_args as _args
+from tests.runs import train_main
 
 LAUNCHER = os.path.join(os.path.dirname(__file__), "ddp_launcher.py")
 

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 import train
+from cpt.calibration.registry import Registry
 from cpt.engine.config import get_cfg_default
 from cpt.engine.data import Datum, generate_fewshot, subsample_classes
 from cpt.engine.optim import build_lr_scheduler, build_optimizer
-from cpt.calibration.registry import Registry
 from cpt.engine.trainer import TRAINER_REGISTRY
 from tests import engine_fixtures
 from tests.engine_fixtures import EngineTiny, write_fixture_tree
-from tests.runs import engine_args as _args, train_main
+from tests.runs import engine_args as _args
+from tests.runs import train_main
 
 
 def test_registry_miss_names_closest():

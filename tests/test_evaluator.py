@@ -18,6 +18,7 @@ from cpt.engine.evaluation import (
     build_evaluator,
 )
 
+
 @pytest.fixture
 def block(monkeypatch):
     """What the evaluators print: a run-logger handler writing to a buffer."""

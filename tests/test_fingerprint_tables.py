@@ -14,8 +14,7 @@ import sys
 
 import pytest
 
-from cpt.cli import catalog
-from cpt.cli import identity_of_argv
+from cpt.cli import catalog, identity_of_argv
 from tests.fake_runs import write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

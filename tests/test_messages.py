@@ -17,6 +17,7 @@ import torch
 
 import tests.engine_fixtures  # noqa: F401  (registers EngineTiny)
 from cpt import datasets  # noqa: F401  (registers the datasets)
+from cpt.calibration.fileio import atomic_write_json
 from cpt.calibration.losses import ccr_loss
 from cpt.calibration.regularizers import build_regularizers
 from cpt.datasets import shapeworld, world
@@ -24,7 +25,6 @@ from cpt.engine.config import get_cfg_default
 from cpt.engine.data import DATASET_REGISTRY
 from cpt.engine.runlock import process_start_time
 from cpt.engine.utils import get_logger, setup_logger
-from cpt.calibration.fileio import atomic_write_json
 from tests import test_multilabel_training as ml
 from tests.dataset_fixtures import make_dtd
 from tests.fault_fixtures import ENGINE_LAUNCHER, PY, assert_one_line, results

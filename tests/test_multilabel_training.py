@@ -13,8 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cpt import datasets  # noqa: F401  (registers the datasets and the synonym files)
-from cpt import trainers  # noqa: F401  (registers the trainers)
+from cpt import (
+    datasets,  # noqa: F401  (registers the datasets and the synonym files)
+    trainers,  # noqa: F401  (registers the trainers)
+)
 from cpt.datasets import world
 from cpt.engine.checkpoint import latest_checkpoint
 from cpt.engine.data.captions import CaptionMatcher, caption_multihot, synonyms_for

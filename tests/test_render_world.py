@@ -164,8 +164,8 @@ def test_dataset_groups_by_training_count_and_reads_the_user_folder(tmp_path):
 def test_render_checkpoint_ships_with_its_manifest_and_loads():
     """``world-tiny-render``: under 8 MB, manifest hash and parents recorded, renderings listed, the
     config maps equal to the manifest's vintage map, and it loads through the backbone registry."""
-    from cpt.trainers.clip import world as wc
     from cpt.trainers.clip import load_clip
+    from cpt.trainers.clip import world as wc
     path = wc.CHECKPOINTS["world-tiny-render"]
     m = json.load(open(wc.manifest_path(path)))
     parent = json.load(open(wc.manifest_path(wc.CHECKPOINTS["world-tiny-scenes"])))
@@ -228,6 +228,7 @@ def test_continuation_records_a_scratch_parent_recipe(tmp_path):
     chain); a shipped parent is recorded by file and hash only."""
     import importlib.util
     import shutil
+
     from cpt.trainers.clip import world as wc
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location("_pretrain", os.path.join(root, "scripts", "pretrain_world_clip.py"))

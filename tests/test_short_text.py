@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from cpt import trainers  # noqa: F401  (registers the trainers)
-from tests.engine_fixtures import write_fixture_tree
-from tests.runs import train_main
 from cpt.trainers.clip import ClipBackbone, bpe_tokenizer, encode_prompts, load_clip
 from cpt.trainers.taidpt import softmax_pool
+from tests.engine_fixtures import write_fixture_tree
+from tests.runs import train_main
 
 TOL = 1e-5
 # Gradients sum many per-image terms that partly cancel, so their float32 noise relative to their

@@ -10,8 +10,7 @@ import pytest
 
 from cpt import datasets  # noqa: F401  (registers the benchmarks)
 from cpt.engine.config import get_cfg_default
-from cpt.engine.data import build_dataset
-from cpt.engine.data import fewshot
+from cpt.engine.data import build_dataset, fewshot
 from cpt.engine.data.fewshot import UpstreamFileError
 from tests import upstream_layouts as layouts
 

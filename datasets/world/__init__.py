@@ -45,15 +45,55 @@ Materialised splits (CoOp format)
 """
 
 
-from .captions import (caption_corpus, caption_labels, join_phrases, pretrain_caption,
-                       render_word_caption, rendered_caption, scene_caption,
-                       scene_caption_description)
+from .captions import (
+    caption_corpus,
+    caption_labels,
+    join_phrases,
+    pretrain_caption,
+    render_word_caption,
+    rendered_caption,
+    scene_caption,
+    scene_caption_description,
+)
 from .draw import render_image, render_scene
-from .samples import (generate_class_balanced, generate_scene_pool, generate_single_pool,
-                      materialize_multilabel_split, materialize_rendered_split, materialize_split,
-                      rendered_scene_sample, scene_sample, single_sample)
-from .spec import (CAST_STRENGTH, CLASS_GRID, COLOUR_RGB, COLOURS, IMAGE_SIZE, LT_ALPHA,
-                   MADE_UP_NAMES, N_CLASSES, N_COLOURS, N_SHAPES, PARTNER, RENDER_PARTNER,
-                   RENDER_PERM, RENDERINGS, SHAPES, TEXTURES, WORLD_CLASSNAMES, WORLD_NAMES,
-                   WORLD_SEED, base_new_split, cast_strength, class_names, long_tail_weights,
-                   multi_hot, rendering_fingerprint, rendering_of, rng_for, sample_scene_labels)
+from .samples import (
+    generate_class_balanced,
+    generate_scene_pool,
+    generate_single_pool,
+    materialize_multilabel_split,
+    materialize_rendered_split,
+    materialize_split,
+    rendered_scene_sample,
+    scene_sample,
+    single_sample,
+)
+from .spec import (
+    CAST_STRENGTH,
+    CLASS_GRID,
+    COLOUR_RGB,
+    COLOURS,
+    IMAGE_SIZE,
+    LT_ALPHA,
+    MADE_UP_NAMES,
+    N_CLASSES,
+    N_COLOURS,
+    N_SHAPES,
+    PARTNER,
+    RENDER_PARTNER,
+    RENDER_PERM,
+    RENDERINGS,
+    SHAPES,
+    TEXTURES,
+    WORLD_CLASSNAMES,
+    WORLD_NAMES,
+    WORLD_SEED,
+    base_new_split,
+    cast_strength,
+    class_names,
+    long_tail_weights,
+    multi_hot,
+    rendering_fingerprint,
+    rendering_of,
+    rng_for,
+    sample_scene_labels,
+)

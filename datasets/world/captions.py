@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .spec import RENDERINGS, WORLD_CLASSNAMES, WORLD_NAMES, rng_for, sample_scene_labels
 
+
 def _desc(label):
     return WORLD_CLASSNAMES[label]
 

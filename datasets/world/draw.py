@@ -7,8 +7,17 @@ import math
 
 import numpy as np
 
-from .spec import (CLASS_GRID, COLOUR_RGB, IMAGE_SIZE, PARTNER, RENDER_PARTNER, SHAPES, TEXTURES,
-                   cast_strength, rendering_of)
+from .spec import (
+    CLASS_GRID,
+    COLOUR_RGB,
+    IMAGE_SIZE,
+    PARTNER,
+    RENDER_PARTNER,
+    SHAPES,
+    TEXTURES,
+    cast_strength,
+    rendering_of,
+)
 
 
 # ----------------------------------------------------------------------------- shapes

@@ -8,11 +8,20 @@ import os
 import numpy as np
 
 from ...calibration.fileio import atomic_write_json
-
 from .captions import scene_caption_description
 from .draw import render_image, render_scene
-from .spec import (IMAGE_SIZE, N_CLASSES, RENDERINGS, WORLD_NAMES, WORLD_SEED, long_tail_weights,
-                   multi_hot, rendering_of, rng_for, sample_scene_labels)
+from .spec import (
+    IMAGE_SIZE,
+    N_CLASSES,
+    RENDERINGS,
+    WORLD_NAMES,
+    WORLD_SEED,
+    long_tail_weights,
+    multi_hot,
+    rendering_of,
+    rng_for,
+    sample_scene_labels,
+)
 
 
 def single_sample(seed, stream, index, variant="clean", label=None):

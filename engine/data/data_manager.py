@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..utils import is_distributed, read_image
 from .datasets import build_dataset
 from .transforms import build_transform
-from ..utils import is_distributed, read_image
 
 
 class DatasetWrapper(Dataset):

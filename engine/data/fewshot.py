@@ -15,8 +15,8 @@ import pickle
 import random
 from collections import OrderedDict
 
-from .datasets import draw_per_class
 from ..utils import get_logger
+from .datasets import draw_per_class
 
 VAL_SHOTS = 4  # CoOp: validation set gets min(NUM_SHOTS, 4) per class
 _listdir = os.listdir  # the folder listing upstream's ImageNet order comes from (tests replace it)
