@@ -11,6 +11,8 @@ one by one. Equal-mass edges (``np.quantile``'s linear rule, bit for bit) reuse 
 histogram to find the cells holding the order statistics they need and sort only those samples.
 Plain ``searchsorted`` + ``bincount`` measured 4-30x slower (benchmarks/bench_metrics.py).
 """
+from __future__ import annotations
+
 import numpy as np
 
 _BLOCK = 1 << 16  # samples per pass block
@@ -24,7 +26,7 @@ class Grid:
     """Uniform grid over the values ``x`` (1-D float64): the unit interval when ``unit_ok`` and
     0 <= x <= 1 (cells of width 1/_G), else [min(x), max(x)]. Non-finite values raise."""
 
-    def __init__(self, x, unit_ok=True):
+    def __init__(self, x: np.ndarray, unit_ok: bool = True) -> None:
         self.x, self.mn, self.mx = x, x.min(), x.max()
         if not (np.isfinite(self.mn) and np.isfinite(self.mx)):
             raise ValueError("contains NaN or infinite values")
@@ -35,12 +37,12 @@ class Grid:
             scale = np.float64(_G) / span if span > 0 else np.float64(0.0)
             self.lo, self.scale = self.mn, scale if np.isfinite(scale) else np.float64(0.0)
 
-    def values(self, v, out=None):
+    def values(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``(v - lo) * scale``: the same float operations for samples and edges."""
         out = np.subtract(v, self.lo, out=out)
         return np.multiply(out, self.scale, out=out)
 
-    def table(self, edges):
+    def table(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per cell: the number of ``edges`` below every sample of the cell (int64), and the
         mask of the cells that hold an edge (their samples are binned one by one)."""
         cells = np.floor(self.values(np.asarray(edges, dtype=np.float64)))
@@ -49,7 +51,10 @@ class Grid:
         held[cells[inside].astype(np.intp)] = True
         return np.searchsorted(np.sort(cells), np.arange(_G + 1), side="left"), held
 
-    def accumulate(self, a=None, c=None, counts=True, keep=False, flagged=None):
+    def accumulate(
+            self, a: np.ndarray | None = None, c: np.ndarray | None = None, counts: bool = True, keep: bool = False,
+            flagged: np.ndarray | None = None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray]:
         """One blocked pass. Returns per-cell counts (when ``counts``), per-cell sums of ``a - c``
         (when ``a`` is given), every sample's cell (when ``keep``), the indices of the samples in
         ``flagged`` cells."""
@@ -73,12 +78,13 @@ class Grid:
         return cnt, dsum, cells, np.concatenate(hits) if hits else np.empty(0, dtype=np.intp)
 
 
-def exact_bins(x, edges, strict):
+def exact_bins(x: np.ndarray, edges: np.ndarray, strict: bool) -> np.ndarray:
     """``#(edges < x)`` (strict) or ``#(edges <= x)`` by direct comparison."""
     return np.searchsorted(edges, x, side="left" if strict else "right")
 
 
-def binned_gaps(grid, edges, strict, a, c, counts=False):
+def binned_gaps(grid: Grid, edges: np.ndarray, strict: bool, a: np.ndarray, c: np.ndarray,
+                counts: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-bin sums of ``a - c`` (and counts) for the ``len(edges) + 1`` bins of ``grid.x``."""
     nb = len(edges) + 1
     table, held = grid.table(edges)
@@ -99,7 +105,7 @@ def _fold(x, edges, strict, table, held, cnt, dsum, idx, a, c, nb, counts):
     return gap, n_b
 
 
-def bin_index(grid, edges, strict):
+def bin_index(grid: Grid, edges: np.ndarray, strict: bool) -> np.ndarray:
     """The bin of every sample of ``grid.x``."""
     table, held = grid.table(edges)
     cells = grid.accumulate(counts=False, keep=True)[2]
@@ -109,7 +115,8 @@ def bin_index(grid, edges, strict):
     return bins
 
 
-def quantile_edges(x, n_bins, cnt=None, cells=None):
+def quantile_edges(x: np.ndarray, n_bins: int, cnt: np.ndarray | None = None,
+                   cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.quantile(x, linspace(0, 1, n_bins + 1))`` (linear) from the grid histogram ``cnt`` and
     every sample's cell (computed here when not given): only the samples of the cells holding the
     needed order statistics are sorted. Returns ``(edges, those samples' indices, cell mask)``."""
@@ -140,7 +147,7 @@ class EqualMass:
     """Equal-mass bins of ``x`` (quantile edges, zero-width bins merged, ``[lo, hi)`` with the last
     closed) and the grid pass that found them (with the per-cell sums of ``a - c`` when given)."""
 
-    def __init__(self, x, n_bins, a=None, c=None):
+    def __init__(self, x: np.ndarray, n_bins: int, a: np.ndarray | None = None, c: np.ndarray | None = None) -> None:
         self.grid = Grid(x, unit_ok=False)
         self.cnt, self.dsum, self.cells, _ = self.grid.accumulate(a, c, keep=True)
         self.edges, self.cand, self.need = None, np.empty(0, dtype=np.intp), np.zeros(_G + 1, dtype=bool)
@@ -150,25 +157,25 @@ class EqualMass:
         self.inner = np.empty(0) if self.edges is None else self.edges[1:-1]
         self.table, self.held = self.grid.table(self.inner)
 
-    def held_samples(self):
+    def held_samples(self) -> np.ndarray:
         """Indices of the samples in cells holding an edge (mostly the quantile step's samples)."""
         if self.cand.size and not (self.held & ~self.need).any():
             return self.cand[self.held[self.cells[self.cand]]]
         return np.flatnonzero(self.held[self.cells])
 
-    def gap_sums(self, a, c):
+    def gap_sums(self, a: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Per-bin sums of ``a - c`` (the pass must have had ``a`` and ``c``)."""
         return _fold(self.grid.x, self.inner, False, self.table, self.held, self.cnt, self.dsum,
                      self.held_samples(), a, c, len(self.inner) + 1, False)[0]
 
-    def bin_index(self):
+    def bin_index(self) -> np.ndarray:
         bins = self.table[self.cells]
         idx = self.held_samples()
         bins[idx] = exact_bins(self.grid.x[idx], self.inner, False)
         return bins
 
 
-def cell_gaps(em, cgrid, a, n_bins):
+def cell_gaps(em: EqualMass, cgrid: Grid, a: np.ndarray, n_bins: int) -> np.ndarray:
     """Sums of ``a - c`` per (bin of ``em``, confidence bin) cell, ``c = cgrid.x``, the confidence
     bins equal-width ``[lo, hi)`` with the last closed, in one blocked pass over ``em``'s cells."""
     c, c_inner, p, n_p = cgrid.x, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], em.grid.x, len(em.inner) + 1

@@ -6,22 +6,27 @@ either. New files get the usual ``0o666 & ~umask`` mode (``mkstemp`` alone gives
 write (a full disk, a file size limit) raises an ``OSError`` with the same errno whose message names
 the target, and leaves no temporary file.
 """
+from __future__ import annotations
+
 import contextlib
 import io
 import json
 import os
 import tempfile
+from typing import IO, Any, Callable, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 TMP_PREFIX = ".tmp-"
 
 
-def _write_all(fd, data):
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def atomic_write_bytes(data, path, midway=None):
+def atomic_write_bytes(data: bytes, path: PathLike, midway: Callable[[], object] | None = None) -> str:
     """Write ``data`` (bytes) to ``path`` atomically; returns ``path``.
 
     ``midway``: called after half of ``data`` is written (fault-injection tests).
@@ -56,15 +61,16 @@ def atomic_write_bytes(data, path, midway=None):
     return path
 
 
-def atomic_write_text(text, path):
+def atomic_write_text(text: str, path: PathLike) -> str:
     return atomic_write_bytes(text.encode("utf-8"), path)
 
 
-def atomic_write_json(obj, path, indent=2, default=None):
+def atomic_write_json(obj: Any, path: PathLike, indent: int | None = 2,
+                      default: Callable[[Any], Any] | None = None) -> str:
     return atomic_write_text(json.dumps(obj, indent=indent, default=default), path)
 
 
-def atomic_write_with(writer, path):
+def atomic_write_with(writer: Callable[[IO[bytes]], object], path: PathLike) -> str:
     """Atomically write what ``writer(fileobj)`` writes into a binary buffer (``fig.savefig``,
     ``torch.save``, ``shutil.copyfileobj``)."""
     buf = io.BytesIO()

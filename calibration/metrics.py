@@ -27,7 +27,10 @@ Conventions (the TCPT evaluator's, see docs/design.md section 5.3):
   (``[lo, hi)``, last closed, as for MCE);
   ``sum_cells |acc - conf| * n / N`` over non-empty cells.
 """
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,9 +38,12 @@ import torch
 from . import binning as B
 from .proximity import knn_proximity  # noqa: F401  (public here as well)
 
+# What every metric accepts: a numpy array, a torch tensor (any device, any float dtype) or a sequence.
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
+
 
 # --- input handling ----------------------------------------------------------
-def _to_numpy(x, dtype=None):
+def _to_numpy(x: ArrayLike, dtype: Any = None) -> np.ndarray:
     if torch.is_tensor(x):
         x = x.detach()
         if x.dtype in (torch.float16, torch.bfloat16):
@@ -50,7 +56,8 @@ def _to_numpy(x, dtype=None):
     return x
 
 
-def _prep(confidences, correct, fname, n_bins):
+def _prep(confidences: ArrayLike, correct: ArrayLike, fname: str,
+          n_bins: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Float64 confidences, correctness (bool or float64) and the checked ``n_bins``."""
     c = _to_numpy(confidences, np.float64)
     a = _to_numpy(correct)
@@ -67,14 +74,14 @@ def _prep(confidences, correct, fname, n_bins):
     return np.ascontiguousarray(c), np.ascontiguousarray(a), _check_bins(n_bins, fname)
 
 
-def _check_bins(n_bins, fname, name="n_bins"):
+def _check_bins(n_bins: int, fname: str, name: str = "n_bins") -> int:
     if int(n_bins) != n_bins or n_bins < 1:
         raise ValueError(f"calibration.metrics.{fname}: {name} must be a positive integer, got {n_bins!r}")
     return int(n_bins)
 
 
 # --- binning (calibration.binning does the exact, fast per-bin sums) ---------
-def _binner(fname, what, make, *args):
+def _binner(fname: str, what: str, make: Callable[..., Any], *args: Any) -> Any:
     """``make(*args)`` (``B.Grid`` / ``B.EqualMass``); its ValueError names the function and input."""
     try:
         return make(*args)
@@ -82,16 +89,16 @@ def _binner(fname, what, make, *args):
         raise ValueError(f"calibration.metrics.{fname}: {what} {e}") from None
 
 
-def _grid(c, fname):
+def _grid(c: np.ndarray, fname: str) -> B.Grid:
     return _binner(fname, "confidences", B.Grid, c)
 
 
-def _edges(n_bins):
+def _edges(n_bins: int) -> np.ndarray:
     """Equal-width edges ``linspace(0, 1, n_bins + 1)``."""
     return np.linspace(0.0, 1.0, n_bins + 1)
 
 
-def equal_width_bin_index(x, n_bins=10, rule="ece"):
+def equal_width_bin_index(x: ArrayLike, n_bins: int = 10, rule: str = "ece") -> np.ndarray:
     """Exact equal-width bin (integer array) of each value: ``rule="ece"``: ``(lo, hi]`` bins 1..n_bins,
     0 for x <= 0 and n_bins + 1 for x > 1; ``rule="right"`` (MCE's, PIECE's): ``[lo, hi)``, the last
     closed, 0..n_bins-1 (``np.digitize`` on the interior edges)."""
@@ -103,7 +110,7 @@ def equal_width_bin_index(x, n_bins=10, rule="ece"):
     return B.bin_index(grid, edges, True) if rule == "ece" else B.bin_index(grid, edges[1:-1], False)
 
 
-def quantile_bin_index(x, n_bins=10):
+def quantile_bin_index(x: ArrayLike, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """``(index int64 array, edges)``: equal-mass bin of each value of 1-D ``x`` (``adaptive_ece``'s
     rule, module docstring; a constant ``x`` gives a single bin)."""
     x = np.ascontiguousarray(_to_numpy(x, np.float64).reshape(-1))
@@ -114,14 +121,14 @@ def quantile_bin_index(x, n_bins=10):
 
 
 # --- calibration errors ------------------------------------------------------
-def ece(confidences, correct, n_bins=10):
+def ece(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 10) -> float:
     """Expected calibration error (fraction): ``(lo, hi]`` equal-width bins (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "ece", n_bins)
     gap, _ = B.binned_gaps(_grid(c, "ece"), _edges(n_bins), True, a, c)
     return float(np.abs(gap[1:-1]).sum() / c.shape[0])
 
 
-def mce(confidences, correct, n_bins=10, weighted=True):
+def mce(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 10, weighted: bool = True) -> float:
     """Maximum calibration error (fraction); ``weighted`` True: the papers' mass-weighted MCE,
     False: the textbook one (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "mce", n_bins)
@@ -131,7 +138,7 @@ def mce(confidences, correct, n_bins=10, weighted=True):
     return float(gap.max() / c.shape[0]) if weighted else float((gap / counts[nz]).max())
 
 
-def adaptive_ece(confidences, correct, n_bins=10):
+def adaptive_ece(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 10) -> float:
     """Adaptive (equal-mass) ECE (fraction), bins as in the module docstring. (No
     ``KBinsDiscretizer``: its default quantile rule changed in scikit-learn 1.9 and it subsamples
     above 200,000 points.)"""
@@ -140,7 +147,8 @@ def adaptive_ece(confidences, correct, n_bins=10):
     return float(np.abs(em.gap_sums(a, c)).sum() / c.shape[0])
 
 
-def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
+def piece(confidences: ArrayLike, correct: ArrayLike, proximity: ArrayLike, n_bins: int = 10,
+          n_prox_bins: int = 10) -> float:
     """Proximity-informed ECE (fraction): equal-mass proximity bins x equal-width confidence
     bins (module docstring)."""
     c, a, n_bins = _prep(confidences, correct, "piece", n_bins)
@@ -154,7 +162,7 @@ def piece(confidences, correct, proximity, n_bins=10, n_prox_bins=10):
     return float(np.abs(gap).sum() / c.shape[0])
 
 
-def reliability_bins(confidences, correct, n_bins=10):
+def reliability_bins(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 10) -> dict[str, Any]:
     """Per-bin data of a reliability diagram (ECE's ``(lo, hi]`` bins), a dict: ``edges``, ``counts``,
     ``mean_confidence`` and ``accuracy`` (NaN for empty bins), ``n_total`` (N), ``n_unbinned``
     (confidences of 0 or outside (0, 1]) and ``ece`` (equal to :func:`ece`)."""
@@ -180,14 +188,14 @@ def reliability_bins(confidences, correct, n_bins=10):
 
 
 # --- proper scores and classification metrics --------------------------------
-def _reduce(values, reduction, fname):
+def _reduce(values: np.ndarray, reduction: str, fname: str) -> float | np.ndarray:
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"calibration.metrics.{fname}: reduction must be 'mean', 'sum' or 'none', "
                          f"got {reduction!r}")
     return values if reduction == "none" else float(getattr(values, reduction)())
 
 
-def _scores_labels(scores, labels, fname):
+def _scores_labels(scores: ArrayLike, labels: ArrayLike, fname: str) -> tuple[torch.Tensor, torch.Tensor]:
     s = torch.as_tensor(_to_numpy(scores, np.float64))
     y = torch.as_tensor(_to_numpy(labels).astype(np.int64))
     if s.ndim != 2 or y.ndim != 1 or s.shape[0] != y.shape[0]:
@@ -199,12 +207,13 @@ def _scores_labels(scores, labels, fname):
     return s, y
 
 
-def _brier_rows(p, y):
+def _brier_rows(p: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """Per-row ``sum_k (p_k - 1[k = y])^2`` of torch probabilities ``p`` (N, C)."""
     return ((p * p).sum(dim=1) - 2.0 * p.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0).numpy()
 
 
-def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
+def nll(scores: ArrayLike, labels: ArrayLike, from_logits: bool = True, reduction: str = "mean",
+        eps: float = 1e-12) -> float | np.ndarray:
     """Negative log-likelihood of the true class (natural log) of ``scores`` (N, C): logits
     (log-softmax in float64) or, ``from_logits=False``, probabilities clipped below at ``eps``.
     ``reduction``: ``mean`` / ``sum`` (float) or ``none`` (numpy array per sample)."""
@@ -214,7 +223,8 @@ def nll(scores, labels, from_logits=True, reduction="mean", eps=1e-12):
     return _reduce(values, reduction, "nll")
 
 
-def brier(probs, labels, from_logits=False, reduction="mean"):
+def brier(probs: ArrayLike, labels: ArrayLike, from_logits: bool = False,
+          reduction: str = "mean") -> float | np.ndarray:
     """Multi-class Brier score: ``sum_k (p_k - 1[k = y])^2``, mean over samples (range [0, 2]).
     ``probs``: (N, C) probabilities (or logits with ``from_logits=True``); ``labels``: (N,) int;
     ``reduction`` as in ``nll``."""
@@ -222,7 +232,7 @@ def brier(probs, labels, from_logits=False, reduction="mean"):
     return _reduce(_brier_rows(torch.softmax(p, dim=1) if from_logits else p, y), reduction, "brier")
 
 
-def _preds_labels(preds_or_scores, labels, fname):
+def _preds_labels(preds_or_scores: ArrayLike, labels: ArrayLike, fname: str) -> tuple[np.ndarray, np.ndarray]:
     p = _to_numpy(preds_or_scores)
     if p.ndim not in (1, 2):
         raise ValueError(f"calibration.metrics: predictions must be (N,) ints or (N, C) scores, got {p.shape}")
@@ -233,13 +243,13 @@ def _preds_labels(preds_or_scores, labels, fname):
     return p, y
 
 
-def accuracy(preds_or_scores, labels):
+def accuracy(preds_or_scores: ArrayLike, labels: ArrayLike) -> float:
     """Top-1 accuracy (fraction). ``preds_or_scores``: (N,) predicted ints or (N, C) scores (argmax)."""
     p, y = _preds_labels(preds_or_scores, labels, "accuracy")
     return float((p == y).mean())
 
 
-def macro_f1(preds_or_scores, labels):
+def macro_f1(preds_or_scores: ArrayLike, labels: ArrayLike) -> float:
     """Macro-F1 (fraction) over the classes present in ``labels`` (Dassl's choice:
     ``f1_score(..., average='macro', labels=np.unique(y_true))``).
     Per class ``F1 = 2 TP / (2 TP + FP + FN)``."""
@@ -255,7 +265,8 @@ def macro_f1(preds_or_scores, labels):
     return float(f1.mean())
 
 
-def confidences_from_probs(probs, labels, from_logits=False):
+def confidences_from_probs(probs: ArrayLike, labels: ArrayLike,
+                           from_logits: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(confidence float64 (N,), correct bool (N,))`` numpy arrays of the top label (argmax, first
     on ties) of ``probs`` (N, C) (logits with ``from_logits=True``: softmax in float64)."""
     p = _to_numpy(probs, np.float64)
@@ -270,7 +281,7 @@ def confidences_from_probs(probs, labels, from_logits=False):
     return conf, pred == y
 
 
-def classification_stats(logits, labels):
+def classification_stats(logits: ArrayLike, labels: ArrayLike) -> dict[str, np.ndarray]:
     """Per-sample numpy arrays (N,) of a batch of logits (softmax in float64), for accumulating
     evaluators: ``confidence`` (max softmax), ``pred`` (argmax), ``nll`` and ``brier``."""
     s, y = _scores_labels(logits, labels, "classification_stats")
@@ -281,8 +292,9 @@ def classification_stats(logits, labels):
             "nll": -logp.gather(1, y.unsqueeze(1)).squeeze(1).numpy(), "brier": _brier_rows(p, y)}
 
 
-def classification_metrics(confidence, pred, labels, nll_values=None, brier_values=None,
-                           proximity=None, n_bins=10):
+def classification_metrics(confidence: ArrayLike, pred: ArrayLike, labels: ArrayLike,
+                           nll_values: ArrayLike | None = None, brier_values: ArrayLike | None = None,
+                           proximity: ArrayLike | None = None, n_bins: int = 10) -> OrderedDict[str, float]:
     """All single-label metrics, an OrderedDict of fractions in the evaluator's order: ``accuracy``,
     ``error_rate``, ``macro_f1``, ``ece``, ``mce`` (weighted), ``adaptive_ece``, ``piece`` (with
     ``proximity``), ``mce_max`` (textbook), ``nll`` and ``brier`` (means of the values, when given)."""
@@ -290,7 +302,7 @@ def classification_metrics(confidence, pred, labels, nll_values=None, brier_valu
     p = _to_numpy(pred).astype(np.int64).reshape(-1)
     y = _to_numpy(labels).astype(np.int64).reshape(-1)
     correct = p == y
-    out = OrderedDict()
+    out: OrderedDict[str, float] = OrderedDict()
     out["accuracy"] = float(correct.mean())
     out["error_rate"] = 1.0 - out["accuracy"]
     out["macro_f1"] = macro_f1(p, y)

@@ -17,14 +17,19 @@ Top-label decomposition: each valid (image, class) pair is a binary prediction `
 with confidence ``max(p, 1 - p)``, correct when it equals the label; the pairs go through
 ``calibration.metrics``' single-label metrics. All results are fractions.
 """
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import Iterable, Mapping
 
 import numpy as np
 
-from .metrics import _to_numpy, adaptive_ece, ece, equal_width_bin_index, mce, piece
+from .metrics import ArrayLike, _to_numpy, adaptive_ece, ece, equal_width_bin_index, mce, piece
+
+Groups = Mapping[str, Iterable[int]]  # group name -> class indices
 
 
-def _prep(probs, targets, fname):
+def _prep(probs: ArrayLike, targets: ArrayLike, fname: str) -> tuple[np.ndarray, np.ndarray]:
     p = _to_numpy(probs, np.float64)
     y = _to_numpy(targets)
     if p.ndim != 2 or y.shape != p.shape:
@@ -40,7 +45,7 @@ def _prep(probs, targets, fname):
 class _Pairs:
     """Top-label decomposition of an (N, C) problem, computed once and shared."""
 
-    def __init__(self, probs, targets, fname, threshold=0.5):
+    def __init__(self, probs: ArrayLike, targets: ArrayLike, fname: str, threshold: float = 0.5) -> None:
         self.p, self.y = _prep(probs, targets, fname)
         self.n, self.c = self.p.shape
         self.valid = self.y >= 0
@@ -50,17 +55,17 @@ class _Pairs:
         self.conf2d = np.where(pred, self.p, 1.0 - self.p)
         self.correct2d = pred == self.pos
 
-    def flat(self, a2d):
+    def flat(self, a2d: np.ndarray) -> np.ndarray:
         """Values of the valid pairs, row-major."""
         return a2d.reshape(-1) if self.all_valid else a2d[self.valid]
 
-    def flat_cols(self, a2d, cols):
+    def flat_cols(self, a2d: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Values of the valid pairs of the given classes."""
         sub = a2d[:, cols]
         return sub.reshape(-1) if self.all_valid else sub[self.valid[:, cols]]
 
 
-def binary_pairs(probs, targets, threshold=0.5):
+def binary_pairs(probs: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """The top-label decomposition (module docstring) as 1-D arrays over the valid pairs, row-major:
     ``confidence``, ``correct`` (bool), ``prob``, ``target`` (0/1), ``class_index``, ``row_index``;
     and ``mask`` (N, C), the valid entries."""
@@ -72,7 +77,7 @@ def binary_pairs(probs, targets, threshold=0.5):
             "mask": pr.valid}
 
 
-def _classwise_ece(pr, n_bins):
+def _classwise_ece(pr: _Pairs, n_bins: int) -> float:
     """Mean over classes (with >= 1 valid entry) of each class's positive-class ECE."""
     width = n_bins + 2  # ECE's bins 1..n_bins, plus 0 (p <= 0) and n_bins + 1 (p > 1): in no bin
     bins = equal_width_bin_index(pr.p.reshape(-1), n_bins, rule="ece").reshape(pr.n, pr.c)
@@ -87,19 +92,21 @@ def _classwise_ece(pr, n_bins):
     return float((np.abs(gap[:, 1:-1]).sum(axis=1)[has] / n_c[has]).mean())
 
 
-def _nanmean(v):
+def _nanmean(v: np.ndarray) -> float:
     """Mean of the non-NaN values; NaN when there are none."""
     return float("nan") if v.size == 0 or np.isnan(v).all() else float(np.nanmean(v))
 
 
-def _class_mask(idx, n_classes, name):
+def _class_mask(idx: Iterable[int], n_classes: int, name: str) -> np.ndarray:
     idx = np.asarray(list(idx), dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n_classes):
         raise ValueError(f"calibration.multilabel: group {name!r} has class indices outside [0, {n_classes})")
     return idx
 
 
-def _calibration(pr, n_bins, groups):
+def _calibration(
+        pr: _Pairs, n_bins: int, groups: Groups | None,
+) -> tuple[OrderedDict[str, float], OrderedDict[str, tuple[float, float]], np.ndarray, np.ndarray]:
     conf, correct = pr.flat(pr.conf2d), pr.flat(pr.correct2d)
     if conf.size == 0:
         raise ValueError("calibration.multilabel: no valid (target != -1) entries")
@@ -118,7 +125,8 @@ def _calibration(pr, n_bins, groups):
     return out, group_out, conf, correct
 
 
-def multilabel_calibration(probs, targets, n_bins=10, groups=None):
+def multilabel_calibration(probs: ArrayLike, targets: ArrayLike, n_bins: int = 10,
+                           groups: Groups | None = None) -> OrderedDict[str, float]:
     """Calibration over the valid image-class pairs (fractions): ``ece``, ``mce`` (weighted),
     ``adaptive_ece`` (top-label decomposition); ``ece_positive`` (ECE's bins over p, mean p vs the
     positive rate); ``classwise_ece`` (positive-class ECE per class, mean over classes with a valid
@@ -131,7 +139,7 @@ def multilabel_calibration(probs, targets, n_bins=10, groups=None):
     return out
 
 
-def _ap_per_class(pr):
+def _ap_per_class(pr: _Pairs) -> np.ndarray:
     """AP of each class from sorted scores: for every positive with score s,
     precision = #positives >= s / #valid >= s (tied scores form one threshold)."""
     ap = np.full(pr.c, np.nan)
@@ -154,20 +162,20 @@ def _ap_per_class(pr):
     return ap
 
 
-def average_precision_per_class(scores, targets):
+def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
     """Non-interpolated AP of each class, ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score
     thresholds (``sklearn.metrics.average_precision_score``; ties form one threshold); array (C,),
     NaN for a class without positives; -1 entries ignored."""
     return _ap_per_class(_Pairs(scores, targets, "average_precision_per_class"))
 
 
-def mean_average_precision(scores, targets):
+def mean_average_precision(scores: ArrayLike, targets: ArrayLike) -> float:
     """mAP (fraction): mean of ``average_precision_per_class`` over the classes with a positive
     (NaN if none has one)."""
     return _nanmean(average_precision_per_class(scores, targets))
 
 
-def _f1(pr, threshold=0.5):
+def _f1(pr: _Pairs, threshold: float = 0.5) -> tuple[float, float]:
     pred = (pr.p >= threshold) & pr.valid
     tp = (pred & pr.pos).sum(axis=0).astype(np.float64)
     n_pred = pred.sum(axis=0).astype(np.float64)
@@ -184,14 +192,16 @@ def _f1(pr, threshold=0.5):
     return float(cf1), float(of1)
 
 
-def f1_scores(probs, targets, threshold=0.5):
+def f1_scores(probs: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> tuple[float, float]:
     """``(CF1, OF1)`` (fractions) at ``p >= threshold``, -1 entries ignored: CF1 = 2 CP CR / (CP + CR)
     with CP, CR the means over classes with a positive of per-class precision (0 without a
     predicted positive) and recall; OF1 the same from micro counts. A zero denominator gives 0."""
     return _f1(_Pairs(probs, targets, "f1_scores"), threshold)
 
 
-def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
+def multilabel_metrics(
+        probs: ArrayLike, targets: ArrayLike, n_bins: int = 10, groups: Groups | None = None,
+        proximity: ArrayLike | None = None) -> tuple[OrderedDict[str, float], np.ndarray, np.ndarray, np.ndarray]:
     """Everything the multi-label evaluator reports, sharing one decomposition: ``(results,
     confidences, correct, ap_per_class)``. ``results`` (OrderedDict, fractions): ``mAP``, ``cf1``,
     ``of1``, the keys of :func:`multilabel_calibration` but ``accuracy``, ``piece`` (with
@@ -221,7 +231,8 @@ def multilabel_metrics(probs, targets, n_bins=10, groups=None, proximity=None):
     return res, conf, correct, ap
 
 
-def signed_class_calibration(probs, targets, threshold=0.5, groups=None):
+def signed_class_calibration(probs: ArrayLike, targets: ArrayLike, threshold: float = 0.5,
+                             groups: Groups | None = None) -> tuple[np.ndarray, OrderedDict[str, float]]:
     """Signed calibration gap of every class, over- (> 0) or under-confident (< 0): the mean top-label
     confidence minus the accuracy over its valid pairs (the CCR paper's Figure 2). Returns ``gaps``
     (float64 (C,), NaN without valid pairs) and ``group_gaps`` (name -> mean of the group's gaps,

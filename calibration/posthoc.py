@@ -6,8 +6,12 @@ fitted on test labels.
 Imports only torch/numpy/scipy and the calibration package's ``registry``/``fileio`` (no engine,
 trainer or dataset).
 """
+from __future__ import annotations
+
 import json
 import math
+import os
+from typing import Any, Callable, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -22,19 +26,22 @@ from .regularizers import check_params, lookup, register_as
 
 T_MIN, T_MAX = 1e-2, 1e2
 
+Array = Union[torch.Tensor, np.ndarray]  # logits, labels, features: torch or numpy
+_P = TypeVar("_P", bound="type[PosthocCalibrator]")
 
-def _np64(x):
+
+def _np64(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
-def _nll(logits, labels, t):
+def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
     z = logits / t
     return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(labels)), labels]))
 
 
-def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX):
+def fit_temperature(logits: Array, labels: Array, t_min: float = T_MIN, t_max: float = T_MAX) -> float:
     """The temperature ``T`` (float) minimising the mean NLL of ``softmax(logits / T)``.
 
     logits ``(N, C)`` (torch or numpy), labels ``(N,)``. Bounded Brent search on ``log T`` over
@@ -55,19 +62,20 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX):
     return float(math.exp(best_s))
 
 
-def apply_temperature(logits, t):
+def apply_temperature(logits: Array, t: float) -> Array:
     """``logits / T`` (torch or numpy)."""
     if not t > 0:
         raise ValueError(f"temperature must be > 0, got {t}")
     return logits / t
 
 
-def _normalize(x):
+def _normalize(x: Any) -> torch.Tensor:
     x = x.detach().double() if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
     return F.normalize(x, dim=-1)
 
 
-def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05):
+def dac_factors(new_zs: Array, base_zs: Array, new_tuned: Array, base_tuned: Array, k: int = 5,
+                base_threshold: float = 0.05) -> torch.Tensor:
     """DAC scaling factor of each test class, a tensor ``(C_test,)`` (float32 unless the tuned
     features are float64) on the device of ``new_tuned``.
 
@@ -95,7 +103,7 @@ def dac_factors(new_zs, base_zs, new_tuned, base_tuned, k=5, base_threshold=0.05
     return c.to(device=device, dtype=out_dtype)
 
 
-def apply_dac(logits, factors):
+def apply_dac(logits: torch.Tensor, factors: Array | Sequence[float]) -> torch.Tensor:
     """Each row of ``logits (N, C)`` times the (positive) factor of its predicted class; the
     prediction (arg-max, first on ties) is kept: a scaled top logit that rounding ties with a
     neighbour is raised by one ulp."""
@@ -114,7 +122,7 @@ def apply_dac(logits, factors):
     return out
 
 
-def sals_logits(logits, zs_logits):
+def sals_logits(logits: torch.Tensor, zs_logits: torch.Tensor) -> torch.Tensor:
     """SaLS: the ZS-Norm rescaling (:func:`~calibration.losses.zs_norm_logits`) at test time."""
     return zs_norm_logits(logits, zs_logits)
 
@@ -123,12 +131,12 @@ def sals_logits(logits, zs_logits):
 POSTHOC = Registry("post-hoc calibrator", case_insensitive=True)
 
 
-def register_posthoc(name):
+def register_posthoc(name: str) -> Callable[[_P], _P]:
     """Class decorator: register a :class:`PosthocCalibrator` subclass as ``name`` (``CALIB.POSTHOC``)."""
     return register_as(POSTHOC, name)
 
 
-def posthoc_names():
+def posthoc_names() -> list[str]:
     """Names accepted by ``CALIB.POSTHOC`` (plugins' included)."""
     return POSTHOC.registered_names()
 
@@ -144,47 +152,47 @@ class PosthocCalibrator:
     JSON-serialisable dict; ``fitted`` is True once it holds ``state_key`` (always, without one).
     """
 
-    name = ""
-    needs = ()
-    defaults = {}
-    saved = False
-    state_key = None
+    name: str = ""
+    needs: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
+    saved: bool = False
+    state_key: str | None = None
 
-    def __init__(self, **params):
-        self.params = check_params("post-hoc calibrator", self.name, self.defaults, params)
-        self.state = {}
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = check_params("post-hoc calibrator", self.name, self.defaults, params)
+        self.state: dict[str, Any] = {}
 
     @property
-    def fitted(self):
+    def fitted(self) -> bool:
         return self.state_key is None or self.state_key in self.state
 
-    def _check_fitted(self, what):
+    def _check_fitted(self, what: str) -> None:
         if not self.fitted:
             raise RuntimeError(f"{what} applied before fit() / load")
 
-    def fit(self, **inputs):
+    def fit(self, **inputs: Any) -> PosthocCalibrator:
         return self
 
-    def apply(self, logits, **inputs):
+    def apply(self, logits: torch.Tensor, **inputs: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, logits, **inputs):
+    def __call__(self, logits: torch.Tensor, **inputs: Any) -> torch.Tensor:
         return self.apply(logits, **inputs)
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for the log: what was applied."""
         return self.name
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         """The state as reported in ``results.json`` (``posthoc_state.state``)."""
         return self.state
 
-    def _need(self, inputs, what):
+    def _need(self, inputs: dict[str, Any], what: str) -> None:
         missing = [k for k in self.needs if inputs.get(k) is None]
         if missing:
             raise ValueError(f"post-hoc calibrator '{self.name}' {what} needs {missing}")
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Write ``{"name", "params", "state", "version"}`` as JSON atomically (:func:`load_posthoc`)."""
         return atomic_write_json({"name": self.name, "params": self.params, "state": self.state, "version": 1},
                                  path)
@@ -194,7 +202,7 @@ class PosthocCalibrator:
 class NoPosthoc(PosthocCalibrator):
     """Identity."""
 
-    def apply(self, logits, **inputs):
+    def apply(self, logits: torch.Tensor, **inputs: Any) -> torch.Tensor:
         return logits
 
 
@@ -207,16 +215,16 @@ class TemperatureScaling(PosthocCalibrator):
     saved = True
     state_key = "temperature"
 
-    def fit(self, **inputs):
+    def fit(self, **inputs: Any) -> PosthocCalibrator:
         self._need(inputs, "fit")
         self.state = {"temperature": fit_temperature(inputs["val_logits"], inputs["val_labels"])}
         return self
 
-    def apply(self, logits, **inputs):
+    def apply(self, logits: torch.Tensor, **inputs: Any) -> torch.Tensor:
         self._check_fitted("temperature scaling")
         return apply_temperature(logits, self.state["temperature"])
 
-    def describe(self):
+    def describe(self) -> str:
         return f"temperature T={self.state['temperature']:.4f}"
 
 
@@ -230,11 +238,11 @@ class DAC(PosthocCalibrator):
     defaults = {"k": 5, "base_threshold": 0.05}
     state_key = "factors"
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.params = {"k": int(self.params["k"]), "base_threshold": float(self.params["base_threshold"])}
 
-    def fit(self, **inputs):
+    def fit(self, **inputs: Any) -> PosthocCalibrator:
         self._need(inputs, "fit")
         c = dac_factors(inputs["new_zs"], inputs["base_zs"], inputs["new_tuned"],
                         inputs["base_tuned"], k=self.params["k"],
@@ -242,15 +250,15 @@ class DAC(PosthocCalibrator):
         self.state = {"factors": [float(v) for v in c.double().cpu().tolist()]}
         return self
 
-    def apply(self, logits, **inputs):
+    def apply(self, logits: torch.Tensor, **inputs: Any) -> torch.Tensor:
         self._check_fitted("DAC")
         return apply_dac(logits, torch.tensor(self.state["factors"], dtype=torch.float64))
 
-    def describe(self):
+    def describe(self) -> str:
         f = torch.tensor(self.state["factors"])
         return f"DAC factors min {f.min():.3f} mean {f.mean():.3f} max {f.max():.3f} over {len(f)} classes"
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         f = self.state.get("factors")
         return {"factor_min": min(f), "factor_mean": sum(f) / len(f), "factor_max": max(f)} if f else self.state
 
@@ -261,21 +269,21 @@ class SaLS(PosthocCalibrator):
 
     needs = ("zs_logits",)
 
-    def apply(self, logits, **inputs):
+    def apply(self, logits: torch.Tensor, **inputs: Any) -> torch.Tensor:
         self._need(inputs, "apply")
         return sals_logits(logits, inputs["zs_logits"])
 
-    def describe(self):
+    def describe(self) -> str:
         return "SaLS (zero-shot logit scale)"
 
 
-def build_posthoc(name, **params):
+def build_posthoc(name: str | None, **params: Any) -> PosthocCalibrator:
     """The calibrator for ``CALIB.POSTHOC`` (case-insensitive; '' means none);
     a miss lists close names. ``params``: e.g. ``k``, ``base_threshold`` for DAC."""
     return lookup(POSTHOC, name or "none", "post-hoc calibrator '{}' (CALIB.POSTHOC)")(**params)
 
 
-def load_posthoc(path):
+def load_posthoc(path: str | os.PathLike[str]) -> PosthocCalibrator:
     """Rebuild a calibrator from a file written by :meth:`PosthocCalibrator.save`."""
     with open(path, encoding="utf-8") as f:
         d = json.load(f)

@@ -4,8 +4,11 @@ one call a trainer makes in ``forward_backward``; each configured from its ``CAL
 (a dict with lowercase keys) and computed by :mod:`calibration.losses` (re-exported here).
 Imports only torch and ``cpt.calibration.registry``.
 """
+from __future__ import annotations
+
 import difflib
 import types
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +27,11 @@ from .losses import (  # noqa: F401
 )
 from .registry import Registry
 
+_C = TypeVar("_C", bound=type)
+_R = TypeVar("_R", bound="type[Regularizer]")
 
-def check_params(kind, name, defaults, params):
+
+def check_params(kind: str, name: str, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """``{**defaults, **params}``; a key not in ``defaults`` raises a KeyError naming ``CALIB.<NAME>``."""
     unknown = [k for k in params if k not in defaults]
     if unknown:
@@ -40,7 +46,7 @@ class RegContext(types.SimpleNamespace):
     :mod:`calibration.losses`: logits/zs_logits/probs/targets ``(N, C)``, labels ``(N,)``, text
     features ``(C, D)``, outlier features ``(K, D)``); an input that was not set reads as None."""
 
-    def __getattr__(self, name):  # only reached for names that were not set
+    def __getattr__(self, name: str) -> Any:  # only reached for names that were not set
         if name.startswith("__"):
             raise AttributeError(name)
         return None
@@ -57,15 +63,15 @@ class Regularizer:
     :meth:`task_loss`, used instead of the trainer's. ``last_stats``: extra floats for the log.
     """
 
-    name = ""
-    needs = ()
-    defaults = {}
-    nonneg = ()
-    replaces_task_loss = False
+    name: str = ""
+    needs: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
+    nonneg: tuple[str, ...] = ()
+    replaces_task_loss: bool = False
 
-    def __init__(self, **params):
-        self.params = check_params("regularizer", self.name, self.defaults, params)
-        self.last_stats = {}
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = check_params("regularizer", self.name, self.defaults, params)
+        self.last_stats: dict[str, float] = {}
         for k in self.nonneg:
             v = self.params[k]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
@@ -73,54 +79,54 @@ class Regularizer:
             self.params[k] = float(v)
         self._validate()
 
-    def _validate(self):
+    def _validate(self) -> None:
         pass
 
-    def _fetch(self, ctx):
+    def _fetch(self, ctx: RegContext) -> dict[str, Any]:
         missing = [f for f in self.needs if getattr(ctx, f, None) is None]
         if missing:
             raise ValueError(f"regularizer '{self.name}' needs {missing} in the RegContext, "
                              f"which the trainer did not provide")
         return {f: getattr(ctx, f) for f in self.needs}
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         """Dict of named weighted loss terms (scalar tensors)."""
         raise NotImplementedError
 
-    def __call__(self, ctx):
+    def __call__(self, ctx: RegContext) -> torch.Tensor:
         comps = list(self.components(ctx).values())
         if comps:
             return sum(comps[1:], comps[0])
         ref = next((v for v in vars(ctx).values() if isinstance(v, torch.Tensor)), None)
         return ref.new_zeros(()) if ref is not None else torch.zeros(())
 
-    def task_loss(self, ctx):
+    def task_loss(self, ctx: RegContext) -> torch.Tensor:
         raise NotImplementedError(f"regularizer '{self.name}' does not replace the task loss")
 
-    def batch_warning(self, batch_size):
+    def batch_warning(self, batch_size: int) -> str | None:
         """A one-line warning when training batches of ``batch_size`` samples leave this regularizer
         without effect (the trainer logs it once at build), else None."""
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
 
 
 REGULARIZERS = Registry("calibration regularizer", case_insensitive=True)
 
 
-def register_as(registry, name):
+def register_as(registry: Registry, name: str) -> Callable[[_C], _C]:
     """Class decorator: set ``cls.name = name.lower()`` and register the class under it (the
     regularizer and post-hoc registries are case-insensitive)."""
 
-    def deco(cls):
+    def deco(cls: _C) -> _C:
         cls.name = name.lower()
         return registry.register(cls, name=cls.name)
 
     return deco
 
 
-def lookup(registry, name, what):
+def lookup(registry: Registry, name: str, what: str) -> Any:
     """``registry.get(name)``; a miss names ``what`` (e.g. ``calibration regularizer ... (CALIB.METHOD)``)
     and the close names."""
     if name not in registry:
@@ -130,24 +136,25 @@ def lookup(registry, name, what):
     return registry.get(name)
 
 
-def register_regularizer(name):
+def register_regularizer(name: str) -> Callable[[_R], _R]:
     """Class decorator: register a :class:`Regularizer` subclass as ``name`` (``CALIB.METHOD``)."""
     return register_as(REGULARIZERS, name)
 
 
-def get_regularizer(name):
+def get_regularizer(name: str) -> type[Regularizer]:
     """The registered class for ``name`` (case-insensitive); a miss lists close names."""
     return lookup(REGULARIZERS, name, "calibration regularizer '{}' (CALIB.METHOD)")
 
 
-def _params_for(name, params_by_name):
+def _params_for(name: str, params_by_name: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, val in dict(params_by_name or {}).items():
         if str(key).lower() == name and isinstance(val, dict):
             return {str(k).lower(): v for k, v in dict(val).items()}
     return {}
 
 
-def build_regularizers(names, params_by_name=None):
+def build_regularizers(names: str | Iterable[str],
+                       params_by_name: Mapping[str, Any] | None = None) -> list[Regularizer]:
     """Instantiate the regularizers ``names`` (``CALIB.METHOD``); ``params_by_name``: name ->
     parameter dict, matched case-insensitively (``{"tcpt": {"alpha": .1}}`` or ``cfg.CALIB`` itself).
     Duplicates and more than one task-loss replacer are rejected."""
@@ -164,14 +171,14 @@ def build_regularizers(names, params_by_name=None):
     return regs
 
 
-def _task_loss_replacer(regularizers):
+def _task_loss_replacer(regularizers: Sequence[Regularizer]) -> Regularizer | None:
     replacing = [r for r in regularizers if r.replaces_task_loss]
     if len(replacing) > 1:
         raise ValueError(f"more than one regularizer replaces the task loss: {[r.name for r in replacing]}")
     return replacing[0] if replacing else None
 
 
-def check_requirements(regularizers, available, trainer_name):
+def check_requirements(regularizers: Iterable[Regularizer], available: Iterable[str], trainer_name: str) -> None:
     """Raise a ValueError naming the trainer, each regularizer and the inputs in its ``needs``
     that are not ``available`` (the names the trainer provides)."""
     available = set(available)
@@ -183,7 +190,8 @@ def check_requirements(regularizers, available, trainer_name):
                          + f". The trainer provides {sorted(available)}.")
 
 
-def apply_regularizers(regularizers, ctx, task_loss=None):
+def apply_regularizers(regularizers: Sequence[Regularizer], ctx: RegContext,
+                       task_loss: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """``(total, logs)``: ``total = task + every regularizer's weighted terms``, ``task`` being
     ``task_loss`` or the replacing regularizer's ``task_loss(ctx)`` (ZS-Norm). ``logs`` (floats):
     ``loss``, ``loss_task``, each named term and each ``last_stats`` entry."""
@@ -209,7 +217,7 @@ class TCPT(Regularizer):
     defaults = {"alpha": 0.1, "beta": 0.01, "lambda": 5.0}
     nonneg = ("alpha", "beta", "lambda")
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         d = self._fetch(ctx)
         margin = margin_mean_var(d["logits"], d["labels"], self.params["alpha"], self.params["beta"])
         moment = text_moment_matching(d["text_features"], d["zs_text_features"])
@@ -225,13 +233,13 @@ class CCR(Regularizer):
     defaults = {"lambda": 1.0, "reduction": "mean"}
     nonneg = ("lambda",)
 
-    def _validate(self):
+    def _validate(self) -> None:
         red = str(self.params["reduction"]).lower()
         if red not in ("sum", "mean"):
             raise ValueError(f"CALIB.CCR.REDUCTION must be 'sum' or 'mean', got {red!r}")
         self.params["reduction"] = red
 
-    def batch_warning(self, batch_size):
+    def batch_warning(self, batch_size: int) -> str | None:
         """Below 3 samples a batch gives no gradient: a pair (i, j) is defined by at least 2 samples
         with both classes inactive, and the correlation of exactly 2 samples is +1 or -1."""
         if batch_size >= 3:
@@ -242,7 +250,7 @@ class CCR(Regularizer):
                 f"two classes' probabilities over the samples of a batch where both are inactive (label 0) and "
                 f"{why} without gradient; use a batch size of 3 or more")
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         d = self._fetch(ctx)
         raw, n = ccr_loss(d["probs"], d["targets"], d["text_similarity"], return_count=True)
         val = raw / n if self.params["reduction"] == "mean" else raw
@@ -258,7 +266,7 @@ class MbLS(Regularizer):
     defaults = {"margin": 10.0, "alpha": 0.1}
     nonneg = ("margin", "alpha")
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         d = self._fetch(ctx)
         return {"mbls": mbls_loss(d["logits"], self.params["margin"], self.params["alpha"])}
 
@@ -271,14 +279,14 @@ class ZSNorm(Regularizer):
     needs = ("logits", "labels", "zs_logits")
     defaults = {"enabled": True}
 
-    def _validate(self):
+    def _validate(self) -> None:
         self.params["enabled"] = bool(self.params["enabled"])
         self.replaces_task_loss = self.params["enabled"]
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         return {}
 
-    def task_loss(self, ctx):
+    def task_loss(self, ctx: RegContext) -> torch.Tensor:
         d = self._fetch(ctx)
         z = zs_norm_logits(d["logits"], d["zs_logits"])
         return F.cross_entropy(z, d["labels"].long())
@@ -292,7 +300,7 @@ class Penalty(Regularizer):
     defaults = {"weight": 10.0}
     nonneg = ("weight",)
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         d = self._fetch(ctx)
         return {"penalty": logit_range_penalty(d["logits"], d["zs_logits"], self.params["weight"])}
 
@@ -307,12 +315,12 @@ class DOR(Regularizer):
     defaults = {"lambda": 2.0, "vocab": "", "num_outliers": 64}
     nonneg = ("lambda",)
 
-    def _validate(self):
+    def _validate(self) -> None:
         n = self.params["num_outliers"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"CALIB.DOR.NUM_OUTLIERS must be an int >= 1, got {n!r}")
 
-    def components(self, ctx):
+    def components(self, ctx: RegContext) -> dict[str, torch.Tensor]:
         d = self._fetch(ctx)
         loss = dor_loss(d["outlier_text_features"], d["outlier_zs_text_features"])
         return {"dor": self.params["lambda"] * loss}
