@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import parse_results
-from score_diagnostics import load_outputs as load_scores
 from cpt.calibration.multilabel import signed_class_calibration
+from cpt.cli.results.runs import collect_runs
 from cpt.datasets.common import lt_groups_of_counts
+from score_diagnostics import load_outputs as load_scores
 
 METRICS = (("mAP", "mAP"), ("ECE", "ece"), ("ACE", "adaptive_ece"), ("MCE", "mce"), ("PIECE", "piece"))
 
@@ -66,7 +66,7 @@ def collect(root, dataset, shots, split, counts):
     n_base = (len(counts) + 1) // 2
     groups = lt_groups_of_counts(counts, list(range(n_base)))
     rows = {}
-    for run in parse_results.collect_runs(root):
+    for run in collect_runs(root):
         if run.dataset != dataset or run.shots != shots:
             continue
         if not run.finished:

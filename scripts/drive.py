@@ -182,18 +182,17 @@ class Driver:
 
 def parse(method, multilabel, args):
     """``parse_results.py`` over ``$OUTPUT`` (METHOD's trainer only unless METHOD is ``all``)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import parse_results
+    from cpt.cli.results.parse import main as parse_main
     out = os.environ.get("OUTPUT") or os.path.join(REPO_ROOT, "output")
     if method != "all":
         m = catalog.get_method(method)
         args, multilabel = ["--trainer", m.trainer, *args], multilabel or m.multilabel
     if not multilabel:
-        return parse_results.main([out, *args])
-    rc = parse_results.main([out, "--multilabel", *args])
+        return parse_main([out, *args])
+    rc = parse_main([out, "--multilabel", *args])
     if rc == 0 and os.path.isdir(os.path.join(out, "dg")):
         print(flush=True)
-        rc = parse_results.main([out, "--dg", *args])
+        rc = parse_main([out, "--dg", *args])
     return rc
 
 

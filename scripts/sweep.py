@@ -39,7 +39,7 @@ from dataclasses import dataclass
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from cpt.cli import catalog  # noqa: E402
-from cpt.cli.catalog import CatalogError as GridError, is_finished  # noqa: E402
+from cpt.cli.catalog import CatalogError, is_finished  # noqa: E402
 from cpt.cli.plugins import load_plugins  # noqa: E402
 from sweep_executors import Outcome, execute  # noqa: E402
 
@@ -92,7 +92,7 @@ def expand_grid(grid, root=REPO_ROOT):
     """List of :class:`Run` for a grid dict with keys datasets, seeds, methods, calibs, shots,
     output, data, opts, python, load_epoch, log_dir (missing keys: defaults / environment).
 
-    Order: method, calibrator, dataset, seed. Raises :class:`GridError` naming a missing file.
+    Order: method, calibrator, dataset, seed. Raises :class:`CatalogError` naming a missing file.
     """
     datasets = _as_list(grid.get("datasets")) or catalog.BENCHMARKS
     seeds = [int(s) for s in (_as_list(grid.get("seeds")) or [1, 2, 3])]
@@ -101,7 +101,7 @@ def expand_grid(grid, root=REPO_ROOT):
     output = _output(grid, root)
     data = grid.get("data") or os.environ.get("DATA") or ""
     if not data:
-        raise GridError("DATA is not set: pass --data or export DATA=/path/to/datasets")
+        raise CatalogError("DATA is not set: pass --data or export DATA=/path/to/datasets")
     opts = grid.get("opts") or os.environ.get("OPTS") or ""
     opts = tuple(str(w) for w in (opts if isinstance(opts, (list, tuple)) else shlex.split(str(opts))))
     python = grid.get("python") or os.environ.get("PYTHON") or sys.executable
@@ -172,10 +172,10 @@ def grid_from_args(args):
         with open(args.grid, encoding="utf-8") as f:
             grid = yaml.safe_load(f) or {}
         if not isinstance(grid, dict):
-            raise GridError(f"{args.grid}: expected a mapping with keys datasets, seeds, methods, calibs, ...")
+            raise CatalogError(f"{args.grid}: expected a mapping with keys datasets, seeds, methods, calibs, ...")
         unknown = set(grid) - set(GRID_KEYS) - {"calibrators"}
         if unknown:
-            raise GridError(f"{args.grid}: unknown keys {sorted(unknown)}")
+            raise CatalogError(f"{args.grid}: unknown keys {sorted(unknown)}")
         if grid.get("output") and not os.path.isabs(str(grid["output"])):
             grid["output"] = os.path.abspath(str(grid["output"]))
     grid.update({k: getattr(args, k) for k in GRID_KEYS if getattr(args, k) is not None})
@@ -191,7 +191,7 @@ def main(argv=None):
             grid["data"] = "$DATA"
             print("# warning: DATA is not set; printing $DATA", file=sys.stderr)
         runs = expand_grid(grid, root=args.repo_root)
-    except GridError as e:
+    except CatalogError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     refused, unchecked = check_finished(runs)

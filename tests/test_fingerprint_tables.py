@@ -15,12 +15,12 @@ import sys
 import pytest
 
 from cpt.cli import catalog, identity_of_argv
+from cpt.cli.results import parse as pr
 from tests.fake_runs import write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import drive  # noqa: E402
-import parse_results as pr  # noqa: E402
 import sweep  # noqa: E402
 
 ONE = ("OPTIM.MAX_EPOCH", "1")

@@ -7,14 +7,11 @@ machine paths in its ``log.txt`` files replaced; nothing else was edited.
 """
 import json
 import os
-import sys
 
 import pytest
 
+from cpt.cli.results import parse as pr
 from tests.runs import REPO, train_main, world_coop_args
-
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import parse_results as pr
 
 OLD = os.path.join(REPO, "tests", "fixtures", "run_a8047cc", "base2new")
 TAIL = os.path.join("shapeworld", "shots_16", "CoOp", "world_ep50", "seed1")

@@ -25,14 +25,13 @@ Domain generalisation, TaIDPT / vit_b16 / ccr, seeds 1 and 2: source coco2014 mA
 import csv
 import io
 import os
-import sys
 
 import pytest
 
+from cpt.cli.results import parse as pr
+from tests.fake_runs import write_results
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import parse_results as pr  # noqa: E402
-from tests.fake_runs import write_results  # noqa: E402
 
 
 def write(path, trainer, config, calib, dataset, seed, subsample, metrics):

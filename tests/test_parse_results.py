@@ -25,14 +25,13 @@ import csv
 import io
 import math
 import os
-import sys
 
 import pytest
 
+from cpt.cli.results import parse as pr
+from tests.fake_runs import write_results
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import parse_results as pr  # noqa: E402
-from tests.fake_runs import write_results  # noqa: E402
 
 COOP = ("CoOp", "vit_b16_ep50_ctxv1")
 

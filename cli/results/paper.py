@@ -6,7 +6,7 @@ import re
 import statistics
 
 from .. import catalog
-from .summary import DATASET_ORDER, harmonic_mean
+from .summary import DATASET_ORDER, averaged_datasets, glabel, harmonic_mean
 
 PAPER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts",
                          "paper_tables")
@@ -64,3 +64,17 @@ def paper_value(table, gkey, dataset, column, datasets=None):
         return None
     side, _, metric = column.partition("_")
     return table.get((side, names[0], names[1], metric), {}).get(col)
+
+
+def paper_notes(groups):
+    """The notes of ``--compare-paper``: no group in the paper's table; averages over other datasets."""
+    notes = []
+    if not any(paper_names(g[0], g[2]) for g in groups):
+        notes.append("--compare-paper: no group maps to a row of the paper table "
+                     f"(known trainers {paper_trainers()}, calibrations {sorted(set(PAPER_CALIB.values()))})")
+    for g, rows in groups.items():
+        ds = averaged_datasets(rows)
+        if paper_names(g[0], g[2]) and set(ds) != set(DATASET_ORDER):
+            notes.append(f"--compare-paper: {glabel(g)}: the paper's average is taken over the same "
+                         f"{len(ds)} dataset(s) as ours, not its 11-dataset Avg column")
+    return notes

@@ -121,7 +121,7 @@ def summarize(runs, metrics=("acc", "ece"), datasets=None, seeds=None, primary="
     ``dataset``, ``<side>_<metric>`` and ``<side>_<metric>_std`` for side in base/new, ``hm`` (of the
     ``primary`` metric), ``n_seeds`` (seeds finished on both sides), ``n_base``, ``n_new`` and
     ``seeds_base``/``seeds_new``; ``problems`` are :class:`Problem` records, ``notes`` strings. The
-    averaging rules: ``scripts/parse_results.py``. A dataset whose seeds ran different configurations
+    averaging rules: ``parse.py``. A dataset whose seeds ran different configurations
     (fingerprints, ``results.configs``) has a row per configuration, with ``variant`` (its label) and
     ``configs`` (the line naming the keys that differ); the average row leaves it out."""
     groups, problems, notes = {}, [], []
