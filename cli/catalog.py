@@ -177,26 +177,15 @@ def config_dirs(root, trainer):
     return [os.path.join(root, "configs", "trainers", t) for t in [trainer] + extra]
 
 
-def is_yaml_path(name):
-    """A ``.yaml`` file named by path (anywhere), not a stem looked up in the project's configs."""
-    return str(name).endswith(".yaml")
-
-
 def yaml_name(name):
-    """The run-directory name of a stem or a ``.yaml`` path: the stem (``/lab/toy.yaml`` -> ``toy``)."""
-    return os.path.basename(name)[:-5] if is_yaml_path(name) else name
-
-
-def _yaml_path(path, what):
-    if not os.path.isfile(path):
-        raise CatalogError(f"{what} '{path}' not found: no file {os.path.abspath(path)}")
-    return os.path.abspath(path)
+    """A run directory's name for a dataset or config: the stem, also of a path (``/lab/toy.yaml`` -> ``toy``)."""
+    return os.path.basename(name)[:-5] if name.endswith(".yaml") else name
 
 
 def config_file(root, trainer, cfg):
     """(config name, absolute yaml path) for a ``.yaml`` path or a stem under :func:`config_dirs`."""
-    if is_yaml_path(cfg):
-        return yaml_name(cfg), _yaml_path(cfg, "method config")
+    if cfg.endswith(".yaml"):
+        return yaml_name(cfg), _existing(os.path.abspath(cfg), f"method config '{cfg}'", "; CFG: a stem or a .yaml")
     dirs = config_dirs(root, trainer)
     for d in dirs:
         if os.path.isfile(os.path.join(d, cfg + ".yaml")):
@@ -221,12 +210,10 @@ def calib_file(root, calib):
 
 
 def dataset_file(root, dataset):
-    """Absolute path of a dataset config: a ``.yaml`` path (a plugin's dataset), else
-    ``configs/datasets/<dataset>.yaml``; its runs go to ``<dataset dir>`` = :func:`yaml_name`."""
-    if is_yaml_path(dataset):
-        return _yaml_path(dataset, "dataset config")
-    return _existing(os.path.join(root, "configs", "datasets", dataset + ".yaml"), f"dataset config '{dataset}'",
-                     "; or give the path of a .yaml file")
+    """A dataset config: a ``.yaml`` path anywhere (a plugin's dataset), else ``configs/datasets/<dataset>.yaml``."""
+    path = (os.path.abspath(dataset) if dataset.endswith(".yaml")
+            else os.path.join(root, "configs", "datasets", dataset + ".yaml"))
+    return _existing(path, f"dataset config '{dataset}'", "; a dataset: a stem of configs/datasets/ or a .yaml path")
 
 
 def load_epoch(cfg_file, opts=(), override=None):

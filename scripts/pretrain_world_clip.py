@@ -38,14 +38,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(SCRIPTS), SCRIPTS]
-
-from cpt.datasets import world  # noqa: E402
-from cpt.calibration.fileio import atomic_write_with  # noqa: E402
-from cpt.trainers.clip import world as wc  # noqa: E402
-from pretrain_world_data import TokenCache, build_pools, make_batch, world_token_ids  # noqa: E402
-from pretrain_world_eval import build_eval_data, evaluate, write_manifest  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its modules
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (cpt)
+from cpt.calibration.fileio import atomic_write_with
+from cpt.datasets import world
+from cpt.trainers.clip import world as wc
+from pretrain_world_data import TokenCache, build_pools, make_batch, world_token_ids
+from pretrain_world_eval import build_eval_data, evaluate, write_manifest
 
 
 def compact_text_model(model, ids):

@@ -20,9 +20,9 @@ PLUGIN = os.path.join(REPO, "tests", "toy_extensions.py")
 def toy():
     """The plugin loaded in this process, and taken out of every registry afterwards (the other
     test modules check the built-in registries' exact contents)."""
-    from cpt.cli import catalog, plugins
     from cpt.calibration.posthoc import POSTHOC
     from cpt.calibration.regularizers import REGULARIZERS
+    from cpt.cli import catalog, plugins
     from cpt.engine.data import DATASET_REGISTRY
     from cpt.engine.trainer import TRAINER_REGISTRY
     from cpt.trainers import config
@@ -88,14 +88,12 @@ def test_toy_method_in_the_sweep_and_the_parser(tmp_path):
     assert float(row[3]) == pytest.approx(acc["test_new"], abs=1e-4)
 
 
-def test_toy_dataset_from_a_yaml_path_in_the_driver_and_the_sweep(tmp_path):
+def test_toy_dataset_from_a_yaml_path_in_the_driver_and_the_sweep(toy, tmp_path):
     """The plugin's dataset, its yaml outside the project, through scripts/drive.py (train, then the
     test of every trained run of DATASETS) and scripts/sweep.py (its seed 1 finished by the driver
     with the same options, seed 2 run); runs go to folders named by the yaml's stem."""
-    from tests.toy_extensions import write_toy_colours
-
     data = tmp_path / "data"
-    write_toy_colours(str(data))
+    toy.write_toy_colours(str(data))
     ds = tmp_path / "lab" / "toy_colours.yaml"
     ds.parent.mkdir()
     ds.write_text('DATASET:\n  NAME: "ToyColours"\nINPUT:\n  SIZE: (32, 32)\n')
@@ -131,4 +129,4 @@ def test_toy_dataset_from_a_yaml_path_in_the_driver_and_the_sweep(tmp_path):
     for argv in (("scripts/drive.py", "toyshift", "train", missing, "1"),
                  ("scripts/sweep.py", "--datasets", missing, "--methods", "toyshift", "--dry-run")):
         rc, log = call(*argv)
-        assert rc != 0 and f"error: dataset config '{missing}' not found: no file {missing}" in log, log
+        assert rc != 0 and f"error: dataset config '{missing}' not found: expected {missing} (available: " in log, log

@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cpt.cli import catalog
 from cpt.calibration.posthoc import PosthocCalibrator, register_posthoc
 from cpt.calibration.regularizers import Regularizer, register_regularizer
+from cpt.cli import catalog
 from cpt.datasets.splits import FolderBenchmark
 from cpt.engine.data import DATASET_REGISTRY
 from cpt.engine.trainer import TRAINER_REGISTRY
