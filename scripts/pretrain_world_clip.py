@@ -23,9 +23,8 @@ both pools in those renderings, and a rendered image's caption names its renderi
 ``--render-word``; the manifest adds each rendering's scene mAP (default and rendering-word prompts)
 and probability map. The commands of the shipped checkpoints: README, "The offline world".
 
-The pools, batches and caption tokens are in ``pretrain_world_data.py``, the evaluation and the
-manifest in ``pretrain_world_eval.py`` (modules beside this script); the model's compact
-vocabulary, the loss and the loop here.
+Beside it: ``pretrain_world_data.py`` (pools, batches, tokens), ``pretrain_world_eval.py`` (evaluation,
+manifest); here the compact vocabulary, the loss and the loop.
 """
 import argparse
 import json

@@ -1,7 +1,5 @@
-"""The pretraining data of ``scripts/pretrain_world_clip.py``: the pools of single-object images
-and scenes, the batches with their captions and positive mask, and the caption tokens (the
-world's compact vocabulary).
-"""
+"""The data of ``scripts/pretrain_world_clip.py``: image pools, batches (captions, positive mask),
+caption tokens."""
 import itertools
 
 import numpy as np

@@ -1,6 +1,5 @@
-"""The evaluation of ``scripts/pretrain_world_clip.py``: zero-shot numbers of a checkpoint, the
-fitted scene probability maps, and the manifest written beside a checkpoint.
-"""
+"""The evaluation of ``scripts/pretrain_world_clip.py``: zero-shot numbers, scene probability maps,
+the manifest beside a checkpoint."""
 import json
 import os
 

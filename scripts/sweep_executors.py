@@ -1,10 +1,5 @@
-"""The executors of ``scripts/sweep.py``: a local queue over GPU or CPU slots, and submitit jobs
-(``slurm``: a job array; ``submitit-local``: the same jobs through submitit's ``LocalExecutor``).
-
-A unit is a ``sweep.Run`` (its ``pending()`` steps run in order, output appended to its
-``log_path``); a step counts as done only when its ``results.json`` says finished
-(``cpt.cli.catalog``'s rule, also the skip test of a submitted job's bash script).
-"""
+"""The executors of ``scripts/sweep.py`` (its docstring says what each does), running its units
+(``sweep.Run``: the pending steps in order, output appended to the unit log)."""
 import os
 import queue
 import shlex
@@ -49,10 +44,9 @@ class Outcome:
     seconds: float = 0.0
 
 
-def run_unit(run, slot=None, stop=None, active=None, lock=None, echo=print):
+def run_unit(run, slot, stop, active, lock, echo=print):
     """Run the pending steps of one unit in order; the test step only after a finished train step.
     ``stop`` (an Event) ends it early; ``active`` (a set guarded by ``lock``) holds its process."""
-    stop, active, lock = stop or threading.Event(), set() if active is None else active, lock or threading.Lock()
     t0 = time.time()
     steps = run.pending()
     if not steps:
@@ -198,9 +192,8 @@ def wait_jobs(pairs, echo=print):
 
 
 def execute(todo, args, folder, echo=print):
-    """Run the units ``todo`` with ``args.executor`` (``folder``: submitit's logs): their outcomes,
-    or an exit status when there is nothing to report: 2 (the executor cannot start), 130 (Ctrl-C),
-    0 (slurm jobs submitted, not waited for)."""
+    """The outcomes of the units ``todo`` run by ``args.executor`` (``folder``: submitit's), or an exit
+    status: 2 (no executor), 130 (Ctrl-C), 0 (slurm jobs submitted, not waited for)."""
     if args.executor == "local":
         gpus = None
         if args.gpus is not None:

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # folder (a path under the checkout root) -> layer; a module belongs to the longest folder holding it
-LAYERS = {"calibration": 0, "engine": 1, "trainers/clip": 2, "datasets": 2, "trainers": 3, "cli": 4}
+LAYERS = {"calibration": 0, "engine": 1, "trainers/clip": 2, "datasets": 2, "trainers": 3, "cli": 4, "cli/results": 5}
 
 
 def folder_of(relpath):
