@@ -15,12 +15,12 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 import torch
 
+from ..calibration.registry import Registry
 from .checkpoint import CheckpointMixin, preserve_rng
 from .curves import Curves
 from .evaluation import build_evaluator
 from .faults import fault_point
 from .identity import IdentityMixin
-from ..calibration.registry import Registry
 from .utils import AverageMeter, MetricMeter, get_logger, get_rank, is_distributed
 
 TRAINER_REGISTRY = Registry("TRAINER")

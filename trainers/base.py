@@ -16,15 +16,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..calibration.regularizers import (RegContext, apply_regularizers, build_regularizers, check_requirements,
-                                          load_outlier_vocab, select_outliers)
+from ..calibration.regularizers import (
+    RegContext,
+    apply_regularizers,
+    build_regularizers,
+    check_requirements,
+    load_outlier_vocab,
+    select_outliers,
+)
 from ..engine import feature_cache
 from ..engine.checkpoint import load_checkpoint, load_learnable_state
 from ..engine.optim import build_lr_scheduler, build_optimizer
 from ..engine.trainer import TrainerX
 from ..engine.utils import count_num_param
-from .clip import world as _world_clip
 from .clip import encode_prompts, load_clip
+from .clip import world as _world_clip
 from .config import LOSS_CHOICES, PREC_CHOICES
 from .posthoc import PosthocStep, save_train_classnames
 from .templates import get_template, method_templates, trainer_method

@@ -7,8 +7,8 @@ the learned prompt and ``t0_c`` under the dataset's hand-crafted template. Keys
 import logging
 
 from ..engine.trainer import TRAINER_REGISTRY
-from .coop import CoOp, build_coop_learner
 from .config import _DEFAULTS
+from .coop import CoOp, build_coop_learner
 
 
 @TRAINER_REGISTRY.register()

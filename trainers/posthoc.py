@@ -15,8 +15,8 @@ import os
 
 import torch
 
-from ..calibration.posthoc import build_posthoc, load_posthoc
 from ..calibration.fileio import atomic_write_json
+from ..calibration.posthoc import build_posthoc, load_posthoc
 
 POSTHOC_FILE = "posthoc.json"
 CLASSNAMES_FILE = "train_classnames.json"

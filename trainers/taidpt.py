@@ -45,10 +45,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..calibration.fileio import atomic_write_json
 from ..engine.data.captions import CaptionMatcher, synonyms_for
 from ..engine.data.datasets import class_split_indices
 from ..engine.trainer import TRAINER_REGISTRY, SimpleTrainer, get_rank
-from ..calibration.fileio import atomic_write_json
 from .base import ClipPromptTrainer, masked_bce
 from .clip import BackboneError, PromptLearner, encode_prompts
 from .config import TAIDPT_LOSS_CHOICES
