@@ -1,6 +1,7 @@
 """The command line's arguments and config: CoOp/MaPLe's flags, flags written after the ``KEY VALUE``
-pairs, and the merge order of ``setup_cfg`` (engine defaults, trainer keys, ``--dataset-config-file``,
-``--config-file``, ``--calib-config-file``, flags, trailing ``KEY VALUE`` opts)."""
+pairs, and the merge order of ``setup_cfg`` (engine defaults, the keys the trainers and the datasets
+declare, ``--dataset-config-file``, ``--config-file``, ``--calib-config-file``, flags, trailing
+``KEY VALUE`` opts)."""
 import argparse
 import os
 import sys
@@ -57,12 +58,14 @@ FLAG_KEYS = (("root", "DATASET.ROOT"), ("output_dir", "OUTPUT_DIR"), ("resume", 
 
 
 def setup_cfg(args):
+    from .. import datasets
     from ..engine.config import get_cfg_default
     from ..engine.config_check import merge_file, merge_opts
     from ..trainers.config import extend_cfg
 
     cfg = get_cfg_default()
-    extend_cfg(cfg)
+    extend_cfg(cfg)  # the keys the trainers declare
+    datasets.extend_cfg(cfg)  # and the datasets
     for flag in ("--dataset-config-file", "--config-file", "--calib-config-file"):
         path = getattr(args, flag[2:].replace("-", "_"))
         if path:

@@ -45,12 +45,12 @@ def resolve(name):
 
 
 def build(root, name, cache_dir="", opts=()):
-    from .. import datasets  # noqa: F401
+    from .. import datasets
     from ..engine.config import get_cfg_default
     from ..engine.data import build_dataset
 
     reg, yaml_path = resolve(name)
-    cfg = get_cfg_default()
+    cfg = datasets.extend_cfg(get_cfg_default())  # the keys the datasets declare
     if yaml_path:
         cfg.merge_from_file(yaml_path)
     cfg.DATASET.NAME = reg

@@ -32,6 +32,7 @@ def read_coco_instances(path, name, layout):
 
 
 class _COCO(MultiLabelBenchmark):
+    synonyms_file = "synonyms_coco.json"
     dataset_dir = "coco"
 
     def split(self, cfg, ddir, folder, keep_ids=None):

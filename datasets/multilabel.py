@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 
 from ..engine.data.datasets import apply_fewshot_and_subsample, paused_gc
+from .captions import CaptionLabels
 from .common import Benchmark, DatasetLayoutError, first_existing, read_lines
 
 
@@ -19,10 +20,10 @@ def multihot(num_classes, positives=(), unknown=()):
     return v
 
 
-class MultiLabelBenchmark(Benchmark):
+class MultiLabelBenchmark(Benchmark, CaptionLabels):
     """A multi-label benchmark with optional captions for text-only training (TaI-DPT): ``captions()``
     is ``[(caption, multi-hot over self.classnames), ...]`` of the COCO captions file's captions that
-    name a class (``engine.data.captions``), the first ``limit`` (``DATASET.NUM_CAPTIONS``) when > 0."""
+    name a class (``datasets/captions.py``), the first ``limit`` (``DATASET.NUM_CAPTIONS``) when > 0."""
 
     @property
     def caption_files(self):
@@ -50,11 +51,9 @@ class MultiLabelBenchmark(Benchmark):
         if path is None:
             raise DatasetLayoutError(f"{type(self).__name__}: no captions file; looked for "
                                      f"{', '.join(self.caption_files)}")
-        from ..engine.data.captions import CaptionMatcher, synonyms_for
-        from . import captions  # noqa: F401  (registers the synonym files)
         with open(path, "r") as f:
             anns = json.load(f)["annotations"]
-        matcher = CaptionMatcher(self.classnames, synonyms_for(type(self).__name__))
+        matcher = self.caption_matcher(self.classnames)
         labelled = ((a["caption"].strip(), matcher(a["caption"])) for a in anns)
         return list(itertools.islice(((cap, v) for cap, v in labelled if v.any()), int(limit or 0) or None))
 

@@ -23,6 +23,7 @@ def _relpath(line):
 
 @DATASET_REGISTRY.register()
 class NUSWIDE(MultiLabelBenchmark):
+    synonyms_file = "synonyms_nuswide.json"
     dataset_dir = "nuswide"
     LAYOUT = """\
 nuswide/

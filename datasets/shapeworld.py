@@ -26,6 +26,7 @@ from ..engine.data.datasets import class_split_indices
 from ..engine.runlock import is_stale, process_start_time
 from ..engine.utils import get_logger
 from . import common, world
+from .captions import CaptionLabels
 
 SINGLE_COUNTS = {"n_train_per_class": 32, "n_val_per_class": 8, "n_test_per_class": 50}
 SCENE_COUNTS = {"n_train": 1200, "n_val": 300, "n_test": 1000}
@@ -114,6 +115,13 @@ def _read_scene_split(folder, split_file):
     return convert(split["train"]), convert(split["val"]), convert(split["test"]), captions
 
 
+VARIANT_KEY = {"VARIANT": "cast"}  # DATASET.VARIANT (module docstring), declared by the world's datasets
+
+
+def _variant(cfg):
+    return cfg.DATASET.get("VARIANT", VARIANT_KEY["VARIANT"])
+
+
 def _check_variant(variant):
     try:
         world.cast_strength(variant)
@@ -126,9 +134,11 @@ class ShapeWorld(DatasetBase):
     """64 single-object classes (8 colours x 8 shapes) of the offline world."""
 
     split_file = "split_ShapeWorld.json"
+    config_keys = VARIANT_KEY
+    synonyms_file = "synonyms_shapeworld.json"
 
     def __init__(self, cfg):
-        variant = cfg.DATASET.VARIANT
+        variant = _variant(cfg)
         _check_variant(variant)
         folder = _materialised_dir(
             cfg, "ShapeWorld", variant,
@@ -142,14 +152,16 @@ class ShapeWorld(DatasetBase):
 
 
 @DATASET_REGISTRY.register()
-class ShapeWorldML(DatasetBase):
+class ShapeWorldML(DatasetBase, CaptionLabels):
     """Multi-object scenes (2-4 objects) with multi-hot labels (1 / 0, no unknowns) over the 64 world
     classes; groups ``base`` and ``new`` (ceil split) when ``SUBSAMPLE_CLASSES`` is ``all``."""
 
     split_file = "split_ShapeWorldML.json"
+    config_keys = VARIANT_KEY
+    synonyms_file = "synonyms_shapeworld.json"
 
     def __init__(self, cfg):
-        name, variant = type(self).__name__, cfg.DATASET.VARIANT
+        name, variant = type(self).__name__, _variant(cfg)
         self.check_variant(variant)
         folder = _materialised_dir(cfg, name, variant, lambda d: self.materialize(d, variant), self.split_file)
         train, val, test, self._captions = _read_scene_split(folder, self.split_file)

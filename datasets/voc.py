@@ -22,8 +22,11 @@ VOC_DIFFICULT_VALUES = {"ignore": -1, "positive": 1, "negative": 0}
 
 
 class _VOC(MultiLabelBenchmark):
+    config_keys = {"VOC_DIFFICULT": "ignore"}  # DATASET.VOC_DIFFICULT (module docstring)
+    synonyms_file = "synonyms_voc.json"
+
     def difficult(self, cfg):
-        mode = str(cfg.DATASET.get("VOC_DIFFICULT", "ignore")).lower()
+        mode = str(cfg.DATASET.get("VOC_DIFFICULT", self.config_keys["VOC_DIFFICULT"])).lower()
         if mode not in VOC_DIFFICULT_VALUES:
             raise ValueError(f"DATASET.VOC_DIFFICULT must be one of {sorted(VOC_DIFFICULT_VALUES)}, got {mode!r}")
         return VOC_DIFFICULT_VALUES[mode]

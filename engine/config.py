@@ -57,18 +57,10 @@ _C.DATASET.NUM_SHOTS = -1
 # "all", "base" or "new"
 _C.DATASET.SUBSAMPLE_CLASSES = "all"
 SUBSAMPLE_CHOICES = ("all", "base", "new")
-# Multi-label VOC: how "difficult" (0 in ImageSets) counts: "ignore" -> -1 (no
-# loss, not scored), "positive" -> 1, "negative" -> 0.
-_C.DATASET.VOC_DIFFICULT = "ignore"
-# Offline world variant: "cast" (downstream colour cast) or "clean".
-_C.DATASET.VARIANT = "cast"
 # Drop listed images that are not on disk (with a warning) instead of failing.
 _C.DATASET.SKIP_MISSING_IMAGES = False
-# Multi-label training source for caption-trained methods: "images" or "captions".
-_C.DATASET.TRAIN_SOURCE = "images"
-# Captions for TRAIN_SOURCE "captions": 0 = the dataset's own, N > 0 = a corpus of N (the datasets'
-# captions(limit): COCO-based sets the first N that name a class, ShapeWorldML the world's text corpus).
-_C.DATASET.NUM_CAPTIONS = 0
+# A dataset's own keys (DATASET.<KEY>) are declared by its module (cpt.datasets.extend_cfg), a
+# method's by its trainer class (cpt.trainers.config.extend_cfg).
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4

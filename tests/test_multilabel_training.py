@@ -18,8 +18,8 @@ from cpt import (
     trainers,  # noqa: F401  (registers the trainers)
 )
 from cpt.datasets import world
+from cpt.datasets.captions import CaptionMatcher, caption_multihot, synonyms_for
 from cpt.engine.checkpoint import latest_checkpoint
-from cpt.engine.data.captions import CaptionMatcher, caption_multihot, synonyms_for
 from cpt.trainers.base import masked_bce
 from cpt.trainers.taidpt import ranking_loss, softmax_pool
 from tests import runs

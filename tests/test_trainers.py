@@ -111,6 +111,7 @@ def test_regularizer_inputs_checked_at_build(root, tmp_path):
 def test_every_trainer_config_loads_with_the_trainer_keys():
     import glob
 
+    from cpt import datasets
     from cpt.engine.config import get_cfg_default
     from cpt.trainers.config import extend_cfg
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "trainers")
@@ -119,7 +120,7 @@ def test_every_trainer_config_loads_with_the_trainer_keys():
     files = sorted(glob.glob(os.path.join(folder, "*", "*.yaml")))
     assert len(files) >= 11
     for path in files:
-        cfg = extend_cfg(get_cfg_default())
+        cfg = datasets.extend_cfg(extend_cfg(get_cfg_default()))
         cfg.merge_from_file(path)
         trainer = os.path.basename(os.path.dirname(path))
         assert trainer in node and cfg.TRAINER[node[trainer]].PREC in ("fp16", "fp32"), path

@@ -15,7 +15,8 @@ token features (the text tower's output after the final LayerNorm and the projec
 positions 1..EOT: the start token, the same for every caption under the causal mask, and the
 padding are left out), ``T = SPATIAL_T_TEXT``; the frozen features are computed once at build
 (kept in memory up to ``CAPTION_CACHE_FLOATS`` floats); ``CAPTION_LABELS match`` labels them by
-the class names and the synonym file (``SYNONYMS`` overrides it), ``dataset`` takes the dataset's
+the dataset's ``caption_matcher`` (class names and its synonym file; ``SYNONYMS`` overrides the
+file), ``dataset`` takes the dataset's
 labels (cut to the trained columns). Images (``TRAIN_SOURCE images``, and always at evaluation):
 ``g`` is CLIP's image feature, ``f_k`` a ViT's patch tokens (after ``ln_post`` and the projection)
 or a ModifiedResNet's attention-pool value path at every location
@@ -46,7 +47,6 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..calibration.fileio import atomic_write_json
-from ..engine.data.captions import CaptionMatcher, synonyms_for
 from ..engine.data.datasets import class_split_indices
 from ..engine.trainer import TRAINER_REGISTRY, SimpleTrainer, get_rank
 from .base import ClipPromptTrainer, masked_bce
@@ -177,10 +177,13 @@ class TaIDPT(ClipPromptTrainer):
             ship = ship[:, cols]
         if str(self.tcfg.CAPTION_LABELS).lower() == "dataset":
             return texts, ship.astype(np.int64)
-        synonyms = synonyms_for(self.cfg.DATASET.NAME, self.tcfg.SYNONYMS)
-        matched = CaptionMatcher(names, synonyms).label(texts).astype(np.int64)
+        if not hasattr(self.dm.dataset, "caption_matcher"):
+            raise ValueError(f"TRAINER.TAIDPT.CAPTION_LABELS match: dataset {self.cfg.DATASET.NAME} has no "
+                             f"caption_matcher() (datasets.captions.CaptionLabels); use CAPTION_LABELS dataset")
+        matcher = self.dm.dataset.caption_matcher(names, self.tcfg.SYNONYMS)
+        matched = matcher.label(texts).astype(np.int64)
         agree = float((matched == (ship == 1)).mean() * 100) if len(texts) else 100.0
-        self.logger.info(f"Caption labels: class names + synonyms ({len(synonyms)} entries) over {len(names)} "
+        self.logger.info(f"Caption labels: class names + synonyms ({len(matcher.synonyms)} entries) over {len(names)} "
                          f"classes; agreement with the dataset's labels {agree:.2f}% of entries")
         self.caption_label_agreement = agree
         return texts, matched
