@@ -1,7 +1,8 @@
-"""Evaluation cost of a CoOp model: text features once per evaluation vs once per test batch, a
-second evaluation with vs without the frozen image-feature cache (``TEST.CACHE_FEATURES``), and a
-sweep of ``--sweep`` runs (a new trainer each, seeds 1..N, as a sweep over seeds and calibrators)
-sharing one cache: the first run's evaluation time and the mean of the others.
+"""Evaluation cost of a model of the catalog's default method (CoOp): text features once per
+evaluation vs once per test batch, a second evaluation with vs without the frozen image-feature
+cache (``TEST.CACHE_FEATURES``), and a sweep of ``--sweep`` runs (a new trainer each, seeds 1..N, as
+a sweep over seeds and calibrators) sharing one cache: the first run's evaluation time and the mean
+of the others.
 
 Two backbones, on the CPU or ``--device cuda``: the world's tiny CLIP (its checkpoint when present,
 else random weights) and a random ViT-B/16-sized CLIP (no download), on ``--batches`` test batches
@@ -17,18 +18,20 @@ import tempfile
 import torch
 
 from benchlib import add_run_flags, best_time, serve, trainer_cfg, write_images
-from cpt import trainers  # noqa: F401  (registers CoOp)
-from cpt.engine.trainer import build_trainer
+from cpt.cli import catalog
+from cpt.engine.trainer import TRAINER_REGISTRY, build_trainer
 
 
 def bench(label, backbone, pretrained, size, args, tmp):
     slug = "".join(ch if ch.isalnum() else "_" for ch in label)
     serve(write_images(os.path.join(tmp, slug), args.classes, args.batches * args.batch_size, size),
           [f"class {i}" for i in range(args.classes)], n_train=args.classes)
-    cfg = trainer_cfg(args, "CoOp", "COOP", backbone, pretrained, size, os.path.join(tmp, "out-" + slug),
+    trainer = catalog.get_method(catalog.default_method()).trainer  # a learned shared context
+    node = TRAINER_REGISTRY.get(trainer).cfg_node
+    cfg = trainer_cfg(args, trainer, node, backbone, pretrained, size, os.path.join(tmp, "out-" + slug),
                       os.path.join(tmp, "cache"))
     cfg.DATALOADER.TEST.BATCH_SIZE = args.batch_size
-    cfg.TRAINER.COOP.CTX_INIT = "a photo of a"
+    cfg.TRAINER[node].CTX_INIT = "a photo of a"
     cfg.TEST.CACHE_FEATURES = False
     torch.manual_seed(0)
     t = build_trainer(cfg)
@@ -37,7 +40,7 @@ def bench(label, backbone, pretrained, size, args, tmp):
 
     # Text features once per batch: the per-evaluation text cache is left empty.
     original = t.before_evaluation
-    t.before_evaluation = lambda split: setattr(t, "_eval_cache", {})
+    t.before_evaluation = lambda split: setattr(t.text_head, "cache", {})
     per_batch = best_time(t.test, args.repeats)[0]
     t.before_evaluation = original
 

@@ -1,4 +1,5 @@
-"""Time per training step of CoOp, CoCoOp, KgCoOp and MaPLe with the short text path on and off
+"""Time per training step of the prompt learners of the method catalog (those that train on
+single-label data: CoOp, CoCoOp, KgCoOp and MaPLe) with the short text path on and off
 (``MODEL.BACKBONE.SHORT_TEXT``; off is what the upstream forks do: every prompt at the full
 context of 77 tokens).
 
@@ -11,8 +12,9 @@ the median step time of each path, their ratio and the max difference of the los
 
     python benchmarks/bench_train.py [--classes 10 100 1000] [--trainers CoOp MaPLe] [--device cuda] ...
 
-CoCoOp encodes every class prompt per image, so it runs at ``--cocoop-batch-size`` (its
-published batch size is 1). ``--repeats-at CLASSES N`` lowers the repeats for large settings.
+A method whose prompts depend on the image (CoCoOp) encodes every class prompt per image, so it runs
+at ``--per-image-batch-size`` (CoCoOp's published batch size is 1). ``--repeats-at CLASSES N``
+lowers the repeats for large settings.
 """
 import argparse
 import os
@@ -22,10 +24,13 @@ import tempfile
 import torch
 
 from benchlib import add_run_flags, best_time, serve, trainer_cfg, write_images
-from cpt import trainers  # noqa: F401  (registers the trainers)
-from cpt.engine.trainer import build_trainer
+from cpt.cli import catalog
+from cpt.engine.trainer import TRAINER_REGISTRY, build_trainer
 
-NODES = {"CoOp": "COOP", "CoCoOp": "COCOOP", "KgCoOp": "KGCOOP", "MaPLe": "MAPLE"}
+
+def prompt_trainers():
+    """The trainers of the catalog's methods that learn prompts on single-label data."""
+    return [m.trainer for _, m in catalog.METHODS.items() if not (m.eval_only or m.multilabel)]
 
 
 def class_names(n):
@@ -35,7 +40,7 @@ def class_names(n):
 
 
 def make_cfg(args, trainer, batch_size, out):
-    node = NODES[trainer]
+    node = TRAINER_REGISTRY.get(trainer).cfg_node
     cfg = trainer_cfg(args, trainer, node, args.backbone, False, args.size, out, os.path.join(out, "cache"))
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = batch_size
     cfg.OPTIM.NAME = "sgd"
@@ -43,7 +48,7 @@ def make_cfg(args, trainer, batch_size, out):
     cfg.OPTIM.WEIGHT_DECAY = 0.0
     cfg.OPTIM.MAX_EPOCH = 1
     node = cfg.TRAINER[node]
-    if trainer != "MaPLe":
+    if "PROMPT_DEPTH" not in node:  # a context learner; deep prompts keep their own context
         node.N_CTX, node.CTX_INIT = args.n_ctx, ""
     elif args.backbone.lower().startswith("world"):
         node.PROMPT_DEPTH = 3  # the world's tiny towers have 4 text layers
@@ -59,7 +64,8 @@ def batches(loader):
 
 
 def bench_one(args, trainer, n_classes, repeats, tmp):
-    bs = args.cocoop_batch_size if trainer == "CoCoOp" else args.batch_size
+    per_image = not TRAINER_REGISTRY.get(trainer).image_independent_text
+    bs = args.per_image_batch_size if per_image else args.batch_size
     images = write_images(os.path.join(tmp, f"img-{trainer}-{n_classes}"), n_classes, bs, args.size)
     serve(images, class_names(n_classes))
     torch.manual_seed(0)
@@ -68,7 +74,8 @@ def bench_one(args, trainer, n_classes, repeats, tmp):
     t.batch_idx, t.num_batches, t.epoch = 0, 10 ** 9, 0
     data = batches(t.train_loader_x)
     pl = t.learner
-    keep = t.clip.text_keep_length(pl.tokenized_prompts, 1 + pl.n_ctx if trainer == "MaPLe" else 0)
+    deep = "PROMPT_DEPTH" in t.tcfg  # deep prompts replace positions 1..n_ctx in every layer
+    keep = t.clip.text_keep_length(pl.tokenized_prompts, 1 + pl.n_ctx if deep else 0)
 
     def step(on):
         t.clip.short_text = on
@@ -96,14 +103,16 @@ def bench_one(args, trainer, n_classes, repeats, tmp):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
-    p.add_argument("--trainers", nargs="+", default=list(NODES), choices=list(NODES))
+    p.add_argument("--trainers", nargs="+", default=prompt_trainers(), choices=prompt_trainers())
     p.add_argument("--repeats", type=int, default=3, help="timed steps per path and setting")
     p.add_argument("--repeats-at", type=int, nargs=2, action="append", default=[], metavar=("CLASSES", "N"),
                    help="use N repeats at CLASSES classes (may be given several times)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per path first")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--cocoop-batch-size", type=int, default=1)
-    p.add_argument("--n-ctx", type=int, default=16, help="context tokens of CoOp/CoCoOp/KgCoOp (MaPLe: its 2)")
+    p.add_argument("--per-image-batch-size", type=int, default=1,
+                   help="batch size of the methods whose prompts depend on the image")
+    p.add_argument("--n-ctx", type=int, default=16, help="context tokens of the context learners (deep prompts: "
+                   "their own)")
     add_run_flags(p)
     p.add_argument("--backbone", default="ViT-B/16")
     p.add_argument("--size", type=int, default=224)
@@ -113,7 +122,7 @@ def main():
     torch.set_num_threads(args.threads)
     repeats_at = {c: n for c, n in args.repeats_at}
     print(f"{args.backbone} (random weights), device {args.device}, precision {args.prec}, threads "
-          f"{torch.get_num_threads()}, batch {args.batch_size} (CoCoOp {args.cocoop_batch_size}), "
+          f"{torch.get_num_threads()}, batch {args.batch_size} (per-image prompts {args.per_image_batch_size}), "
           f"workers {args.workers}, pin_memory {args.pin_memory}")
     print("trainer classes batch kept/ctx reps  short[s]   full[s]   ratio  max|dloss|  loss-spread")
     with tempfile.TemporaryDirectory() as tmp:

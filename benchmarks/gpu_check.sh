@@ -37,7 +37,7 @@ else
         exit 1
     fi
     "$PYTHON" -c "import torch; print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
-    TRAIN=(--device cuda --classes 10 100 1000 --repeats 5 --batch-size 32 --cocoop-batch-size 1 --workers 4
+    TRAIN=(--device cuda --classes 10 100 1000 --repeats 5 --batch-size 32 --per-image-batch-size 1 --workers 4
            --pin-memory)
     EVAL=(--device cuda --classes 100 --batches 20 --batch-size 100 --repeats 3 --sweep 5 --workers 4
           --pin-memory)

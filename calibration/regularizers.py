@@ -308,8 +308,8 @@ class Penalty(Regularizer):
 @register_regularizer("dor")
 class DOR(Regularizer):
     """DOR: ``lambda * dor_loss``. ``vocab`` (a word file; empty: the one shipped in
-    ``calibration/data/``) and ``num_outliers`` are read by the trainer, which selects the words
-    (:func:`select_outliers`) and provides the outlier inputs."""
+    ``calibration/data/``) and ``num_outliers`` drive the :class:`OutlierSampler` of the trainer,
+    which provides the outlier inputs."""
 
     needs = ("outlier_text_features", "outlier_zs_text_features")
     defaults = {"lambda": 2.0, "vocab": "", "num_outliers": 64}
@@ -324,3 +324,24 @@ class DOR(Regularizer):
         d = self._fetch(ctx)
         loss = dor_loss(d["outlier_text_features"], d["outlier_zs_text_features"])
         return {"dor": self.params["lambda"] * loss}
+
+
+class OutlierSampler:
+    """DOR's outlier words of one run: the vocabulary (``params["vocab"]``, the training class names
+    excluded), their zero-shot text features ``zs`` ``(V, D)`` (``encode(words)``), and each epoch's
+    ``num_outliers`` (:meth:`draw`): the nearest to the classes among a pool of four times as many,
+    drawn with a generator seeded by (seed, epoch)."""
+
+    def __init__(self, params, classnames, encode):
+        self.n = params["num_outliers"]
+        self.words = load_outlier_vocab(params["vocab"] or None, exclude=classnames)
+        self.zs = encode(self.words)
+        self.index = self.epoch = None
+
+    def draw(self, class_zs, seed, epoch):
+        """Indices into ``words`` of ``epoch``'s outliers (drawn at the epoch's first call)."""
+        if self.epoch != epoch:
+            g = torch.Generator().manual_seed(max(seed, 0) * 100003 + epoch)
+            self.index = select_outliers(self.zs, class_zs, self.n, pool=4 * self.n, generator=g).cpu()
+            self.epoch = epoch
+        return self.index

@@ -1,9 +1,10 @@
 """The method and dataset catalog, the run-directory layout and the "finished" rule, written once.
 
 The bash drivers (``scripts/<method>/*.sh`` through ``scripts/drive.py``), ``scripts/sweep.py``
-and ``scripts/parse_results.py`` all read this module; it imports nothing heavy (no torch), and
-``python -m cpt.cli.catalog`` prints the method table. A plugin (``cpt.cli.plugins``) adds a method with
-:func:`register_method`.
+and ``scripts/parse_results.py`` all read this module; importing it imports nothing heavy (no torch;
+looking a method up imports the trainers), and ``python -m cpt.cli.catalog`` prints the method
+table. The table is data the trainer classes declare (``catalog_entry``, docs/design.md section 11),
+a plugin's (``cpt.cli.plugins``) as a built-in one's.
 
 Layout (docs/design.md section 7): ``<output>/base2new/{train_base,test_new}/<dataset>/shots_<K>/
 <trainer>/<cfgdir>/seed<S>`` (``dg/{train,test}`` for domain generalisation), ``<cfgdir>`` =
@@ -26,15 +27,16 @@ from ..calibration.registry import Registry
 
 @dataclass(frozen=True)
 class Method:
-    """One entry of the method table.
+    """One entry of the method table: the ``catalog_entry`` a trainer class declares (its own, not
+    inherited), with ``trainer`` its ``TRAINER_REGISTRY`` name.
 
-    ``name``: short name (``scripts/<name>/``, ``sweep.py --methods``); ``trainer``: the
-    ``TRAINER_REGISTRY`` name; ``config``: default config stem (``configs/trainers/<trainer>/``)
-    for base-to-new; ``ml_config``: default of the multi-label scripts (None: not offered there);
-    ``config_dirs``: more trainer folders searched for a config stem; ``eval_only``: nothing is
-    trained (both steps are ``--eval-only``, the test step loads no model); ``multilabel``: a
-    multi-label method (its scripts default to :data:`ML_DATASETS`); ``paper``: the
-    ``prompt_method`` of the TCPT table (``scripts/paper_tables/``), None when not published.
+    ``name``: short name (``scripts/<name>/``, ``sweep.py --methods``); ``config``: default config stem
+    (``configs/trainers/<trainer>/``) for base-to-new; ``ml_config``: default of the multi-label
+    scripts (None: not offered there); ``config_dirs``: more trainer folders searched for a config
+    stem; ``eval_only``: nothing is trained (both steps are ``--eval-only``, the test step loads no
+    model); ``multilabel``: a multi-label method (its scripts default to :data:`ML_DATASETS`);
+    ``paper``: the ``prompt_method`` of the TCPT table (``scripts/paper_tables/``), None when not
+    published; ``default``: the method the sweep and the multi-label scripts run when none is named.
     """
     name: str
     trainer: str
@@ -44,29 +46,61 @@ class Method:
     eval_only: bool = False
     multilabel: bool = False
     paper: str = None
+    default: bool = False
 
 
-METHODS = Registry("method", case_insensitive=True)
+def builtin_entries():
+    """``{trainer: catalog_entry}`` of the built-in trainer classes, read from their modules' source
+    (``trainers/<method>.py`` or ``trainers/<method>/__init__.py``; the registry name is the class
+    name), so that looking a method up imports no trainer and no torch (the bash drivers)."""
+    import ast
+    import glob
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "trainers")
+    out = {}
+    for path in sorted(glob.glob(os.path.join(root, "*.py")) + glob.glob(os.path.join(root, "*", "__init__.py"))):
+        with open(path, encoding="utf-8") as f:
+            classes = [n for n in ast.parse(f.read()).body if isinstance(n, ast.ClassDef)]
+        out.update({c.name: ast.literal_eval(s.value) for c in classes for s in c.body if isinstance(s, ast.Assign)
+                    and [getattr(t, "id", None) for t in s.targets] == ["catalog_entry"]})
+    return {trainer: entry for trainer, entry in out.items() if entry}
 
 
-def register_method(name, trainer, config, ml_config=None, config_dirs=(), eval_only=False, multilabel=False,
-                    paper=None, force=False):
-    """Add a method to the catalog (a plugin's one call); returns its :class:`Method`. Registering
-    the same entry again (a plugin module imported twice) is a no-op; another entry under a taken
-    name needs ``force=True``."""
-    m = Method(name, trainer, config, ml_config, tuple(config_dirs), eval_only, multilabel, paper)
-    if name not in METHODS or METHODS.get(name) != m:
-        METHODS.register(m, force=force, name=name)
-    return m
+class MethodTable(Registry):
+    """The method table: the ``catalog_entry`` of the built-in trainer classes (:func:`builtin_entries`,
+    read at the first lookup) and of the registered ones (plugins; read at every lookup). Two trainers
+    declaring one short name fail, naming both."""
+
+    builtins = None
+
+    def sync(self):
+        if self.builtins is None:
+            self.builtins = builtin_entries()
+        entries = dict(self.builtins)
+        registry = sys.modules.get(__name__.rsplit(".", 2)[0] + ".engine.trainer")  # imported: plugins may be in it
+        for trainer, cls in registry.TRAINER_REGISTRY.items() if registry else ():
+            entries[trainer] = vars(cls).get("catalog_entry") or entries.get(trainer)
+        for trainer, entry in entries.items():
+            if entry:
+                m = Method(trainer=trainer, **dict(entry, config_dirs=tuple(entry.get("config_dirs", ()))))
+                known = self._obj_map.setdefault(self._key(m.name), m)
+                if known != m:
+                    raise CatalogError(f"method '{m.name}' is declared by {known.trainer} and {trainer}")
+
+    def get(self, name):
+        self.sync()
+        return super().get(name)
+
+    def items(self):
+        self.sync()
+        return super().items()
+
+    def __contains__(self, name):
+        self.sync()
+        return super().__contains__(name)
 
 
-register_method("zsclip", "ZeroshotCLIP", "vit_b16", ml_config="vit_b16", config_dirs=("CoOp",), eval_only=True,
-                paper="ZeroShot")
-register_method("coop", "CoOp", "vit_b16_ep50_ctxv1", ml_config="vit_b16_bce_ep10", paper="CoOp")
-register_method("cocoop", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", ml_config="vit_b16_bce_ep10")
-register_method("kgcoop", "KgCoOp", "vit_b16_ep100_ctxv1", ml_config="vit_b16_bce_ep10", paper="KgCoOp")
-register_method("maple", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", paper="MaPLe")
-register_method("taidpt", "TaIDPT", "vit_b16", ml_config="vit_b16", multilabel=True)
+METHODS = MethodTable("method", case_insensitive=True)
 
 
 def get_method(name):
@@ -81,6 +115,11 @@ def get_method(name):
 
 def methods_of_trainer(trainer):
     return [m for _, m in METHODS.items() if m.trainer.lower() == str(trainer).lower()]
+
+
+def default_method():
+    """The short name of the method run when none is named (the entry marked ``default``)."""
+    return next(m.name for _, m in METHODS.items() if m.default)
 
 
 # The 11 base-to-new benchmarks in the papers' column order: (yaml stem, paper column, display name)

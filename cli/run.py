@@ -1,6 +1,6 @@
 """Train or evaluate a prompt learner (flag-compatible with CoOp/MaPLe's train.py).
 
-Config merge order: engine defaults, trainer keys (``trainers.config.extend_cfg``),
+Config merge order: engine defaults, the trainers' and the datasets' keys (``cli/args.py``),
 ``--dataset-config-file``, ``--config-file``, ``--calib-config-file``, flags,
 trailing ``KEY VALUE`` opts. Each run writes ``log.txt`` and ``results.json``
 (status, metrics in percent, wall time) into ``--output-dir``.
@@ -117,12 +117,13 @@ def main(args):
     from ..engine.runlock import RunLock
     from ..engine.trainer import TRAINER_REGISTRY
     from ..engine.utils import set_random_seed
+    from .catalog import methods_of_trainer
 
     # Fail fast on names, before any work.
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     DATASET_REGISTRY.get(cfg.DATASET.NAME)
     EVALUATOR_REGISTRY.get(cfg.TEST.EVALUATOR)
-    if args.eval_only and not args.model_dir and cfg.TRAINER.NAME != "ZeroshotCLIP":
+    if args.eval_only and not args.model_dir and not any(m.eval_only for m in methods_of_trainer(cfg.TRAINER.NAME)):
         raise ValueError("--eval-only needs --model-dir (the directory of a trained run)")
     _preflight(cfg, args)
 

@@ -25,14 +25,12 @@ def toy():
     from cpt.cli import catalog, plugins
     from cpt.engine.data import DATASET_REGISTRY
     from cpt.engine.trainer import TRAINER_REGISTRY
-    from cpt.trainers import config
 
     (module,) = load_plugins([PLUGIN])
     yield module
     for registry, name in ((TRAINER_REGISTRY, "ToyShift"), (REGULARIZERS, "toy_l2"), (POSTHOC, "toy_scale"),
                            (catalog.METHODS, "toyshift"), (DATASET_REGISTRY, "ToyColours")):
         registry._obj_map.pop(name, None)
-    config._DEFAULTS.pop("TOYSHIFT", None)
     plugins._loaded.pop(PLUGIN, None)
 
 

@@ -20,8 +20,8 @@ from cpt import (
 from cpt.datasets import world
 from cpt.datasets.captions import CaptionMatcher, caption_multihot, synonyms_for
 from cpt.engine.checkpoint import latest_checkpoint
-from cpt.trainers.base import masked_bce
 from cpt.trainers.taidpt import ranking_loss, softmax_pool
+from cpt.trainers.task import masked_bce
 from tests import runs
 
 N_TRAIN, N_VAL, N_TEST = 40, 16, 24

@@ -34,7 +34,7 @@ def fake(tmp_path):
             text += f"  MAX_EPOCH: {ep}  # epochs\n  LR: 0.0035\n"
         configs.append((trainer, name, text))
     root = tmp_path / "repo"
-    fake_repo(root, configs, ("dtd", "eurosat", "shapeworld"), copy=("scripts", "cpt", "cli", "calibration"))  # drivers + catalog
+    fake_repo(root, configs, ("dtd", "eurosat", "shapeworld"), copy=("scripts", "cpt", "cli", "calibration", "trainers"))  # drivers + catalog
     log = tmp_path / "calls.jsonl"
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATA", "DATASETS", "SEEDS", "CFG", "CALIB", "SHOTS", "OUTPUT", "OPTS", "GPU",

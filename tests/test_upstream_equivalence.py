@@ -195,13 +195,13 @@ def test_maple_fp16_rounding_is_what_separates_the_fixtures(setup, tmp_path):
 
 
 def test_template_tables_are_upstreams():
-    from cpt.trainers.templates import method_templates
+    from cpt.engine.trainer import TRAINER_REGISTRY
     with open(os.path.join(FIX, "templates_upstream.json")) as f:
         up = json.load(f)
     uses = {"ZeroshotCLIP": "ZeroshotCLIP", "CoOp": "ZeroshotCLIP", "CoCoOp": "ZeroshotCLIP", "MaPLe": "MaPLe",
             "KgCoOp": "KgCoOp"}
     for method, key in uses.items():
-        table = method_templates(method)[0]
+        table = TRAINER_REGISTRY.get(method).templates[0]
         assert {k: table[k] for k in up[key]["templates"]} == up[key]["templates"], method
     # TCPT's fork: each base method keeps its own table
     for base in ("CoOp", "MaPLe", "KgCoOp"):

@@ -4,7 +4,8 @@ plugin would add them (tests/test_extending.py loads this file through ``CPT_PLU
 
 - ``ToyShift`` (method ``toyshift``): the class text features are the zero-shot ones plus a learned
   per-class shift, ``t_c = normalize(t0_c + s_c)`` with ``s`` initialised at 0, so before training
-  it is zero-shot CLIP.
+  it is zero-shot CLIP. Like a built-in method, the class declares its config node and defaults and
+  its catalog entry (here: CoOp's world config).
 - ``toy_l2`` regularizer: ``WEIGHT * mean(logits ** 2)``, needs only the logits.
 - ``toy_scale`` post-hoc calibrator: divides the logits by ``FACTOR``.
 - ``ToyColours`` dataset: one folder of images per class under ``<root>/toy_colours/``
@@ -20,14 +21,10 @@ import torch.nn.functional as F
 
 from cpt.calibration.posthoc import PosthocCalibrator, register_posthoc
 from cpt.calibration.regularizers import Regularizer, register_regularizer
-from cpt.cli import catalog
 from cpt.datasets.splits import FolderBenchmark
 from cpt.engine.data import DATASET_REGISTRY
 from cpt.engine.trainer import TRAINER_REGISTRY
 from cpt.trainers.base import ClipPromptTrainer
-from cpt.trainers.config import add_trainer_node
-
-add_trainer_node("TOYSHIFT", PREC="fp32")
 
 
 class ShiftLearner(nn.Module):
@@ -40,15 +37,14 @@ class ShiftLearner(nn.Module):
 @TRAINER_REGISTRY.register()
 class ToyShift(ClipPromptTrainer):
     cfg_node = "TOYSHIFT"
+    cfg_defaults = dict(PREC="fp32")
+    catalog_entry = {"name": "toyshift", "config": "world_ep50", "config_dirs": ("CoOp",)}
 
     def build_learner(self):
         return ShiftLearner(self.zs_text_features)
 
     def class_text_features(self):
         return F.normalize(self.learner.zs + self.learner.shift, dim=-1)
-
-
-catalog.register_method("toyshift", trainer="ToyShift", config="world_ep50", config_dirs=("CoOp",))
 
 
 @register_regularizer("toy_l2")

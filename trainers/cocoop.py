@@ -3,7 +3,7 @@
 A meta-net ``Linear(E, E // 16) - ReLU - Linear(E // 16, D)`` maps the normalised frozen image
 feature (width ``E``) to a bias added to every context token (width ``D``), so text features are
 computed per image (in chunks of ``max_text_rows`` sequences). Keys ``TRAINER.COCOOP``:
-``N_CTX``, ``CTX_INIT``, ``PREC``. The image encoder is frozen: ``TEST.CACHE_FEATURES`` applies.
+``N_CTX``, ``CTX_INIT``, ``PREC``, ``LOSS``. The image encoder is frozen: ``TEST.CACHE_FEATURES`` applies.
 """
 from collections import OrderedDict
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..engine.trainer import TRAINER_REGISTRY
 from .base import ClipPromptTrainer
 from .clip import PromptLearner, encode_prompts
-from .coop import build_coop_learner
+from .learners import context_learner
 
 
 class CoCoOpPromptLearner(PromptLearner):
@@ -34,10 +34,12 @@ class CoCoOpPromptLearner(PromptLearner):
 @TRAINER_REGISTRY.register()
 class CoCoOp(ClipPromptTrainer):
     cfg_node = "COCOOP"
+    cfg_defaults = dict(N_CTX=16, CTX_INIT="", PREC="fp16", LOSS="ce")
+    catalog_entry = {"name": "cocoop", "config": "vit_b16_c4_ep10_batch1_ctxv1", "ml_config": "vit_b16_bce_ep10"}
     image_independent_text = False
 
     def build_learner(self):
-        return build_coop_learner(self, cls=CoCoOpPromptLearner)
+        return context_learner(self, cls=CoCoOpPromptLearner)
 
     def logits_from_features(self, image_features, text_features=None):
         """Per-image prompts: ``logits[b, c] = scale * <imf_b, t_{b,c}>``."""

@@ -1,34 +1,23 @@
 """CoOp (Zhou et al., IJCV 2022): a learnable context shared by all classes (or one per class).
 
 Keys ``TRAINER.COOP``: ``N_CTX`` (ignored when ``CTX_INIT`` is set: the context is CTX_INIT's
-tokens, as in CoOp), ``CTX_INIT``, ``CSC``, ``CLASS_TOKEN_POSITION``, ``PREC``. Loss: CE (plus the
-configured calibration regularizers).
+tokens, as in CoOp), ``CTX_INIT``, ``CSC``, ``CLASS_TOKEN_POSITION``, ``PREC``, ``LOSS`` (``ce``;
+``bce`` on multi-label data) and ``W`` (KgCoOp's weight, kept for configs that put it under
+``TRAINER.COOP``). Loss: CE (plus the configured calibration regularizers).
 """
 import torch.nn.functional as F
 
 from ..engine.trainer import TRAINER_REGISTRY
 from .base import ClipPromptTrainer
-from .clip import PromptLearner
-
-
-def build_coop_learner(trainer, cls=PromptLearner, **extra):
-    """A :class:`PromptLearner` from ``TRAINER.<node>`` (CoOp's key semantics)."""
-    t = trainer.tcfg
-    key = f"TRAINER.{trainer.cfg_node}"
-    ctx_init = t.CTX_INIT
-    if ctx_init and t.N_CTX != trainer.clip.count_tokens(ctx_init.replace("_", " ")):
-        trainer.logger.info(f"{key}.CTX_INIT is set: the context has its token count; N_CTX={t.N_CTX} is ignored")
-    learner = cls(trainer.clip, trainer.classnames, n_ctx=None if ctx_init else t.N_CTX, ctx_init=ctx_init,
-                  csc=t.get("CSC", False), class_token_position=t.get("CLASS_TOKEN_POSITION", "end"),
-                  cfg_key=key, **extra)
-    trainer.logger.info(f'Initial context: "{learner.prefix_text}" ({learner.n_ctx} tokens'
-                        f'{", class-specific" if learner.csc else ""}, class token {learner.class_token_position})')
-    return learner
+from .learners import context_learner
 
 
 @TRAINER_REGISTRY.register()
 class CoOp(ClipPromptTrainer):
     cfg_node = "COOP"
+    cfg_defaults = dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end", W=8.0, LOSS="ce")
+    catalog_entry = {"name": "coop", "config": "vit_b16_ep50_ctxv1", "ml_config": "vit_b16_bce_ep10", "paper": "CoOp",
+                     "default": True}
 
     @property
     def supports_outliers(self):
@@ -36,7 +25,7 @@ class CoOp(ClipPromptTrainer):
         return not t.CSC and t.CLASS_TOKEN_POSITION == "end"
 
     def build_learner(self):
-        return build_coop_learner(self)
+        return context_learner(self)
 
     def outlier_text_features(self, words):
         x, ids = self.learner.prompts_for_names(self.clip, words)

@@ -4,7 +4,8 @@ Text tower: ``N_CTX`` learnable tokens (the first ``N_CTX`` of ``CTX_INIT``; the
 text) at layer 0 and a learnable ``(N_CTX, D_text)`` prompt replacing them before each layer
 ``1 .. PROMPT_DEPTH-1`` (1 = shallow only). Vision tower (a ViT): ``N_CTX`` tokens appended to the
 patch tokens, each layer's the projection of its text prompt by its own ``Linear(D_text,
-D_vision)``. The image encoder is prompted, so ``TEST.CACHE_FEATURES`` does not apply.
+D_vision)``. The image encoder is prompted, so ``TEST.CACHE_FEATURES`` does not apply. Keys
+``TRAINER.MAPLE``: ``N_CTX``, ``CTX_INIT``, ``PROMPT_DEPTH``, ``PREC``, ``LOSS``, ``UPSTREAM_HALF_PROMPTS``.
 
 ``UPSTREAM_HALF_PROMPTS True``: MaPLe's vendored ``clip/model.py`` (69bce21) casts the shared
 visual prompt (line 457) and the deep visual (line 306) and text (line 323) prompts with
@@ -64,6 +65,9 @@ def _half_rows(x, rows):
 @TRAINER_REGISTRY.register()
 class MaPLe(ClipPromptTrainer):
     cfg_node = "MAPLE"
+    cfg_defaults = dict(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9, LOSS="ce",
+                        UPSTREAM_HALF_PROMPTS=False)
+    catalog_entry = {"name": "maple", "config": "vit_b16_c2_ep5_batch4_2ctx", "paper": "MaPLe"}
     frozen_image_encoder = False
     supports_outliers = True
 
@@ -94,7 +98,7 @@ class MaPLe(ClipPromptTrainer):
         return self.learner.deep_prompts()[::2]  # (shared visual prompt, deep visual prompts)
 
     def image_features(self, images):
-        return self._image(images, *self._cached("visual", self._visual_prompts))
+        return self._image(images, *self.text_head.cached("visual", self._visual_prompts))
 
     def prepare_evaluation(self, cache):
         cache["visual"] = self._visual_prompts()

@@ -7,7 +7,7 @@ fitted on them at the first test after training and written as ``posthoc.json``,
 ``--eval-only`` runs must find in ``--model-dir``: test labels never fit anything), the zero-shot
 and tuned text features of the test (``new_*``) and training (``base_*``) classes (their names are
 saved as ``train_classnames.json`` beside every checkpoint), and ``zs_logits``. Single-label only;
-the validation evaluation of ``TEST.FINAL_MODEL best_val`` sees raw logits. ``info()`` goes into
+the validation evaluation of ``TEST.FINAL_MODEL best_val`` sees raw logits. ``results()`` goes into
 ``results.json`` (``posthoc_state``).
 """
 import json
@@ -39,7 +39,7 @@ def posthoc_providers(step):
     p = {"val_logits": lambda o: step.val_outputs()["logits"], "val_labels": lambda o: step.val_outputs()["labels"]}
     if t.image_independent_text and t.supports_outliers:
         as_float = lambda f: lambda o: f().float()  # noqa: E731
-        p.update(new_tuned=as_float(t._text_for_eval), new_zs=as_float(lambda: t.zs_text_features),
+        p.update(new_tuned=as_float(t.text_head.classes), new_zs=as_float(lambda: t.zs_text_features),
                  base_tuned=as_float(lambda: t.outlier_text_features(step.base_classnames())),
                  base_zs=as_float(lambda: t.clip.zero_shot_text_features(step.base_classnames(), t.template)))
     if t.frozen_image_encoder:
@@ -73,6 +73,11 @@ class PosthocStep:
         return self.name != "none"
 
     # --- persistence ---------------------------------------------------
+    def before_train(self):
+        """A training run: the training class names beside the checkpoints (read back by DAC)."""
+        if self.trainer.learner is not None:
+            save_train_classnames(self.trainer.output_dir, self.trainer.classnames)
+
     def on_load(self, directory):
         """After ``load_model(directory)``: read the fitted state / training class names
         (in a training run, reloading the best model keeps fitting on this run's data)."""
@@ -134,8 +139,9 @@ class PosthocStep:
         t.logger.info(f"Post-hoc calibration ({self.name}): {self.note}; metrics below are after it")
         return torch.as_tensor(out, dtype=torch.float32)
 
-    def info(self):
+    def results(self):
+        """``results.json``'s ``posthoc_state`` (an active calibrator)."""
         if not self.active:
-            return None
-        return {"name": self.name, "state": self.cal.summary(), "note": self.note,
-                "fitted_on": "validation split of the training run" if self.cal.saved else None}
+            return {}
+        return {"posthoc_state": {"name": self.name, "state": self.cal.summary(), "note": self.note,
+                                  "fitted_on": "validation split of the training run" if self.cal.saved else None}}

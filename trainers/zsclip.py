@@ -1,6 +1,6 @@
 """ZeroshotCLIP: hand-crafted prompts, no training (Dassl name ``ZeroshotCLIP``).
 
-``TRAINER.ZSCLIP.TEMPLATE`` overrides the dataset's template (``trainers/templates.py``);
+``TRAINER.ZSCLIP.TEMPLATE`` overrides the dataset's template (the default table of ``trainers/templates.py``);
 ``TRAINER.ZSCLIP.ENSEMBLE True`` averages the normalised features of CLIP's ensemble templates
 (``ZeroshotCLIP2`` is the same trainer with the ensemble always on). ``OPTIM.MAX_EPOCH`` is
 ignored: ``train()`` only evaluates.
@@ -13,6 +13,9 @@ from .templates import get_ensemble_templates, get_template
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(ClipPromptTrainer):
     cfg_node = "ZSCLIP"
+    cfg_defaults = dict(TEMPLATE="", ENSEMBLE=False, PREC="fp16")
+    catalog_entry = {"name": "zsclip", "config": "vit_b16", "ml_config": "vit_b16", "config_dirs": ("CoOp",),
+                     "eval_only": True, "paper": "ZeroShot"}
     ensemble = None  # None: read TRAINER.ZSCLIP.ENSEMBLE
 
     def build_learner(self):

@@ -1,6 +1,7 @@
 """The CLIP backbone adapter on open_clip (docs/design.md section 3): :mod:`.loading` resolves and
 loads weights offline (:func:`load_clip`), :mod:`.backbone` is the frozen :class:`ClipBackbone`
-(text path with deep prompts, image encoding), :mod:`.prompts` the :class:`PromptLearner`."""
+(text path with deep prompts, image encoding; the image side in :mod:`.image`), :mod:`.prompts` the
+:class:`PromptLearner`."""
 from .backbone import PRECISIONS, BackboneError, ClipBackbone, effective_precision
 from .loading import (
     DASSL_TO_OPEN_CLIP,

@@ -16,6 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import image
+from .image import replace_tokens, run_block
+
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
 
 
@@ -68,20 +71,6 @@ def _text_parts(model):
         f"{type(model).__name__}: the text tower is not a CLIP-style transformer (e.g. a Hugging Face "
         f"text model); prompt learning needs token embeddings, positional embedding, transformer, "
         f"ln_final and text_projection")
-
-
-def _run_block(block, x, attn_mask, batch_first):
-    """One residual block on NLD input (transposes for sequence-first blocks)."""
-    if batch_first:
-        return block(x, attn_mask=attn_mask)
-    return block(x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
-
-
-def _replace_tokens(x, prompt, start, stop):
-    """``x[:, start:stop] = prompt`` (out of place); prompt ``(n, D)`` or ``(N, n, D)``."""
-    if prompt.dim() == 2:
-        prompt = prompt.unsqueeze(0).expand(x.shape[0], -1, -1)
-    return torch.cat([x[:, :start], prompt.to(x.dtype), x[:, stop:]], dim=1)
 
 
 class ClipBackbone(nn.Module):
@@ -225,8 +214,8 @@ class ClipBackbone(nn.Module):
         batch_first = getattr(t.transformer, "batch_first", False)
         for i, block in enumerate(t.transformer.resblocks):
             if 1 <= i <= len(deep_prompts):
-                x = _replace_tokens(x, deep_prompts[i - 1], *ctx_slice)
-            x = _run_block(block, x, mask, batch_first)
+                x = replace_tokens(x, deep_prompts[i - 1], *ctx_slice)
+            x = run_block(block, x, mask, batch_first)
         rows = torch.arange(x.shape[0], device=x.device)
         if not return_tokens:
             return self._project_text(x[rows, pos])
@@ -269,95 +258,33 @@ class ClipBackbone(nn.Module):
             acc = f if acc is None else acc + f
         return F.normalize(acc / len(templates), dim=-1)
 
-    # --- image --------------------------------------------------------
+    # --- image (trainers/clip/image.py) --------------------------------
     def encode_image(self, images, visual_prompts=None, deep_visual_prompts=None, return_tokens=False):
         """Image features ``(B, embed_dim)`` (float32, not normalised).
 
         ``visual_prompts`` ``(n, vision_width)`` are appended after the patch tokens (before
         ``ln_pre``); entry ``j`` of ``deep_visual_prompts`` replaces them at the input of layer
         ``j + 1``. ``return_tokens`` also returns the patch tokens ``(B, n_patches, embed_dim)``
-        (after ``ln_post`` and ``proj``; a ModifiedResNet's: :meth:`_resnet_dense`). Prompts need a ViT.
+        (after ``ln_post`` and ``proj``; a ModifiedResNet's: :meth:`resnet_dense`). Prompts need a ViT.
         """
         v = self.model.visual
         if visual_prompts is None and not deep_visual_prompts and not return_tokens:
-            side = self._attnpool_side() if self.is_attnpool_resnet else None
+            side = image.attnpool_side(v) if self.is_attnpool_resnet else None
             if side is not None and not images.shape[-2] // 32 == side == images.shape[-1] // 32:
-                return self._resnet_dense(images)[0]  # off the pool's grid (input / 32): resized positions
+                return self.resnet_dense(images)[0]  # off the pool's grid (input / 32): resized positions
             return self.model.encode_image(images.to(self._image_dtype())).float()
         if return_tokens and visual_prompts is None and not deep_visual_prompts and self.is_attnpool_resnet:
-            return self._resnet_dense(images)
+            return self.resnet_dense(images)
         if not self.is_vit:
             raise BackboneError(f"{self.arch}: visual prompts and patch tokens need a ViT image tower, "
                                 f"got {type(v).__name__}")
         if getattr(v, "attn_pool", None) is not None:
             raise BackboneError(f"{self.arch}: attentional-pool image towers are not supported with prompts")
-        x = v.conv1(images.to(v.conv1.weight.dtype))
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
-        n_prompt = 0
-        if visual_prompts is not None:
-            n_prompt = visual_prompts.shape[-2]
-            x = _replace_tokens(x, visual_prompts, x.shape[1], x.shape[1])  # appended after the patches
-        x = v.ln_pre(x)
-        deep = list(deep_visual_prompts or [])
-        if deep and n_prompt == 0:
-            raise ValueError("deep visual prompts need visual_prompts (the tokens they replace)")
-        if len(deep) >= self.n_vision_layers:
-            raise ValueError(f"{len(deep)} deep visual prompts for a {self.n_vision_layers}-layer image tower")
-        batch_first = getattr(v.transformer, "batch_first", False)
-        n_tok = x.shape[1]
-        for i, block in enumerate(v.transformer.resblocks):
-            if 1 <= i <= len(deep):
-                x = _replace_tokens(x, deep[i - 1], n_tok - n_prompt, n_tok)
-            x = _run_block(block, x, None, batch_first)
-        if n_prompt:
-            x = x[:, :-n_prompt]
-        pooled, tokens = v._pool(x)
-        if v.proj is not None:
-            pooled, tokens = pooled @ v.proj, tokens @ v.proj
-        return (pooled.float(), tokens.float()) if return_tokens else pooled.float()
+        return image.vit_forward(v, images, visual_prompts, deep_visual_prompts, return_tokens)
 
-    def _attnpool_side(self):
-        """Side of the square feature grid the attention pool was trained on (its positional embedding)."""
-        return int(round((self.model.visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
-
-    def _resnet_dense(self, images, positional=True):
-        """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (float32, not normalised).
-
-        Global: the attention pool's output. Dense at location ``k``: the pool's value path alone,
-        ``c_proj(v_proj(x_k + pos_k))``, whose attention-weighted mean is the pooled output, so
-        both live in one embedding space (TaI-DPT's RN50 local features, as MaskCLIP's). A grid
-        other than the pool's own resizes the positional embedding (bicubic); ``positional=False``
-        adds none (upstream TaI-DPT's evaluation).
-        """
-        v = self.model.visual
-        pool = v.attnpool
-        x = images.to(self._image_dtype())
-        x = v.stem(x)
-        x = v.layer4(v.layer3(v.layer2(v.layer1(x))))
-        b, c, h, w = x.shape
-        x = x.reshape(b, c, h * w).permute(2, 0, 1)  # (HW, B, C)
-        x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # (HW + 1, B, C)
-        pos = pool.positional_embedding.to(x.dtype)
-        if not positional:
-            pos = torch.zeros_like(x[:, 0])
-        elif pos.shape[0] != h * w + 1:
-            side = self._attnpool_side()
-            grid = pos[1:].reshape(1, side, side, c).permute(0, 3, 1, 2).float()
-            grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
-            pos = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(h * w, c).to(x.dtype)], dim=0)
-        x = x + pos[:, None, :]
-        pooled, _ = F.multi_head_attention_forward(
-            query=x[:1], key=x, value=x, embed_dim_to_check=c, num_heads=pool.num_heads,
-            q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight,
-            v_proj_weight=pool.v_proj.weight, in_proj_weight=None,
-            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
-            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
-            out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
-            use_separate_proj_weight=True, training=False, need_weights=False)
-        dense = pool.c_proj(pool.v_proj(x[1:]))  # (HW, B, E)
-        return pooled[0].float(), dense.permute(1, 0, 2).float()
+    def resnet_dense(self, images, positional=True):
+        """``(global (B, E), dense (B, H*W, E))`` of a ModifiedResNet (:func:`image.resnet_dense`)."""
+        return image.resnet_dense(self.model.visual, images.to(self._image_dtype()), positional)
 
     def _image_dtype(self):
         v = self.model.visual
