@@ -209,6 +209,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     load_plugins()
     try:
+        a.method = a.method or catalog.default_method()  # METHOD unset in scripts/multilabel/
         if a.action == "parse":
             return parse(a.method, a.multilabel, a.args)
         drv = Driver(a.method, a.multilabel, a.prog)

@@ -107,7 +107,7 @@ def expand_grid(grid, root=REPO_ROOT):
     python = grid.get("python") or os.environ.get("PYTHON") or sys.executable
     log_dir = grid.get("log_dir") or os.path.join(output, "sweep_logs")
     runs = []
-    for spec in grid.get("methods") or ["coop"]:
+    for spec in grid.get("methods") or [catalog.default_method()]:
         name, cfg = (spec.get("method"), spec.get("cfg")) if isinstance(spec, dict) else (str(spec), None)
         name, _, cfg_in_name = str(name).partition(":")
         for calib in calibs:
@@ -134,7 +134,8 @@ def build_parser():
     p.add_argument("--datasets", nargs="+",
                    help="dataset yaml stems or .yaml paths (default: the 11 benchmarks)")
     p.add_argument("--seeds", nargs="+", type=int, help="default 1 2 3")
-    p.add_argument("--methods", nargs="+", help="method[:cfg] of the catalog (python -m cpt.cli.catalog; default coop)")
+    p.add_argument("--methods", nargs="+", help="method[:cfg] of the catalog (python -m cpt.cli.catalog; default: its "
+                   "default method)")
     p.add_argument("--calibs", nargs="+", help="calibration presets (configs/calibration/<name>.yaml) or none")
     p.add_argument("--shots", type=int)
     p.add_argument("--output", help="output root (default $OUTPUT or <repo>/output)")

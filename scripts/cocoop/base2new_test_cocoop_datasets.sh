@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CoCoOp, base-to-new: evaluate the new classes of every dataset x seed (DATASETS, SEEDS).
+# Base-to-new: evaluate the new classes of every dataset x seed (cpt_run cocoop test_datasets).
 # usage: bash base2new_test_cocoop_datasets.sh [GPU]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run cocoop test_datasets "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" test_datasets "$@"  # the method is the folder's name

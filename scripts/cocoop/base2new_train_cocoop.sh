@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CoCoOp, base-to-new: train on the base classes of one dataset.
+# Base-to-new: train this folder's method on the base classes of one dataset (cpt_run cocoop train).
 # usage: bash base2new_train_cocoop.sh DATASET SEED [GPU]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run cocoop train "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" train "$@"  # the method is the folder's name

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MaPLe, base-to-new: evaluate on the new classes.
+# Base-to-new: evaluate this folder's method on the new classes (cpt_run maple test).
 # usage: bash base2new_test_maple.sh [DATASET SEED] [GPU]   (no DATASET SEED: every trained dataset/seed)
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run maple test "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" test "$@"  # the method is the folder's name

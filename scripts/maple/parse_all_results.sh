@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tables of the MaPLe runs under $OUTPUT (default <repo>/output): base, new, HM, ECE per dataset.
+# Tables of this folder's method's runs under $OUTPUT (default <repo>/output; cpt_run maple parse).
 # usage: bash parse_all_results.sh [any scripts/parse_results.py option: --format csv, --compare-paper, ...]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run maple parse "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" parse "$@"  # the method is the folder's name

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TaI-DPT, multi-label base-to-new: evaluate the new classes of every dataset x seed.
+# Base-to-new: evaluate the new classes of every dataset x seed (cpt_run taidpt test_datasets).
 # usage: bash base2new_test_taidpt_datasets.sh [GPU]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run taidpt test_datasets "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" test_datasets "$@"  # the method is the folder's name

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# TaI-DPT, multi-label base-to-new: train on the base classes of one dataset (with the default
-# config vit_b16: on the COCO captions, DATASET.TRAIN_SOURCE captions).
+# Base-to-new: train this folder's method on the base classes of one dataset (cpt_run taidpt train).
 # usage: bash base2new_train_taidpt.sh DATASET SEED [GPU]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run taidpt train "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" train "$@"  # the method is the folder's name

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# TaI-DPT, domain generalisation: evaluate the DG_SOURCE-trained prompts on DG_TARGETS (default
-# coco2017 coco_lt: COCO-2017 val and the COCO-LT test set with its head/medium/tail groups).
-# usage: bash dg_test_taidpt.sh TARGET SEED [GPU]   bash dg_test_taidpt.sh   # every target x seed
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run taidpt dg_test "$@"
+# Domain generalisation: evaluate the DG_SOURCE model on DG_TARGETS (cpt_run taidpt dg_test).
+# usage: bash dg_test_taidpt.sh [TARGET SEED [GPU]]   (no args: every target x seed)
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" dg_test "$@"  # the method is the folder's name

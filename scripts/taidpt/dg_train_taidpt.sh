@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# TaI-DPT, domain generalisation: train on DG_SOURCE (default coco2014, all 80 classes) and
-# evaluate on its own test set (COCO-2014 val).
-# usage: bash dg_train_taidpt.sh SEED [GPU]        bash dg_train_taidpt.sh   # every seed of SEEDS
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run taidpt dg_train "$@"
+# Domain generalisation: train this folder's method on DG_SOURCE, all classes (cpt_run taidpt dg_train).
+# usage: bash dg_train_taidpt.sh [SEED [GPU]]   (no SEED: every seed of SEEDS)
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" dg_train "$@"  # the method is the folder's name

@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
-# Multi-label tables of the TaI-DPT runs under $OUTPUT (default <repo>/output): mAP, CF1/OF1 and
-# ECE on base and new classes (head/medium/tail ECE where the dataset defines the groups), and the
-# domain-generalisation table when $OUTPUT/dg exists.
-# usage: bash parse_all_results.sh [any scripts/parse_results.py option]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run taidpt parse "$@"
+# Tables of this folder's method's runs under $OUTPUT (default <repo>/output; cpt_run taidpt parse).
+# usage: bash parse_all_results.sh [any scripts/parse_results.py option: --format csv, --compare-paper, ...]
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" parse "$@"  # the method is the folder's name

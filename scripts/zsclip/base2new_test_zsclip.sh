@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ZeroshotCLIP, base-to-new: evaluate on the new classes.
-# usage: bash base2new_test_zsclip.sh [DATASET SEED] [GPU]   (none: every finished base dataset/seed)
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run zsclip test "$@"
+# Base-to-new: evaluate this folder's method on the new classes (cpt_run zsclip test).
+# usage: bash base2new_test_zsclip.sh [DATASET SEED] [GPU]   (no DATASET SEED: every trained dataset/seed)
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" test "$@"  # the method is the folder's name

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ZeroshotCLIP, base-to-new: evaluate zero-shot CLIP on the base classes of one dataset (no training).
+# Base-to-new: train this folder's method on the base classes of one dataset (cpt_run zsclip train).
 # usage: bash base2new_train_zsclip.sh DATASET SEED [GPU]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run zsclip train "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" train "$@"  # the method is the folder's name

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ZeroshotCLIP, base-to-new: evaluate the base classes of every dataset x seed (DATASETS, SEEDS).
+# Base-to-new: train this folder's method on every dataset x seed (DATASETS, SEEDS; cpt_run zsclip train_datasets).
 # usage: bash base2new_train_zsclip_datasets.sh [GPU]
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
-cpt_run zsclip train_datasets "$@"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" && source "$here/../common.sh"
+cpt_run "$(basename "$here")" train_datasets "$@"  # the method is the folder's name
