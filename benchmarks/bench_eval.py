@@ -18,6 +18,7 @@ import tempfile
 import torch
 
 from benchlib import add_run_flags, best_time, serve, trainer_cfg, write_images
+from cpt import trainers  # noqa: F401  (registers the trainers)
 from cpt.cli import catalog
 from cpt.engine.trainer import TRAINER_REGISTRY, build_trainer
 
